@@ -1,0 +1,172 @@
+//! Inference configuration: behaviour (what the caller sees) and sampling (how tokens are chosen).
+//!
+//! Rules: defaults follow llama.cpp's so results compare with llama-server and llama-cpp-python; every field is
+//! checked by `validate()` and an out-of-range value names the field, the value and the accepted range.
+
+use crate::error::CortexError;
+
+/// Most stop strings one request may carry.
+pub const MAX_STOP_STRINGS: usize = 16;
+/// Longest stop string, in bytes.
+pub const MAX_STOP_BYTES: usize = 256;
+
+/// What the caller sees of a generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Behavior {
+    /// Emit thought events. When false the output is still parsed and thoughts are dropped.
+    pub show_thinking: bool,
+    /// Most tokens to generate (reasoning included); `None` runs until the model stops or the context is full.
+    pub max_tokens: Option<u32>,
+    /// Strings that end the generation; the matched text is not emitted.
+    pub stop: Vec<String>,
+    /// Context window in tokens; `None` lets the engine choose.
+    pub context_size: Option<u32>,
+}
+
+impl Default for Behavior {
+    fn default() -> Self {
+        Self {
+            show_thinking: true,
+            max_tokens: None,
+            stop: Vec::new(),
+            context_size: None,
+        }
+    }
+}
+
+/// How the next token is chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// 0 means greedy.
+    pub temperature: f32,
+    /// 0 disables top-k.
+    pub top_k: u32,
+    /// 1.0 disables top-p.
+    pub top_p: f32,
+    /// 0.0 disables min-p.
+    pub min_p: f32,
+    /// 1.0 disables the repetition penalty.
+    pub repeat_penalty: f32,
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+    /// Makes sampled output reproducible; `None` picks a random seed.
+    pub seed: Option<u32>,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            seed: None,
+        }
+    }
+}
+
+/// Behaviour and sampling of one request.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InferenceConfig {
+    pub behavior: Behavior,
+    pub sampling: Sampling,
+}
+
+impl InferenceConfig {
+    pub fn validate(&self) -> Result<(), CortexError> {
+        self.behavior.validate()?;
+        self.sampling.validate()
+    }
+}
+
+impl Behavior {
+    pub fn validate(&self) -> Result<(), CortexError> {
+        if self.max_tokens == Some(0) {
+            return Err(CortexError::invalid("max_tokens", 0, "must be at least 1, or None for no limit"));
+        }
+        if let Some(n) = self.context_size
+            && !(16..=1 << 20).contains(&n)
+        {
+            return Err(CortexError::invalid("context_size", n, "must be between 16 and 1048576 tokens, or None"));
+        }
+        if self.stop.len() > MAX_STOP_STRINGS {
+            return Err(CortexError::invalid("stop", format!("{} strings", self.stop.len()), "at most 16 stop strings"));
+        }
+        for s in &self.stop {
+            if s.is_empty() {
+                return Err(CortexError::invalid("stop", "\"\"", "stop strings must not be empty"));
+            }
+            if s.len() > MAX_STOP_BYTES {
+                return Err(CortexError::invalid("stop", format!("{} bytes", s.len()), "each stop string is at most 256 bytes"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sampling {
+    pub fn validate(&self) -> Result<(), CortexError> {
+        check(self.temperature, "temperature", |v| (0.0..=100.0).contains(&v), "must be between 0 (greedy) and 100")?;
+        check(self.top_p, "top_p", |v| v > 0.0 && v <= 1.0, "must be in (0, 1]; 1 disables it")?;
+        check(self.min_p, "min_p", |v| (0.0..=1.0).contains(&v), "must be in [0, 1]; 0 disables it")?;
+        check(self.repeat_penalty, "repeat_penalty", |v| v > 0.0 && v <= 10.0, "must be in (0, 10]; 1 disables it")?;
+        check(self.presence_penalty, "presence_penalty", |v| (-2.0..=2.0).contains(&v), "must be in [-2, 2]")?;
+        check(self.frequency_penalty, "frequency_penalty", |v| (-2.0..=2.0).contains(&v), "must be in [-2, 2]")?;
+        Ok(())
+    }
+}
+
+fn check(value: f32, field: &'static str, ok: impl Fn(f32) -> bool, expected: &'static str) -> Result<(), CortexError> {
+    // NaN fails every range check above, so it is reported like any other bad value.
+    if value.is_finite() && ok(value) {
+        Ok(())
+    } else {
+        Err(CortexError::invalid(field, value, expected))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        InferenceConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_field() {
+        let cases: Vec<(Sampling, &str)> = vec![
+            (Sampling { temperature: -0.1, ..Default::default() }, "temperature"),
+            (Sampling { temperature: f32::NAN, ..Default::default() }, "temperature"),
+            (Sampling { top_p: 0.0, ..Default::default() }, "top_p"),
+            (Sampling { min_p: 1.5, ..Default::default() }, "min_p"),
+            (Sampling { repeat_penalty: 0.0, ..Default::default() }, "repeat_penalty"),
+            (Sampling { presence_penalty: 3.0, ..Default::default() }, "presence_penalty"),
+            (Sampling { frequency_penalty: f32::INFINITY, ..Default::default() }, "frequency_penalty"),
+        ];
+        for (sampling, field) in cases {
+            match sampling.validate() {
+                Err(CortexError::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: expected an error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn behavior_limits() {
+        let bad = [
+            Behavior { max_tokens: Some(0), ..Default::default() },
+            Behavior { context_size: Some(8), ..Default::default() },
+            Behavior { stop: vec![String::new()], ..Default::default() },
+            Behavior { stop: vec!["x".into(); 17], ..Default::default() },
+            Behavior { stop: vec!["x".repeat(257)], ..Default::default() },
+        ];
+        for b in bad {
+            assert!(b.validate().is_err(), "{b:?} should be rejected");
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The one error enum of the cortex crate. `rust/native` maps each variant to one Python exception class.
+
+/// Everything that can go wrong inside cortex.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CortexError {
+    /// A configuration value is out of range. Names the field, the value and what is accepted.
+    #[error("invalid {field} = {value}: {expected}")]
+    InvalidConfig {
+        field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    /// The request itself is malformed (messages, roles, empty input).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The engine failed while generating; the stream ends with this error.
+    #[error("engine failure: {0}")]
+    Engine(String),
+    /// The engine's worker is gone (closed by its owner, or stopped after a panic).
+    #[error("the engine is closed; create a new one to keep generating")]
+    EngineClosed,
+}
+
+impl CortexError {
+    pub(crate) fn invalid(field: &'static str, value: impl std::fmt::Display, expected: &'static str) -> Self {
+        Self::InvalidConfig {
+            field,
+            value: value.to_string(),
+            expected,
+        }
+    }
+}

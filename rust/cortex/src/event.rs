@@ -1,0 +1,91 @@
+//! The event protocol: what one generation tells its caller, in order.
+//!
+//! Rules: `ProcessStart` comes first, when the worker picks the request up. A thought is `Start`, any number of
+//! non-empty `Delta`s, then `Stop`. `Content` is never empty. `Complete` is the last event of a stream that was not
+//! ended by an error; after an error nothing follows.
+
+/// One event of a generation stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InferenceEvent {
+    /// The worker started on this request (it may have waited in the queue before).
+    ProcessStart,
+    /// A piece of the model's reasoning (`<think>…</think>`).
+    Thought(ThoughtEvent),
+    /// A piece of the answer.
+    Content(String),
+    /// The generation ended normally.
+    Complete(Completion),
+}
+
+/// The three parts of a thought block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThoughtEvent {
+    Start,
+    Delta(String),
+    Stop,
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model ended its answer, or a stop string matched.
+    Stop,
+    /// `max_tokens` was reached.
+    Length,
+    /// The caller cancelled the stream.
+    Cancelled,
+}
+
+impl FinishReason {
+    /// The OpenAI-style name: `stop`, `length`, `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Token counts of one generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// How many of `prompt_tokens` were reused from the engine's cache instead of being evaluated again.
+    pub cached_prompt_tokens: u32,
+}
+
+/// Wall-clock timings of one generation, measured on the worker thread.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Timings {
+    /// Time to evaluate the prompt (from pickup to the first generated token being possible).
+    pub prompt_ms: f64,
+    /// Time spent generating tokens after the prompt.
+    pub decode_ms: f64,
+    /// Prompt tokens actually evaluated (not cached) per second.
+    pub prompt_tokens_per_s: f64,
+    /// Generated tokens per second.
+    pub decode_tokens_per_s: f64,
+}
+
+impl Timings {
+    /// Builds timings from durations and token counts; rates are 0 when nothing was measured.
+    pub fn from_counts(prompt_ms: f64, evaluated_prompt_tokens: u32, decode_ms: f64, completion_tokens: u32) -> Self {
+        let rate = |n: u32, ms: f64| if ms > 0.0 { f64::from(n) * 1000.0 / ms } else { 0.0 };
+        Self {
+            prompt_ms,
+            decode_ms,
+            prompt_tokens_per_s: rate(evaluated_prompt_tokens, prompt_ms),
+            decode_tokens_per_s: rate(completion_tokens, decode_ms),
+        }
+    }
+}
+
+/// The payload of [`InferenceEvent::Complete`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Completion {
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+    pub timings: Timings,
+}

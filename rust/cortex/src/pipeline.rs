@@ -1,0 +1,195 @@
+//! One generation's output path: token bytes → UTF-8 → stop strings → think parser → events on the channel.
+//!
+//! Rules: every engine pushes raw token bytes through [`Generation::token`] and obeys the [`Flow`] it returns. The
+//! Generation owns cancellation (checked before every token), `max_tokens`, usage counting and timings, so engines
+//! cannot disagree on them. Events are sent as soon as they are complete; the bounded channel is the back-pressure.
+
+use std::time::Instant;
+
+use async_channel::Sender;
+
+use crate::cancel::CancelToken;
+use crate::engine::ChatRequest;
+use crate::error::CortexError;
+use crate::event::{Completion, FinishReason, InferenceEvent, Timings, Usage};
+use crate::stop::StopMatcher;
+use crate::think::{ThinkParser, ThinkTags};
+use crate::utf8::Utf8Stream;
+use crate::worker::{StreamItem, WorkerStats};
+
+/// What an engine reports once its prompt is evaluated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PromptInfo {
+    pub prompt_tokens: u32,
+    /// Prompt tokens reused from the engine's cache rather than evaluated.
+    pub cached_tokens: u32,
+    /// The rendered prompt ends inside an open `<think>`, so the output starts as a thought.
+    pub think_pre_opened: bool,
+}
+
+/// Whether the engine should generate another token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// The per-request sink an engine writes tokens into.
+#[derive(Debug)]
+pub struct Generation<'a> {
+    tx: &'a Sender<StreamItem>,
+    cancel: &'a CancelToken,
+    stats: &'a WorkerStats,
+    show_thinking: bool,
+    max_tokens: Option<u32>,
+    utf8: Utf8Stream,
+    stop: StopMatcher,
+    think: ThinkParser,
+    decoded: String,
+    shaped: String,
+    events: Vec<InferenceEvent>,
+    usage: Usage,
+    picked_up: Instant,
+    prompt_done: Option<Instant>,
+    finish: Option<FinishReason>,
+}
+
+impl<'a> Generation<'a> {
+    pub(crate) fn new(request: &ChatRequest, tx: &'a Sender<StreamItem>, cancel: &'a CancelToken, stats: &'a WorkerStats) -> Self {
+        let behavior = &request.config.behavior;
+        Self {
+            tx,
+            cancel,
+            stats,
+            show_thinking: behavior.show_thinking,
+            max_tokens: behavior.max_tokens,
+            utf8: Utf8Stream::default(),
+            stop: StopMatcher::new(behavior.stop.clone()),
+            think: ThinkParser::new(ThinkTags::default(), false),
+            decoded: String::new(),
+            shaped: String::new(),
+            events: Vec::with_capacity(4),
+            usage: Usage::default(),
+            picked_up: Instant::now(),
+            prompt_done: None,
+            finish: None,
+        }
+    }
+
+    /// The request's cancellation token, for engines that wait between tokens.
+    pub fn cancel_token(&self) -> &CancelToken {
+        self.cancel
+    }
+
+    /// Records the evaluated prompt. Call once, before the first token.
+    pub fn prompt_processed(&mut self, info: PromptInfo) {
+        self.usage.prompt_tokens = info.prompt_tokens;
+        self.usage.cached_prompt_tokens = info.cached_tokens;
+        self.think = ThinkParser::new(ThinkTags::default(), info.think_pre_opened);
+        self.prompt_done = Some(Instant::now());
+    }
+
+    /// Pushes one generated token's bytes. The engine must stop when this returns [`Flow::Stop`].
+    pub fn token(&mut self, piece: &[u8]) -> Flow {
+        if self.finish.is_some() {
+            return Flow::Stop;
+        }
+        if self.cancel.is_cancelled() {
+            return self.stop_with(FinishReason::Cancelled);
+        }
+        if self.prompt_done.is_none() {
+            self.prompt_processed(PromptInfo::default());
+        }
+        self.usage.completion_tokens += 1;
+        self.stats.count_token();
+        self.utf8.push(piece, &mut self.decoded);
+        let matched = self.shape();
+        if !self.deliver() {
+            return self.stop_with(FinishReason::Cancelled);
+        }
+        if matched {
+            return self.stop_with(FinishReason::Stop);
+        }
+        if self.max_tokens.is_some_and(|max| self.usage.completion_tokens >= max) {
+            return self.stop_with(FinishReason::Length);
+        }
+        Flow::Continue
+    }
+
+    /// Flushes held text and sends `Complete`. Called by the worker after the engine returns `Ok`.
+    pub(crate) fn complete(mut self) {
+        if self.finish.is_none() && self.cancel.is_cancelled() {
+            self.finish = Some(FinishReason::Cancelled);
+        }
+        // Only a stop-string match sets `Stop` here; it discards everything after the match, so nothing is flushed.
+        let matched_stop_string = self.finish == Some(FinishReason::Stop);
+        if !matched_stop_string {
+            self.utf8.finish(&mut self.decoded);
+            if self.shape() {
+                self.finish.get_or_insert(FinishReason::Stop);
+            } else {
+                self.stop.finish(&mut self.shaped);
+                self.think.feed(&self.shaped, &mut self.events);
+                self.shaped.clear();
+            }
+        }
+        self.think.finish(&mut self.events);
+        let finish_reason = self.finish.unwrap_or(FinishReason::Stop);
+        let end = Instant::now();
+        let prompt_done = self.prompt_done.unwrap_or(end);
+        let timings = Timings::from_counts(
+            ms(prompt_done - self.picked_up),
+            self.usage.prompt_tokens - self.usage.cached_prompt_tokens,
+            ms(end - prompt_done),
+            self.usage.completion_tokens,
+        );
+        self.events.push(InferenceEvent::Complete(Completion {
+            finish_reason,
+            usage: self.usage,
+            timings,
+        }));
+        self.deliver();
+    }
+
+    /// Runs decoded text through the stop matcher into `shaped`. Returns true on a stop-string match.
+    fn shape(&mut self) -> bool {
+        if self.decoded.is_empty() {
+            return false;
+        }
+        let matched = self.stop.push(&self.decoded, &mut self.shaped);
+        self.decoded.clear();
+        if !self.shaped.is_empty() {
+            self.think.feed(&self.shaped, &mut self.events);
+            self.shaped.clear();
+        }
+        matched
+    }
+
+    /// Sends pending events. Returns false when the receiver is gone.
+    fn deliver(&mut self) -> bool {
+        for ev in self.events.drain(..) {
+            if !self.show_thinking && matches!(ev, InferenceEvent::Thought(_)) {
+                continue;
+            }
+            if self.tx.send_blocking(Ok(ev)).is_err() {
+                return false; // Dropping the drain discards the rest.
+            }
+        }
+        true
+    }
+
+    fn stop_with(&mut self, reason: FinishReason) -> Flow {
+        self.finish.get_or_insert(reason);
+        Flow::Stop
+    }
+
+    /// Ends the stream with an error instead of `Complete`.
+    pub(crate) fn fail(self, err: CortexError) {
+        let _ = self.tx.send_blocking(Err(err));
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

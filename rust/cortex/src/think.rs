@@ -1,0 +1,297 @@
+//! The `<think>` state machine: text deltas in, thought and content events out.
+//!
+//! Rules:
+//! - Tags may be split anywhere across deltas; a possible partial tag is held back, never emitted.
+//! - A prompt that pre-opens the tag starts the parser inside a thought (`ThinkParser::new(tags, true)`).
+//! - A thought never closed is flushed at `finish` and closed with `Stop`.
+//! - A stray close tag outside a thought is dropped; an open tag inside a thought is plain thought text.
+//! - Leading white space of a thought, and of the answer right after a thought, is dropped (models put "\n" there).
+//! - Any split of a text gives the same events, once adjacent deltas are merged (property-tested below).
+
+use crate::event::{InferenceEvent, ThoughtEvent};
+use crate::stop::partial_suffix_len;
+
+/// The pair of tags around a thought.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThinkTags {
+    pub open: String,
+    pub close: String,
+}
+
+impl Default for ThinkTags {
+    fn default() -> Self {
+        Self {
+            open: "<think>".into(),
+            close: "</think>".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Content,
+    Thinking,
+}
+
+/// Incremental parser; one per generation.
+#[derive(Debug)]
+pub struct ThinkParser {
+    tags: ThinkTags,
+    state: State,
+    /// Text held back because it may be the start of a tag.
+    held: String,
+    /// A pre-opened thought whose `Start` has not been emitted yet.
+    start_pending: bool,
+    /// Drop white space until the next non-white-space character.
+    skip_space: bool,
+}
+
+impl ThinkParser {
+    /// `pre_opened`: the prompt already ends inside a thought, so the output starts as thinking.
+    pub fn new(tags: ThinkTags, pre_opened: bool) -> Self {
+        Self {
+            tags,
+            state: if pre_opened { State::Thinking } else { State::Content },
+            held: String::new(),
+            start_pending: pre_opened,
+            skip_space: pre_opened,
+        }
+    }
+
+    /// Parses one delta, appending the events it completes to `out`.
+    pub fn feed(&mut self, delta: &str, out: &mut Vec<InferenceEvent>) {
+        self.emit_pending_start(out);
+        let mut buf = std::mem::take(&mut self.held);
+        buf.push_str(delta);
+        let mut rest = buf.as_str();
+        loop {
+            match self.state {
+                State::Content => {
+                    let open = rest.find(&self.tags.open).map(|i| (i, true));
+                    let close = rest.find(&self.tags.close).map(|i| (i, false));
+                    match open.into_iter().chain(close).min() {
+                        Some((at, is_open)) => {
+                            self.text(&rest[..at], out);
+                            if is_open {
+                                out.push(InferenceEvent::Thought(ThoughtEvent::Start));
+                                self.state = State::Thinking;
+                                self.skip_space = true;
+                                rest = &rest[at + self.tags.open.len()..];
+                            } else {
+                                rest = &rest[at + self.tags.close.len()..];
+                            }
+                        }
+                        None => {
+                            let hold = partial_suffix_len(rest, &self.tags.open)
+                                .max(partial_suffix_len(rest, &self.tags.close));
+                            self.hold_back(rest, hold, out);
+                            return;
+                        }
+                    }
+                }
+                State::Thinking => match rest.find(&self.tags.close) {
+                    Some(at) => {
+                        self.text(&rest[..at], out);
+                        out.push(InferenceEvent::Thought(ThoughtEvent::Stop));
+                        self.state = State::Content;
+                        self.skip_space = true;
+                        rest = &rest[at + self.tags.close.len()..];
+                    }
+                    None => {
+                        let hold = partial_suffix_len(rest, &self.tags.close);
+                        self.hold_back(rest, hold, out);
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Flushes held text; closes a thought left open.
+    pub fn finish(&mut self, out: &mut Vec<InferenceEvent>) {
+        self.emit_pending_start(out);
+        let held = std::mem::take(&mut self.held);
+        self.text(&held, out);
+        if self.state == State::Thinking {
+            out.push(InferenceEvent::Thought(ThoughtEvent::Stop));
+            self.state = State::Content;
+        }
+    }
+
+    fn emit_pending_start(&mut self, out: &mut Vec<InferenceEvent>) {
+        if std::mem::take(&mut self.start_pending) {
+            out.push(InferenceEvent::Thought(ThoughtEvent::Start));
+        }
+    }
+
+    fn hold_back(&mut self, rest: &str, hold: usize, out: &mut Vec<InferenceEvent>) {
+        let (emit, keep) = rest.split_at(rest.len() - hold);
+        self.text(emit, out);
+        self.held.push_str(keep);
+    }
+
+    /// Emits text in the current state, dropping leading white space where asked.
+    fn text(&mut self, mut text: &str, out: &mut Vec<InferenceEvent>) {
+        if self.skip_space {
+            text = text.trim_start();
+            if text.is_empty() {
+                return;
+            }
+            self.skip_space = false;
+        }
+        if text.is_empty() {
+            return;
+        }
+        out.push(match self.state {
+            State::Content => InferenceEvent::Content(text.to_owned()),
+            State::Thinking => InferenceEvent::Thought(ThoughtEvent::Delta(text.to_owned())),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum E {
+        Start,
+        Think(String),
+        Stop,
+        Text(String),
+    }
+
+    /// Parses `pieces` and merges adjacent deltas of one kind.
+    fn parse(pieces: &[&str], pre_opened: bool) -> Vec<E> {
+        let mut parser = ThinkParser::new(ThinkTags::default(), pre_opened);
+        let mut raw = Vec::new();
+        for p in pieces {
+            parser.feed(p, &mut raw);
+        }
+        parser.finish(&mut raw);
+        let mut merged: Vec<E> = Vec::new();
+        for ev in raw {
+            let e = match ev {
+                InferenceEvent::Thought(ThoughtEvent::Start) => E::Start,
+                InferenceEvent::Thought(ThoughtEvent::Stop) => E::Stop,
+                InferenceEvent::Thought(ThoughtEvent::Delta(t)) => {
+                    assert!(!t.is_empty(), "empty thought delta");
+                    E::Think(t)
+                }
+                InferenceEvent::Content(t) => {
+                    assert!(!t.is_empty(), "empty content delta");
+                    E::Text(t)
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            match (merged.last_mut(), e) {
+                (Some(E::Think(a)), E::Think(b)) | (Some(E::Text(a)), E::Text(b)) => a.push_str(&b),
+                (_, e) => merged.push(e),
+            }
+        }
+        merged
+    }
+
+    fn think(s: &str) -> E {
+        E::Think(s.into())
+    }
+    fn text(s: &str) -> E {
+        E::Text(s.into())
+    }
+
+    /// (input, pre_opened, expected merged events)
+    fn cases() -> Vec<(&'static str, bool, Vec<E>)> {
+        vec![
+            ("plain answer", false, vec![text("plain answer")]),
+            ("<think>hmm</think>answer", false, vec![E::Start, think("hmm"), E::Stop, text("answer")]),
+            ("before<think>x</think>after", false, vec![text("before"), E::Start, think("x"), E::Stop, text("after")]),
+            ("<think>\nwhy?\n</think>\n\nbecause", false, vec![E::Start, think("why?\n"), E::Stop, text("because")]),
+            ("pre-opened</think>answer", true, vec![E::Start, think("pre-opened"), E::Stop, text("answer")]),
+            ("never closed <b>", false, vec![text("never closed <b>")]),
+            ("<think>left open", false, vec![E::Start, think("left open"), E::Stop]),
+            ("still thinking", true, vec![E::Start, think("still thinking"), E::Stop]),
+            ("", true, vec![E::Start, E::Stop]),
+            ("stray</think> close", false, vec![text("stray close")]),
+            ("<think>a<think>b</think>c", false, vec![E::Start, think("a<think>b"), E::Stop, text("c")]),
+            ("a < b <th ink", false, vec![text("a < b <th ink")]),
+            ("ends with <thi", false, vec![text("ends with <thi")]),
+            ("<think>ends with </thi", false, vec![E::Start, think("ends with </thi"), E::Stop]),
+            ("<think>é中</think>🦀 ok", false, vec![E::Start, think("é中"), E::Stop, text("🦀 ok")]),
+            ("<think></think>", false, vec![E::Start, E::Stop]),
+            ("  lead", false, vec![text("  lead")]),
+        ]
+    }
+
+    fn boundaries(s: &str) -> Vec<usize> {
+        (0..=s.len()).filter(|&i| s.is_char_boundary(i)).collect()
+    }
+
+    #[test]
+    fn table_unsplit() {
+        for (input, pre, want) in cases() {
+            assert_eq!(parse(&[input], pre), want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn table_at_every_split_point() {
+        for (input, pre, want) in cases() {
+            let cuts = boundaries(input);
+            for &i in &cuts {
+                for &j in cuts.iter().filter(|&&j| j >= i) {
+                    let pieces = [&input[..i], &input[i..j], &input[j..]];
+                    assert_eq!(parse(&pieces, pre), want, "input {input:?} split at {i},{j}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn table_one_character_at_a_time() {
+        for (input, pre, want) in cases() {
+            let chars: Vec<String> = input.chars().map(String::from).collect();
+            let pieces: Vec<&str> = chars.iter().map(String::as_str).collect();
+            assert_eq!(parse(&pieces, pre), want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn nothing_is_held_back_that_cannot_be_a_tag() {
+        let mut parser = ThinkParser::new(ThinkTags::default(), false);
+        let mut out = Vec::new();
+        parser.feed("hello <", &mut out);
+        assert_eq!(out, vec![InferenceEvent::Content("hello ".into())]);
+        out.clear();
+        parser.feed("b>", &mut out);
+        assert_eq!(out, vec![InferenceEvent::Content("<b>".into())]);
+    }
+
+    fn fragment() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "<think>", "</think>", "<", "</", "<th", "ink>", "think", ">", "/", "a", "b c", " ", "\n", "é", "中", "🦀",
+        ])
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_gives_the_same_events(
+            parts in prop::collection::vec(fragment(), 0..24),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+            pre in any::<bool>(),
+        ) {
+            let input: String = parts.concat();
+            let bounds = boundaries(&input);
+            let mut at: Vec<usize> = cuts.iter().map(|c| bounds[c.index(bounds.len())]).collect();
+            at.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut prev = 0;
+            for &c in &at {
+                pieces.push(&input[prev..c]);
+                prev = c;
+            }
+            pieces.push(&input[prev..]);
+            prop_assert_eq!(parse(&pieces, pre), parse(&[input.as_str()], pre));
+        }
+    }
+}

@@ -25,12 +25,7 @@ pub struct Behavior {
 
 impl Default for Behavior {
     fn default() -> Self {
-        Self {
-            show_thinking: true,
-            max_tokens: None,
-            stop: Vec::new(),
-            context_size: None,
-        }
+        Self { show_thinking: true, max_tokens: None, stop: Vec::new(), context_size: None }
     }
 }
 
@@ -93,14 +88,22 @@ impl Behavior {
             return Err(CortexError::invalid("context_size", n, "must be between 16 and 1048576 tokens, or None"));
         }
         if self.stop.len() > MAX_STOP_STRINGS {
-            return Err(CortexError::invalid("stop", format!("{} strings", self.stop.len()), "at most 16 stop strings"));
+            return Err(CortexError::invalid(
+                "stop",
+                format!("{} strings", self.stop.len()),
+                "at most 16 stop strings",
+            ));
         }
         for s in &self.stop {
             if s.is_empty() {
                 return Err(CortexError::invalid("stop", "\"\"", "stop strings must not be empty"));
             }
             if s.len() > MAX_STOP_BYTES {
-                return Err(CortexError::invalid("stop", format!("{} bytes", s.len()), "each stop string is at most 256 bytes"));
+                return Err(CortexError::invalid(
+                    "stop",
+                    format!("{} bytes", s.len()),
+                    "each stop string is at most 256 bytes",
+                ));
             }
         }
         Ok(())
@@ -121,11 +124,7 @@ impl Sampling {
 
 fn check(value: f32, field: &'static str, ok: impl Fn(f32) -> bool, expected: &'static str) -> Result<(), CortexError> {
     // NaN fails every range check above, so it is reported like any other bad value.
-    if value.is_finite() && ok(value) {
-        Ok(())
-    } else {
-        Err(CortexError::invalid(field, value, expected))
-    }
+    if value.is_finite() && ok(value) { Ok(()) } else { Err(CortexError::invalid(field, value, expected)) }
 }
 
 #[cfg(test)]

@@ -40,10 +40,7 @@ impl std::str::FromStr for Role {
             "user" => Ok(Self::User),
             "assistant" => Ok(Self::Assistant),
             "tool" => Ok(Self::Tool),
-            other => Err(CortexError::InvalidRequest(format!(
-                "unknown role {other:?}; use {}",
-                Self::NAMES
-            ))),
+            other => Err(CortexError::InvalidRequest(format!("unknown role '{other}'; use {}", Self::NAMES))),
         }
     }
 }

@@ -5,11 +5,7 @@
 pub enum CortexError {
     /// A configuration value is out of range. Names the field, the value and what is accepted.
     #[error("invalid {field} = {value}: {expected}")]
-    InvalidConfig {
-        field: &'static str,
-        value: String,
-        expected: &'static str,
-    },
+    InvalidConfig { field: &'static str, value: String, expected: &'static str },
     /// The request itself is malformed (messages, roles, empty input).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -23,10 +19,6 @@ pub enum CortexError {
 
 impl CortexError {
     pub(crate) fn invalid(field: &'static str, value: impl std::fmt::Display, expected: &'static str) -> Self {
-        Self::InvalidConfig {
-            field,
-            value: value.to_string(),
-            expected,
-        }
+        Self::InvalidConfig { field, value: value.to_string(), expected }
     }
 }

@@ -47,7 +47,11 @@ impl Default for PinkyOptions {
 impl PinkyOptions {
     pub fn validate(&self) -> Result<(), CortexError> {
         if self.delay > Duration::from_secs(60) {
-            return Err(CortexError::invalid("delay", format!("{:?}", self.delay), "must be at most 60 seconds per token"));
+            return Err(CortexError::invalid(
+                "delay",
+                format!("{:?}", self.delay),
+                "must be at most 60 seconds per token",
+            ));
         }
         Ok(())
     }
@@ -197,7 +201,14 @@ mod tests {
     #[test]
     fn a_script_with_split_characters_and_tags_comes_out_whole() {
         let crab = "🦀".as_bytes();
-        let script = vec![b"<th".to_vec(), b"ink>hm".to_vec(), crab[..1].to_vec(), crab[1..].to_vec(), b"</thi".to_vec(), b"nk>ok".to_vec()];
+        let script = vec![
+            b"<th".to_vec(),
+            b"ink>hm".to_vec(),
+            crab[..1].to_vec(),
+            crab[1..].to_vec(),
+            b"</thi".to_vec(),
+            b"nk>ok".to_vec(),
+        ];
         let worker = pinky(PinkyOptions { script: Some(script), ..fast() });
         let items = collect(&worker, Behavior::default());
         assert_eq!(text_of(&items), ("hm🦀".into(), "ok".into()));
@@ -216,7 +227,8 @@ mod tests {
 
     #[test]
     fn dropping_the_stream_stops_the_worker_within_a_token() {
-        let worker = pinky(PinkyOptions { delay: Duration::from_millis(2), reply_tokens: 1_000_000, ..Default::default() });
+        let worker =
+            pinky(PinkyOptions { delay: Duration::from_millis(2), reply_tokens: 1_000_000, ..Default::default() });
         let stream = worker.submit(request(Behavior::default())).unwrap();
         for _ in 0..5 {
             stream.receiver.recv_blocking().unwrap().unwrap();

@@ -56,7 +56,12 @@ pub struct Generation<'a> {
 }
 
 impl<'a> Generation<'a> {
-    pub(crate) fn new(request: &ChatRequest, tx: &'a Sender<StreamItem>, cancel: &'a CancelToken, stats: &'a WorkerStats) -> Self {
+    pub(crate) fn new(
+        request: &ChatRequest,
+        tx: &'a Sender<StreamItem>,
+        cancel: &'a CancelToken,
+        stats: &'a WorkerStats,
+    ) -> Self {
         let behavior = &request.config.behavior;
         Self {
             tx,
@@ -144,11 +149,8 @@ impl<'a> Generation<'a> {
             ms(end - prompt_done),
             self.usage.completion_tokens,
         );
-        self.events.push(InferenceEvent::Complete(Completion {
-            finish_reason,
-            usage: self.usage,
-            timings,
-        }));
+        self.stats.end_request();
+        self.events.push(InferenceEvent::Complete(Completion { finish_reason, usage: self.usage, timings }));
         self.deliver();
     }
 
@@ -186,6 +188,7 @@ impl<'a> Generation<'a> {
 
     /// Ends the stream with an error instead of `Complete`.
     pub(crate) fn fail(self, err: CortexError) {
+        self.stats.end_request();
         let _ = self.tx.send_blocking(Err(err));
     }
 }

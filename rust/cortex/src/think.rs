@@ -20,10 +20,7 @@ pub struct ThinkTags {
 
 impl Default for ThinkTags {
     fn default() -> Self {
-        Self {
-            open: "<think>".into(),
-            close: "</think>".into(),
-        }
+        Self { open: "<think>".into(), close: "</think>".into() }
     }
 }
 

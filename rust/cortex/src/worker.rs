@@ -46,6 +46,13 @@ impl WorkerStats {
     pub fn completed_requests(&self) -> u64 {
         self.completed_requests.load(Ordering::Acquire)
     }
+    /// Marks the running request as finished. Called before its last event is sent, so a reader that has seen
+    /// `complete` (or the error) also sees the counters updated.
+    pub(crate) fn end_request(&self) {
+        self.busy.store(false, Ordering::Release);
+        self.completed_requests.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub(crate) fn count_token(&self) {
         self.generated_tokens.fetch_add(1, Ordering::Relaxed);
     }
@@ -121,12 +128,7 @@ impl Worker {
                 }
             })
             .map_err(|e| CortexError::Engine(format!("could not start the {name} worker thread: {e}")))?;
-        let mut worker = Self {
-            name: name.to_owned(),
-            jobs: Some(jobs_tx),
-            thread: Some(thread),
-            shared,
-        };
+        let mut worker = Self { name: name.to_owned(), jobs: Some(jobs_tx), thread: Some(thread), shared };
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(worker),
             Ok(Err(err)) => {
@@ -161,12 +163,7 @@ impl Worker {
         let jobs = self.jobs.as_ref().ok_or(CortexError::EngineClosed)?;
         let (tx, receiver) = async_channel::bounded(STREAM_CAPACITY);
         let cancel = CancelToken::new();
-        jobs.send(Job {
-            request,
-            tx,
-            cancel: cancel.clone(),
-        })
-        .map_err(|_| CortexError::EngineClosed)?;
+        jobs.send(Job { request, tx, cancel: cancel.clone() }).map_err(|_| CortexError::EngineClosed)?;
         Ok(EventStream { receiver, cancel })
     }
 
@@ -208,7 +205,9 @@ fn serve(mut engine: Box<dyn Engine>, jobs: &mpsc::Receiver<Job>, shared: &Share
         }
         stats.busy.store(true, Ordering::Release);
         let mut panicked = false;
-        if job.tx.send_blocking(Ok(InferenceEvent::ProcessStart)).is_ok() {
+        if job.tx.send_blocking(Ok(InferenceEvent::ProcessStart)).is_err() {
+            stats.end_request();
+        } else {
             let mut generation = Generation::new(&job.request, &job.tx, &job.cancel, stats);
             match catch_unwind(AssertUnwindSafe(|| engine.generate(&job.request, &mut generation))) {
                 Ok(Ok(())) => generation.complete(),
@@ -221,8 +220,6 @@ fn serve(mut engine: Box<dyn Engine>, jobs: &mpsc::Receiver<Job>, shared: &Share
             }
         }
         *lock(&shared.current) = None;
-        stats.busy.store(false, Ordering::Release);
-        stats.completed_requests.fetch_add(1, Ordering::AcqRel);
         if panicked {
             return;
         }

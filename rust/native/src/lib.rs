@@ -1,1 +1,45 @@
+//! `rusty_genius._native`: the only PyO3 code in the project. `python/rusty_genius/_native.pyi` is its contract.
+//!
+//! Rules: this crate converts and bridges, nothing more — engines, text shaping and threads live in cortex. Every
+//! blocking call releases the GIL; every cortex error becomes a `GeniusError` subclass in `errors`.
 
+mod convert;
+mod engine;
+mod errors;
+mod events;
+mod runtime;
+mod stream;
+
+use pyo3::prelude::*;
+
+/// Checks a `Behavior` (raises `ConfigError` naming the bad field).
+#[pyfunction]
+fn validate_behavior(behavior: &Bound<'_, PyAny>) -> PyResult<()> {
+    convert::behavior(behavior).map(drop)
+}
+
+/// Checks a `Sampling` (raises `ConfigError` naming the bad field).
+#[pyfunction]
+fn validate_sampling(sampling: &Bound<'_, PyAny>) -> PyResult<()> {
+    convert::sampling(sampling).map(drop)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<engine::PyEngine>()?;
+    m.add_class::<stream::TokenStream>()?;
+    m.add_class::<stream::Ready>()?;
+    m.add_class::<events::PyEvent>()?;
+    m.add_class::<events::PyUsage>()?;
+    m.add_class::<events::PyTimings>()?;
+    m.add("GeniusError", py.get_type::<errors::GeniusError>())?;
+    m.add("ConfigError", py.get_type::<errors::ConfigError>())?;
+    m.add("RequestError", py.get_type::<errors::RequestError>())?;
+    m.add("EngineError", py.get_type::<errors::EngineError>())?;
+    m.add("EngineClosedError", py.get_type::<errors::EngineClosedError>())?;
+    m.add_function(wrap_pyfunction!(validate_behavior, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_sampling, m)?)?;
+    Ok(())
+}

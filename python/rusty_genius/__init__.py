@@ -1,0 +1,50 @@
+"""rusty-genius: a local-first LLM runtime for Python, with a Rust core.
+
+    import rusty_genius
+
+    async with rusty_genius.Genius(engine="pinky") as g:
+        async for ev in g.chat([{"role": "user", "content": "hi"}]):
+            ...
+
+See :class:`Genius`, :class:`InferenceConfig` and the event kinds in :mod:`rusty_genius.core.events`.
+"""
+
+from rusty_genius._native import __version__
+from rusty_genius.core import (
+    Behavior,
+    ConfigError,
+    EngineClosedError,
+    EngineError,
+    Event,
+    EventKind,
+    FinishReason,
+    GeniusError,
+    InferenceConfig,
+    RequestError,
+    Sampling,
+    Timings,
+    TokenStream,
+    Usage,
+)
+from rusty_genius.genius import Genius, Message, Pinky
+
+__all__ = [
+    "Behavior",
+    "ConfigError",
+    "EngineClosedError",
+    "EngineError",
+    "Event",
+    "EventKind",
+    "FinishReason",
+    "Genius",
+    "GeniusError",
+    "InferenceConfig",
+    "Message",
+    "Pinky",
+    "RequestError",
+    "Sampling",
+    "Timings",
+    "TokenStream",
+    "Usage",
+    "__version__",
+]

@@ -1,0 +1,151 @@
+"""Contract of the Rust extension ``rusty_genius._native`` (checked with ``python -m mypy.stubtest``).
+
+Users import from ``rusty_genius``; this module is private.
+"""
+
+from collections.abc import Awaitable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Generator, final
+
+from rusty_genius.core.config import Behavior, InferenceConfig, Sampling
+
+__version__: str
+
+class GeniusError(Exception):
+    """Base class of every rusty-genius error."""
+
+class ConfigError(GeniusError):
+    """An inference or engine setting is invalid."""
+
+class RequestError(GeniusError):
+    """A chat request is malformed (messages, roles)."""
+
+class EngineError(GeniusError):
+    """The engine failed while generating."""
+
+class EngineClosedError(EngineError):
+    """The engine was closed; create a new one."""
+
+@final
+class Usage:
+    """Token counts of one generation."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def cached_prompt_tokens(self) -> int:
+        """Prompt tokens reused from the engine's cache instead of being evaluated again."""
+    @property
+    def total_tokens(self) -> int: ...
+
+@final
+class Timings:
+    """Timings of one generation, measured on the engine's thread."""
+
+    @property
+    def prompt_ms(self) -> float: ...
+    @property
+    def decode_ms(self) -> float: ...
+    @property
+    def prompt_tokens_per_s(self) -> float: ...
+    @property
+    def decode_tokens_per_s(self) -> float: ...
+
+@final
+class Event:
+    """One event of a generation stream."""
+
+    @property
+    def kind(self) -> str:
+        """``process_start``, ``thought_start``, ``thought_delta``, ``thought_stop``, ``content`` or ``complete``."""
+    @property
+    def text(self) -> str | None:
+        """The text of a ``thought_delta`` or ``content`` event; None for the other kinds."""
+    @property
+    def finish_reason(self) -> str | None:
+        """``stop``, ``length`` or ``cancelled`` on a ``complete`` event; None otherwise."""
+    @property
+    def usage(self) -> Usage | None:
+        """Token counts on a ``complete`` event; None otherwise."""
+    @property
+    def timings(self) -> Timings | None:
+        """Timings on a ``complete`` event; None otherwise."""
+
+@final
+class _Ready:
+    """An awaitable that is already done (an event that was waiting in the channel)."""
+
+    def __await__(self) -> Generator[Any, None, Any]: ...
+    def __iter__(self) -> _Ready: ...
+    def __next__(self) -> None: ...
+
+@final
+class TokenStream:
+    """The events of one generation, for ``async for`` (asyncio) and ``for``.
+
+    Breaking out of the loop, ``close()``, ``aclose()`` or dropping the stream stops the engine within one token.
+    ``cancel()`` stops it too but still delivers the final ``complete`` event (finish_reason ``cancelled``).
+    """
+
+    def __aiter__(self) -> TokenStream: ...
+    def __anext__(self) -> Awaitable[Event]: ...
+    def __iter__(self) -> TokenStream: ...
+    def __next__(self) -> Event: ...
+    def cancel(self) -> None:
+        """Asks the engine to stop; the stream still ends with a ``complete`` event."""
+    def close(self) -> None:
+        """Stops the generation and ends the stream now."""
+    def aclose(self) -> Awaitable[None]:
+        """Async form of :meth:`close`."""
+    @property
+    def finished(self) -> bool:
+        """True once ``complete`` or an error was delivered, or the stream was closed."""
+    def __enter__(self) -> TokenStream: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+    def __aenter__(self) -> Awaitable[TokenStream]: ...
+    def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Awaitable[None]: ...
+
+@final
+class Engine:
+    """A loaded engine on its own worker thread."""
+
+    @staticmethod
+    def pinky(
+        *,
+        delay: float = 0.005,
+        reply_tokens: int = 24,
+        think: bool = True,
+        script: Sequence[str | bytes] | None = None,
+        fail_after: int | None = None,
+        pre_open_think: bool = False,
+    ) -> Engine:
+        """Starts Pinky, the stub engine."""
+    def chat(self, messages: Sequence[Mapping[str, str]], config: InferenceConfig | None = None) -> TokenStream:
+        """Queues a chat request and returns its event stream."""
+    def close(self) -> None:
+        """Stops the running generation, fails queued ones, and ends the worker thread."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def busy(self) -> bool:
+        """True while a generation is running on the worker."""
+    @property
+    def generated_tokens(self) -> int:
+        """Tokens generated over the engine's life."""
+    @property
+    def completed_requests(self) -> int:
+        """Requests finished (completed, cancelled or failed) over the engine's life."""
+
+def validate_behavior(behavior: Behavior) -> None:
+    """Checks a ``Behavior`` (raises ``ConfigError`` naming the bad field)."""
+
+def validate_sampling(sampling: Sampling) -> None:
+    """Checks a ``Sampling`` (raises ``ConfigError`` naming the bad field)."""

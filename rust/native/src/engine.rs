@@ -1,0 +1,114 @@
+//! `Engine`: a loaded engine on its worker thread, as Python sees it.
+//!
+//! Rules: constructors build the engine on its worker thread with the GIL released; `chat` validates and queues a
+//! request and returns its `TokenStream` at once (no await: streaming starts when it is iterated); `close` joins
+//! the worker with the GIL released and is idempotent.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use rusty_genius_cortex::{ChatRequest, CortexError, Engine, Pinky, PinkyOptions, Worker};
+
+use crate::convert;
+use crate::errors::{ConfigError, to_py};
+use crate::stream::TokenStream;
+
+/// A loaded engine.
+#[pyclass(frozen, name = "Engine", module = "rusty_genius._native")]
+#[derive(Debug)]
+pub struct PyEngine {
+    name: String,
+    worker: Mutex<Option<Worker>>,
+}
+
+impl PyEngine {
+    fn worker(&self) -> MutexGuard<'_, Option<Worker>> {
+        self.worker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stat(&self, read: impl Fn(&Worker) -> u64) -> u64 {
+        self.worker().as_ref().map_or(0, read)
+    }
+}
+
+#[pymethods]
+impl PyEngine {
+    /// Starts Pinky, the stub engine.
+    #[staticmethod]
+    #[pyo3(signature = (*, delay=0.005, reply_tokens=24, think=true, script=None, fail_after=None, pre_open_think=false))]
+    fn pinky(
+        py: Python<'_>,
+        delay: f64,
+        reply_tokens: usize,
+        think: bool,
+        script: Option<&Bound<'_, PyAny>>,
+        fail_after: Option<usize>,
+        pre_open_think: bool,
+    ) -> PyResult<Self> {
+        let delay = Duration::try_from_secs_f64(delay)
+            .map_err(|_| ConfigError::new_err(format!("invalid delay = {delay}: must be a number of seconds >= 0")))?;
+        let options = PinkyOptions {
+            delay,
+            reply_tokens,
+            think,
+            script: script.map(convert::script).transpose()?,
+            fail_after,
+            pre_open_think,
+        };
+        options.validate().map_err(to_py)?;
+        let worker = py
+            .detach(|| Worker::spawn("pinky", move || Ok(Box::new(Pinky::new(options)?) as Box<dyn Engine>)))
+            .map_err(to_py)?;
+        Ok(Self { name: "pinky".into(), worker: Mutex::new(Some(worker)) })
+    }
+
+    /// Queues a chat request and returns its event stream.
+    #[pyo3(signature = (messages, config=None))]
+    fn chat(&self, messages: &Bound<'_, PyAny>, config: Option<&Bound<'_, PyAny>>) -> PyResult<TokenStream> {
+        let request = ChatRequest { messages: convert::messages(messages)?, config: convert::config(config)? };
+        let guard = self.worker();
+        let worker = guard.as_ref().ok_or_else(|| to_py(CortexError::EngineClosed))?;
+        Ok(TokenStream::new(worker.submit(request).map_err(to_py)?))
+    }
+
+    /// Stops the running generation, fails queued ones, and ends the worker thread.
+    fn close(&self, py: Python<'_>) {
+        let worker = self.worker().take();
+        if let Some(mut worker) = worker {
+            py.detach(move || worker.close());
+        }
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.worker().as_ref().is_none_or(Worker::is_closed)
+    }
+
+    /// True while a generation is running on the worker.
+    #[getter]
+    fn busy(&self) -> bool {
+        self.worker().as_ref().is_some_and(|w| w.stats().busy())
+    }
+
+    /// Tokens generated over the engine's life.
+    #[getter]
+    fn generated_tokens(&self) -> u64 {
+        self.stat(|w| w.stats().generated_tokens())
+    }
+
+    /// Requests finished (completed, cancelled or failed) over the engine's life.
+    #[getter]
+    fn completed_requests(&self) -> u64 {
+        self.stat(|w| w.stats().completed_requests())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Engine(name={:?}, closed={})", self.name, self.closed())
+    }
+}

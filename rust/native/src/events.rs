@@ -1,0 +1,130 @@
+//! Python views of cortex events: `Event`, `Usage`, `Timings`.
+//!
+//! Rules: one frozen `Event` class with a `kind` string (interned, so `ev.kind == "content"` is cheap) and the
+//! fields of that kind; the text is made a Python string once, when the event crosses over.
+
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+use rusty_genius_cortex::{Completion, InferenceEvent, ThoughtEvent};
+
+/// Token counts of one generation.
+#[pyclass(frozen, get_all, name = "Usage", module = "rusty_genius._native")]
+#[derive(Debug, Clone, Copy)]
+pub struct PyUsage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub cached_prompt_tokens: u32,
+}
+
+#[pymethods]
+impl PyUsage {
+    #[getter]
+    fn total_tokens(&self) -> u32 {
+        self.prompt_tokens + self.completion_tokens
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Usage(prompt_tokens={}, completion_tokens={}, cached_prompt_tokens={})",
+            self.prompt_tokens, self.completion_tokens, self.cached_prompt_tokens
+        )
+    }
+}
+
+/// Timings of one generation, measured on the engine's thread.
+#[pyclass(frozen, get_all, name = "Timings", module = "rusty_genius._native")]
+#[derive(Debug, Clone, Copy)]
+pub struct PyTimings {
+    pub prompt_ms: f64,
+    pub decode_ms: f64,
+    pub prompt_tokens_per_s: f64,
+    pub decode_tokens_per_s: f64,
+}
+
+#[pymethods]
+impl PyTimings {
+    fn __repr__(&self) -> String {
+        format!(
+            "Timings(prompt_ms={:.3}, decode_ms={:.3}, prompt_tokens_per_s={:.1}, decode_tokens_per_s={:.1})",
+            self.prompt_ms, self.decode_ms, self.prompt_tokens_per_s, self.decode_tokens_per_s
+        )
+    }
+}
+
+/// One event of a generation stream.
+#[pyclass(frozen, name = "Event", module = "rusty_genius._native")]
+#[derive(Debug)]
+pub struct PyEvent {
+    kind: Py<PyString>,
+    text: Option<Py<PyString>>,
+    completion: Option<Completion>,
+}
+
+impl PyEvent {
+    pub fn new(py: Python<'_>, event: InferenceEvent) -> Self {
+        let (kind, text, completion) = match event {
+            InferenceEvent::ProcessStart => (pyo3::intern!(py, "process_start"), None, None),
+            InferenceEvent::Thought(ThoughtEvent::Start) => (pyo3::intern!(py, "thought_start"), None, None),
+            InferenceEvent::Thought(ThoughtEvent::Delta(t)) => (pyo3::intern!(py, "thought_delta"), Some(t), None),
+            InferenceEvent::Thought(ThoughtEvent::Stop) => (pyo3::intern!(py, "thought_stop"), None, None),
+            InferenceEvent::Content(t) => (pyo3::intern!(py, "content"), Some(t), None),
+            InferenceEvent::Complete(c) => (pyo3::intern!(py, "complete"), None, Some(c)),
+        };
+        Self { kind: kind.clone().unbind(), text: text.map(|t| PyString::new(py, &t).unbind()), completion }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.completion.is_some()
+    }
+}
+
+#[pymethods]
+impl PyEvent {
+    /// `process_start`, `thought_start`, `thought_delta`, `thought_stop`, `content` or `complete`.
+    #[getter]
+    fn kind(&self, py: Python<'_>) -> Py<PyString> {
+        self.kind.clone_ref(py)
+    }
+
+    /// The text of a `thought_delta` or `content` event; None for the other kinds.
+    #[getter]
+    fn text(&self, py: Python<'_>) -> Option<Py<PyString>> {
+        self.text.as_ref().map(|t| t.clone_ref(py))
+    }
+
+    /// `stop`, `length` or `cancelled` on a `complete` event; None otherwise.
+    #[getter]
+    fn finish_reason(&self) -> Option<&'static str> {
+        self.completion.map(|c| c.finish_reason.as_str())
+    }
+
+    /// Token counts on a `complete` event; None otherwise.
+    #[getter]
+    fn usage(&self) -> Option<PyUsage> {
+        self.completion.map(|c| PyUsage {
+            prompt_tokens: c.usage.prompt_tokens,
+            completion_tokens: c.usage.completion_tokens,
+            cached_prompt_tokens: c.usage.cached_prompt_tokens,
+        })
+    }
+
+    /// Timings on a `complete` event; None otherwise.
+    #[getter]
+    fn timings(&self) -> Option<PyTimings> {
+        self.completion.map(|c| PyTimings {
+            prompt_ms: c.timings.prompt_ms,
+            decode_ms: c.timings.decode_ms,
+            prompt_tokens_per_s: c.timings.prompt_tokens_per_s,
+            decode_tokens_per_s: c.timings.decode_tokens_per_s,
+        })
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let kind = self.kind.bind(py).repr()?;
+        Ok(match (&self.text, self.completion) {
+            (Some(text), _) => format!("Event(kind={kind}, text={})", text.bind(py).repr()?),
+            (None, Some(c)) => format!("Event(kind={kind}, finish_reason='{}')", c.finish_reason.as_str()),
+            (None, None) => format!("Event(kind={kind})"),
+        })
+    }
+}

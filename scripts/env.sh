@@ -1,0 +1,15 @@
+# Sourced by the other scripts: one place for paths and build settings.
+# shellcheck shell=bash
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export ROOT
+VENV="$ROOT/.venv"
+export VENV
+# Cargo's build output lives outside the clone, so a fresh clone (CI) still rebuilds incrementally.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rusty-genius/target}"
+# Portable x86-64-v3 features: never target-cpu=native (llama.cpp's AMX path segfaults here; DESIGN.md §5).
+if [ "$(uname -m)" = "x86_64" ] && [ -z "${RUSTFLAGS:-}" ]; then
+  export RUSTFLAGS="-C target-feature=+avx2,+fma,+f16c,+bmi2"
+fi
+export PYO3_PYTHON="$VENV/bin/python"
+export TMPDIR="$ROOT/target/tmp"
+mkdir -p "$TMPDIR"

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets up a development checkout: system packages (only when missing), .venv, the package in development mode with
+# its dev extras, and the pre-push hook. Safe to run again.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+
+# cmake and libclang build llama.cpp (the real engine); the stub engine needs only a C compiler.
+missing=()
+command -v cmake >/dev/null || missing+=(cmake)
+command -v clang >/dev/null || missing+=(clang)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "setup: installing ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: please install ${missing[*]} (e.g. 'brew install cmake llvm' on macOS)" >&2
+  fi
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust from https://rustup.rs and run this again" >&2
+  exit 1
+fi
+
+PYTHON="${PYTHON:-python3}"
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q "maturin>=1.9,<2"
+# Builds the Rust extension (release: benchmarks and the real engine need it) and installs the package editable.
+"$VENV/bin/maturin" develop --release --extras dev -q
+
+if [ -d "$ROOT/.git" ]; then
+  mkdir -p "$ROOT/.git/hooks"
+  install -m 0755 "$ROOT/scripts/hooks/pre-push" "$ROOT/.git/hooks/pre-push"
+fi
+echo "setup: ready. Activate with: source .venv/bin/activate" >&2

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The project's test command: Rust tests, build, stub check, then pytest. Exits non-zero on any failure.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k stream).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "test: no .venv; run scripts/setup.sh first" >&2
+  exit 1
+fi
+
+echo "== no tokio, no async-std (the async runtime is smol)" >&2
+if cargo tree --locked --workspace -e normal,build | grep -Ei '^[^a-z]*(tokio|async-std) '; then
+  echo "test: tokio or async-std is in the dependency tree" >&2
+  exit 1
+fi
+
+echo "== cargo test (cortex)" >&2
+cargo test --locked -p rusty-genius-cortex
+
+echo "== build (maturin develop --release)" >&2
+"$VENV/bin/maturin" develop --release -q --skip-install
+
+echo "== stubtest (_native.pyi against the built module)" >&2
+"$VENV/bin/python" -m mypy.stubtest rusty_genius._native --ignore-missing-stub
+
+echo "== mypy" >&2
+"$VENV/bin/python" -m mypy
+
+echo "== pytest" >&2
+"$VENV/bin/python" -m pytest "$@"

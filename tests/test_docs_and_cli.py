@@ -1,0 +1,70 @@
+"""The README's example runs as written, and ogenius behaves as a command-line user expects."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.pinky
+
+ROOT = Path(__file__).resolve().parent.parent
+OGENIUS = [sys.executable, "-m", "rusty_genius.ogenius"]
+
+
+def run(cmd: list[str], stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60, env=env, check=False)
+
+
+def test_readme_library_example_runs_as_written() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert blocks, "README has no python example"
+    out = run([sys.executable, "-c", blocks[0]])
+    assert out.returncode == 0, out.stderr
+    assert "(thinking: Narf)" in out.stdout
+    assert "Narf! Narf! Narf! Narf! Narf!" in out.stdout
+    assert out.stdout.rstrip().endswith("[length: 12 tokens]")
+
+
+def test_chat_puts_the_answer_on_stdout_and_thinking_on_stderr() -> None:
+    out = run([*OGENIUS, "chat", "--engine", "pinky", "--max-tokens", "9", "hello"])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "Narf! Narf!\n"
+    assert "Narf! Poit!" in out.stderr
+    assert "\x1b[" not in out.stderr, "no colour codes when stderr is not a terminal"
+    hidden = run([*OGENIUS, "chat", "--hide-thinking", "--max-tokens", "9", "hello"])
+    assert hidden.stderr == ""
+
+
+def test_chat_reads_one_message_per_line_when_piped() -> None:
+    out = run([*OGENIUS, "chat", "--hide-thinking"], stdin="first\n\nsecond\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("Narf!") == 48
+    assert len(out.stdout.splitlines()) == 2
+
+
+def test_errors_exit_2_with_a_message() -> None:
+    out = run([*OGENIUS, "chat", "--engine", "llama", "hi"])
+    assert out.returncode == 2
+    assert "unknown engine 'llama'" in out.stderr
+    out = run([*OGENIUS, "chat", "--max-tokens", "0", "hi"])
+    assert out.returncode == 2
+    assert "max_tokens" in out.stderr
+
+
+def test_version() -> None:
+    out = run([*OGENIUS, "--version"])
+    assert out.returncode == 0
+    assert re.fullmatch(r"ogenius \d+\.\d+\.\d+\n", out.stdout)
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("ogenius")
+    out = run([str(script), "chat", "--hide-thinking", "--max-tokens", "8", "hi"], env={**os.environ})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "Narf!\n"

@@ -1,0 +1,256 @@
+"""The stream as a user drives it: event order, async and sync iteration, stopping, errors, fairness."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+
+import pytest
+
+import rusty_genius
+from rusty_genius import EngineClosedError, EngineError, Event, InferenceConfig, Pinky
+from tests.conftest import USER, wait_until
+
+pytestmark = [pytest.mark.pinky, pytest.mark.anyio]
+
+
+def kinds(events: list[Event]) -> list[str]:
+    return [e.kind for e in events]
+
+
+def text(events: list[Event], kind: str) -> str:
+    return "".join(e.text or "" for e in events if e.kind == kind)
+
+
+async def test_async_for_delivers_the_protocol_in_order(fast_genius: rusty_genius.Genius) -> None:
+    events = [ev async for ev in fast_genius.chat(USER)]
+    assert kinds(events) == [
+        "process_start",
+        "thought_start",
+        *["thought_delta"] * 4,
+        "thought_stop",
+        *["content"] * 3,
+        "complete",
+    ]
+    assert text(events, "thought_delta") == "Narf! Poit!"
+    assert text(events, "content") == "Narf! Narf! Narf!"
+    done = events[-1]
+    assert done.finish_reason == "stop"
+    assert done.usage is not None and done.timings is not None
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (6, 10)
+    assert done.usage.total_tokens == 16
+    assert done.timings.decode_ms >= 0
+    assert all(e.text is None for e in events if e.kind not in ("thought_delta", "content"))
+
+
+async def test_plain_for_gives_the_same_events(fast_genius: rusty_genius.Genius) -> None:
+    via_async = [(e.kind, e.text) async for e in fast_genius.chat(USER)]
+    via_sync = [(e.kind, e.text) for e in fast_genius.chat(USER)]
+    assert via_sync == via_async
+
+
+def slow_endless() -> Pinky:
+    return Pinky(delay=0.002, reply_tokens=10**7)
+
+
+def assert_worker_stops(genius: rusty_genius.Genius) -> None:
+    """The worker goes idle and generates nothing more: stopping reached Rust, not only Python."""
+    engine = genius.engine
+    assert wait_until(lambda: not engine.busy), "the worker is still generating"
+    generated = engine.generated_tokens
+    time.sleep(0.05)
+    assert engine.generated_tokens == generated
+    assert generated < 200, f"{generated} tokens generated for a stream read for 5 events"
+
+
+async def test_breaking_out_of_async_for_stops_the_worker() -> None:
+    async with rusty_genius.Genius(engine=slow_endless()) as g:
+        seen = 0
+        async for _ev in g.chat(USER):
+            seen += 1
+            if seen == 5:
+                break
+        assert_worker_stops(g)
+        # The engine is ready for the next request.
+        again = [ev async for ev in g.chat(USER, InferenceConfig.of(max_tokens=2))]
+        assert again[-1].finish_reason == "length"
+
+
+def test_breaking_out_of_for_stops_the_worker() -> None:
+    with rusty_genius.Genius(engine=slow_endless()) as g:
+        for seen, _ev in enumerate(g.chat(USER), 1):
+            if seen == 5:
+                break
+        assert_worker_stops(g)
+
+
+async def test_aclose_stops_the_worker_and_ends_the_stream() -> None:
+    async with rusty_genius.Genius(engine=slow_endless()) as g:
+        stream = g.chat(USER)
+        for _ in range(5):
+            await stream.__anext__()
+        await stream.aclose()
+        assert stream.finished
+        with pytest.raises(StopAsyncIteration):
+            await stream.__anext__()
+        assert_worker_stops(g)
+
+
+async def test_dropping_an_unread_stream_stops_the_worker() -> None:
+    async with rusty_genius.Genius(engine=slow_endless()) as g:
+        stream = g.chat(USER)
+        assert wait_until(lambda: g.engine.busy)
+        del stream
+        gc.collect()
+        assert_worker_stops(g)
+
+
+async def test_cancel_still_delivers_complete() -> None:
+    async with rusty_genius.Genius(engine=slow_endless()) as g:
+        stream = g.chat(USER)
+        events = []
+        async for ev in stream:
+            events.append(ev)
+            if len(events) == 3:
+                stream.cancel()
+        assert events[-1].kind == "complete"
+        assert events[-1].finish_reason == "cancelled"
+        assert not g.engine.busy
+
+
+async def test_cancelling_the_awaiting_task_does_not_hang() -> None:
+    async with rusty_genius.Genius(engine=Pinky(delay=30, reply_tokens=5)) as g:
+        stream = g.chat(USER)
+        assert (await stream.__anext__()).kind == "process_start"
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(stream.__anext__(), timeout=0.2)
+        stream.close()
+        assert_worker_stops(g)
+
+
+async def test_engine_failure_raises_after_the_events_before_it() -> None:
+    async with rusty_genius.Genius(engine=Pinky(delay=0, fail_after=3)) as g:
+        events: list[Event] = []
+        with pytest.raises(EngineError, match="injected failure after 3 tokens"):
+            async for ev in g.chat(USER):
+                events.append(ev)
+        assert kinds(events) == ["process_start", "thought_start", "thought_delta", "thought_delta"]
+        # The failed request ended; the engine serves the next one (which fails the same way).
+        with pytest.raises(EngineError):
+            for _ in g.chat(USER):
+                pass
+
+
+async def test_max_tokens_and_stop_strings() -> None:
+    async with rusty_genius.Genius(engine=Pinky(delay=0, think=False, reply_tokens=50)) as g:
+        events = [ev async for ev in g.chat(USER, InferenceConfig.of(max_tokens=4))]
+        assert text(events, "content") == "Narf! Narf! Narf! Narf!"
+        assert events[-1].finish_reason == "length"
+        events = [ev async for ev in g.chat(USER, InferenceConfig.of(stop=["f! Narf! N"]))]
+        assert text(events, "content") == "Nar"
+        assert events[-1].finish_reason == "stop"
+
+
+async def test_split_characters_and_tags_arrive_whole() -> None:
+    crab, e_acute = "🦀".encode(), "é".encode()
+    script: list[str | bytes] = ["<th", "ink>\nhm ", crab[:2], crab[2:], "</thi", "nk>\n\nç", e_acute[:1], e_acute[1:]]
+    async with rusty_genius.Genius(engine=Pinky(delay=0, script=script)) as g:
+        events = [ev async for ev in g.chat(USER)]
+    assert text(events, "thought_delta") == "hm 🦀"
+    assert text(events, "content") == "çé"
+    for ev in events:
+        assert ev.text is None or "\ufffd" not in ev.text
+
+
+async def test_a_pre_opened_think_block_and_hidden_thinking() -> None:
+    script = ["pondering", "</think>", "answer"]
+    async with rusty_genius.Genius(engine=Pinky(delay=0, script=script, pre_open_think=True)) as g:
+        events = [ev async for ev in g.chat(USER)]
+        assert kinds(events)[:4] == ["process_start", "thought_start", "thought_delta", "thought_stop"]
+        assert text(events, "content") == "answer"
+        hidden = [ev async for ev in g.chat(USER, InferenceConfig.of(show_thinking=False))]
+        assert kinds(hidden) == ["process_start", "content", "complete"]
+
+
+async def test_concurrent_requests_both_complete() -> None:
+    async with rusty_genius.Genius(engine=Pinky(delay=0.001, reply_tokens=20)) as g:
+
+        async def run() -> str:
+            return text([ev async for ev in g.chat(USER)], "content")
+
+        first, second = await asyncio.gather(run(), run())
+        assert first == second == " ".join(["Narf!"] * 20)
+        assert g.engine.completed_requests == 2
+
+
+async def test_a_fast_stream_leaves_the_event_loop_room() -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async with rusty_genius.Genius(engine=Pinky(delay=0, think=False, reply_tokens=20_000)) as g:
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = ticks
+        count = sum([1 async for _ in g.chat(USER)])
+        during = ticks - before
+        task.cancel()
+    assert count == 20_002
+    assert during >= 100, f"the other task ran only {during} times while 20,000 events streamed"
+
+
+def test_sync_iteration_releases_the_gil() -> None:
+    spins = 0
+    stop = threading.Event()
+
+    def spin() -> None:
+        nonlocal spins
+        while not stop.is_set():
+            spins += 1
+
+    with rusty_genius.Genius(engine=Pinky(delay=0.05, think=False, reply_tokens=4)) as g:
+        thread = threading.Thread(target=spin)
+        thread.start()
+        try:
+            start = spins
+            assert len(list(g.chat(USER))) == 6
+            progressed = spins - start
+        finally:
+            stop.set()
+            thread.join()
+    # 0.2 s of waiting: a thread starved by a held GIL would barely move (switch interval aside).
+    assert progressed > 10_000
+
+
+async def test_closing_the_engine_under_a_stream() -> None:
+    g = rusty_genius.Genius(engine=slow_endless())
+    await g.start()
+    stream = g.chat(USER)
+    await stream.__anext__()
+    await g.aclose()
+    with pytest.raises(EngineClosedError):
+        async for _ in stream:
+            pass
+    with pytest.raises(EngineClosedError, match="not started"):
+        g.chat(USER)
+
+
+async def test_requests_queued_behind_a_closed_engine_fail_clearly() -> None:
+    async with rusty_genius.Genius(engine=slow_endless()) as g:
+        running = g.chat(USER)
+        queued = g.chat(USER)
+        assert (await running.__anext__()).kind == "process_start"
+        engine = g.engine
+        await asyncio.to_thread(engine.close)
+        assert engine.closed
+        with pytest.raises(EngineClosedError):
+            async for _ in queued:
+                pass
+        with pytest.raises(EngineClosedError):
+            engine.chat(USER)

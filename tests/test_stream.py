@@ -130,6 +130,43 @@ async def test_cancelling_the_awaiting_task_does_not_hang() -> None:
         assert_worker_stops(g)
 
 
+async def test_timeouts_around_anext_lose_and_reorder_nothing() -> None:
+    """Awaiters cancelled by a timeout must leave the event for the next reader (the server's idle-check pattern)."""
+    async with rusty_genius.Genius(engine=Pinky(delay=0.003, think=False, reply_tokens=150)) as g:
+        stream = g.chat(USER)
+        events: list[Event] = []
+        timeouts = 0
+        while not stream.finished:
+            try:
+                events.append(await asyncio.wait_for(stream.__anext__(), timeout=0.002))
+            except TimeoutError:
+                timeouts += 1
+            except StopAsyncIteration:
+                break
+    assert timeouts > 0, "the test never timed out, so it proved nothing"
+    assert kinds(events) == ["process_start", *["content"] * 150, "complete"]
+    assert text(events, "content") == " ".join(["Narf!"] * 150)
+
+
+async def test_an_awaiter_cancelled_after_its_event_arrived_leaves_it_for_the_next_reader() -> None:
+    """The narrow window, made wide: the event reaches Python, the loop is blocked, then the awaiter is cancelled."""
+    async with rusty_genius.Genius(engine=Pinky(delay=0.05, think=False, reply_tokens=3)) as g:
+        stream = g.chat(USER)
+        assert (await stream.__anext__()).kind == "process_start"
+
+        async def next_event() -> Event:
+            return await stream.__anext__()
+
+        task = asyncio.create_task(next_event())
+        await asyncio.sleep(0)  # the task now waits on the receive
+        time.sleep(0.3)  # the first token arrives while the loop is blocked
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        rest = [ev async for ev in stream]
+    assert text(rest, "content") == "Narf! Narf! Narf!"
+
+
 async def test_engine_failure_raises_after_the_events_before_it() -> None:
     async with rusty_genius.Genius(engine=Pinky(delay=0, fail_after=3)) as g:
         events: list[Event] = []

@@ -31,6 +31,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<stream::TokenStream>()?;
     m.add_class::<stream::Ready>()?;
+    m.add_class::<stream::Next>()?;
     m.add_class::<events::PyEvent>()?;
     m.add_class::<events::PyUsage>()?;
     m.add_class::<events::PyTimings>()?;

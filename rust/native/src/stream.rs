@@ -1,18 +1,20 @@
 //! `TokenStream`: one generation as a Python iterator, async (`async for`) and sync (`for`).
 //!
 //! Rules:
-//! - Events already waiting in the channel are handed over without a thread hop: `__anext__` returns a ready
-//!   awaitable (`_Ready`) holding the event. Only when the channel is empty does it hand a `recv` future to the smol
-//!   runtime (pyo3-async-runtimes), which resolves an asyncio future when the next event arrives.
+//! - Events already waiting in the channel are handed over without a thread hop (see [`Next`]). Only when the
+//!   channel is empty does a receive run on the smol runtime (pyo3-async-runtimes), resolving an asyncio future.
 //! - A ready event does not pass through the event loop, so a fast stream could starve other tasks: every
 //!   `YIELD_EVERY` ready events in a row, the awaitable first yields once to the loop (like `asyncio.sleep(0)`).
 //! - The sync path waits with the GIL released, waking every 100 ms to let Ctrl-C (signal handlers) through.
 //! - `cancel()` asks the engine to stop and still delivers `complete` (finish_reason `cancelled`). `aclose()`,
 //!   `close()`, breaking out of a loop or dropping the stream cancel it and close its channel, so the worker stops
 //!   within one token and never blocks on a reader that is gone.
+//! - Events are taken on the reader's thread, never handed to an asyncio future (see [`Gate`]), so an awaiter
+//!   cancelled by a timeout never loses or reorders an event.
 //! - A stream that ends without `complete` or an error (its engine was closed under it) raises `EngineClosedError`,
 //!   unless the caller cancelled it.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ use async_channel::TryRecvError;
 use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
 use pyo3::prelude::*;
 use rusty_genius_cortex::{EventStream, StreamItem};
+use smol::lock::Mutex;
 
 use crate::errors::{EngineClosedError, to_py};
 use crate::events::PyEvent;
@@ -30,11 +33,33 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 /// Ready events handed over in a row before `async for` yields once to the event loop.
 const YIELD_EVERY: u32 = 64;
 
+/// What a receive took from the channel: an item, or the news that the channel is closed and empty.
+#[derive(Debug)]
+enum Received {
+    Item(StreamItem),
+    Closed,
+}
+
+impl Received {
+    fn into_item(self) -> Option<StreamItem> {
+        match self {
+            Self::Item(item) => Some(item),
+            Self::Closed => None,
+        }
+    }
+}
+
+/// The stash, behind a lock that also makes receives one at a time. A receive on the runtime only stashes what it
+/// took; the awaiter takes it from here on the event loop's thread, after it resumed. An awaiter cancelled in
+/// between (`asyncio.wait_for` & co.) leaves it for the next reader: nothing is lost or reordered.
+type Gate = Arc<Mutex<Option<Received>>>;
+
 /// A stream of generation events.
 #[pyclass(frozen, name = "TokenStream", module = "rusty_genius._native")]
 #[derive(Debug)]
 pub struct TokenStream {
     events: EventStream,
+    gate: Gate,
     finished: AtomicBool,
     /// The caller stopped this stream (cancel, close, drop): ending without `complete` is then expected.
     stopped_by_caller: AtomicBool,
@@ -46,15 +71,25 @@ impl TokenStream {
     pub fn new(events: EventStream) -> Self {
         Self {
             events,
+            gate: Gate::default(),
             finished: AtomicBool::new(false),
             stopped_by_caller: AtomicBool::new(false),
             ready_streak: AtomicU32::new(0),
         }
     }
 
+    /// What is ready now without waiting: a stashed receive, else whatever the channel holds.
+    fn take_ready(&self, stash: &mut Option<Received>) -> Option<Received> {
+        stash.take().or_else(|| match self.events.receiver.try_recv() {
+            Ok(item) => Some(Received::Item(item)),
+            Err(TryRecvError::Closed) => Some(Received::Closed),
+            Err(TryRecvError::Empty) => None,
+        })
+    }
+
     /// Turns what the channel gave into the next event, `Ok(None)` at the end, or the stream's error.
-    fn next_event(&self, py: Python<'_>, item: Option<StreamItem>) -> PyResult<Option<PyEvent>> {
-        match item {
+    fn next_event(&self, py: Python<'_>, received: Received) -> PyResult<Option<PyEvent>> {
+        match received.into_item() {
             Some(Ok(event)) => {
                 let event = PyEvent::new(py, event);
                 if event.is_complete() {
@@ -90,60 +125,17 @@ impl TokenStream {
     }
 }
 
-/// The output of a pending `__anext__`, made Python on the runtime's blocking thread.
-struct PendingItem {
-    stream: Py<TokenStream>,
-    item: Option<StreamItem>,
-}
-
-impl<'py> IntoPyObject<'py> for PendingItem {
-    type Target = PyAny;
-    type Output = Bound<'py, PyAny>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        match self.stream.get().next_event(py, self.item)? {
-            Some(event) => Ok(Bound::new(py, event)?.into_any()),
-            None => Err(PyStopAsyncIteration::new_err(())),
-        }
-    }
-}
-
 #[pymethods]
 impl TokenStream {
     fn __aiter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
-    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.is_finished() {
-            return Ok(None);
+    fn __anext__(slf: &Bound<'_, Self>) -> Option<Next> {
+        if slf.get().is_finished() {
+            return None;
         }
-        let item = match this.events.receiver.try_recv() {
-            Ok(item) => Some(item),
-            Err(TryRecvError::Closed) => None,
-            Err(TryRecvError::Empty) => {
-                this.ready_streak.store(0, Ordering::Relaxed);
-                let receiver = this.events.receiver.clone();
-                let stream = slf.clone().unbind();
-                let pending = async move {
-                    let item = receiver.recv().await.ok();
-                    Ok(PendingItem { stream, item })
-                };
-                return pyo3_async_runtimes::generic::future_into_py::<SmolRuntime, _, _>(py, pending).map(Some);
-            }
-        };
-        let Some(event) = this.next_event(py, item)? else {
-            return Ok(None);
-        };
-        let yield_first = this.ready_streak.fetch_add(1, Ordering::Relaxed) + 1 >= YIELD_EVERY;
-        if yield_first {
-            this.ready_streak.store(0, Ordering::Relaxed);
-        }
-        let value = Bound::new(py, event)?.into_any().unbind();
-        Ok(Some(Bound::new(py, Ready { value: Some(value), yield_first })?.into_any()))
+        Some(Next { stream: slf.clone().unbind(), waiting: None, yielded: false })
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {
@@ -154,28 +146,28 @@ impl TokenStream {
         if self.is_finished() {
             return Ok(None);
         }
+        let mut stash = match self.gate.try_lock() {
+            Some(stash) => stash,
+            None => py.detach(|| self.gate.lock_blocking()),
+        };
         loop {
-            let item = match self.events.receiver.try_recv() {
-                Ok(item) => Some(item),
-                Err(TryRecvError::Closed) => None,
-                Err(TryRecvError::Empty) => {
-                    let receiver = &self.events.receiver;
-                    let waited = py.detach(|| {
-                        smol::block_on(smol::future::or(async { Some(receiver.recv().await.ok()) }, async {
-                            smol::Timer::after(SIGNAL_CHECK).await;
-                            None
-                        }))
-                    });
-                    match waited {
-                        Some(item) => item,
-                        None => {
-                            py.check_signals()?;
-                            continue;
-                        }
-                    }
-                }
-            };
-            return self.next_event(py, item);
+            if let Some(received) = self.take_ready(&mut stash) {
+                drop(stash);
+                return self.next_event(py, received);
+            }
+            let receiver = &self.events.receiver;
+            let waited = py.detach(|| {
+                let receive = async { Some(receiver.recv().await.map_or(Received::Closed, Received::Item)) };
+                let tick = async {
+                    smol::Timer::after(SIGNAL_CHECK).await;
+                    None
+                };
+                smol::block_on(smol::future::or(receive, tick))
+            });
+            match waited {
+                Some(received) => *stash = Some(received),
+                None => py.check_signals()?,
+            }
         }
     }
 
@@ -232,18 +224,84 @@ impl Drop for TokenStream {
     }
 }
 
-/// An awaitable that is already done: `await` on it returns its value with no thread hop. With `yield_first` it
-/// first yields `None` once, which an asyncio task takes as "run the other ready callbacks, then resume me".
+/// The awaitable `__anext__` returns. Awaiting it takes the next event on the event loop's thread:
+/// - ready in the stash or the channel: returned at once, no thread hop (after `YIELD_EVERY` such events in a row
+///   it first yields `None` once, which an asyncio task takes as "let the other tasks run, then resume me");
+/// - not ready: a receive-into-stash future runs on smol, and this awaitable delegates to its asyncio future
+///   (yielding it to the task), then takes the stashed event once resumed.
+#[pyclass(name = "_Next", module = "rusty_genius._native")]
+#[derive(Debug)]
+pub struct Next {
+    stream: Py<TokenStream>,
+    /// The `__await__` iterator of the asyncio future of a pending receive.
+    waiting: Option<Py<PyAny>>,
+    yielded: bool,
+}
+
+#[pymethods]
+impl Next {
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if let Some(waiting) = &self.waiting {
+            match waiting.bind(py).call_method0(pyo3::intern!(py, "__next__")) {
+                Ok(yielded) => return Ok(yielded.unbind()),
+                Err(err) if err.is_instance_of::<PyStopIteration>(py) => self.waiting = None,
+                Err(err) => return Err(err),
+            }
+        }
+        let stream = self.stream.get();
+        if stream.is_finished() {
+            return Err(PyStopAsyncIteration::new_err(()));
+        }
+        if !self.yielded && stream.ready_streak.load(Ordering::Relaxed) >= YIELD_EVERY {
+            stream.ready_streak.store(0, Ordering::Relaxed);
+            self.yielded = true;
+            return Ok(py.None());
+        }
+        match stream.gate.try_lock().and_then(|mut stash| stream.take_ready(&mut stash)) {
+            Some(received) => {
+                stream.ready_streak.fetch_add(1, Ordering::Relaxed);
+                match stream.next_event(py, received)? {
+                    Some(event) => Err(PyStopIteration::new_err((event,))),
+                    None => Err(PyStopAsyncIteration::new_err(())),
+                }
+            }
+            None => {
+                stream.ready_streak.store(0, Ordering::Relaxed);
+                let gate = Arc::clone(&stream.gate);
+                let receiver = stream.events.receiver.clone();
+                let receive = async move {
+                    let mut stash = gate.lock().await;
+                    if stash.is_none() {
+                        *stash = Some(receiver.recv().await.map_or(Received::Closed, Received::Item));
+                    }
+                    Ok(())
+                };
+                let future = pyo3_async_runtimes::generic::future_into_py::<SmolRuntime, _, _>(py, receive)?;
+                let waiting = future.call_method0(pyo3::intern!(py, "__await__"))?;
+                let yielded = waiting.call_method0(pyo3::intern!(py, "__next__"))?;
+                self.waiting = Some(waiting.unbind());
+                Ok(yielded.unbind())
+            }
+        }
+    }
+}
+
+/// An awaitable that is already done: `await` on it returns its value at once.
 #[pyclass(name = "_Ready", module = "rusty_genius._native")]
 #[derive(Debug)]
-pub struct Ready {
-    value: Option<Py<PyAny>>,
-    yield_first: bool,
-}
+pub struct Ready(Option<Py<PyAny>>);
 
 impl Ready {
     fn now(value: Py<PyAny>) -> Self {
-        Self { value: Some(value), yield_first: false }
+        Self(Some(value))
     }
 }
 
@@ -257,11 +315,8 @@ impl Ready {
         slf
     }
 
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        if std::mem::take(&mut self.yield_first) {
-            return Ok(py.None());
-        }
-        let value = self.value.take().unwrap_or_else(|| py.None());
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<()> {
+        let value = self.0.take().unwrap_or_else(|| py.None());
         Err(PyStopIteration::new_err((value,)))
     }
 }

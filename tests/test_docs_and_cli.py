@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,29 @@ def test_console_script_is_installed() -> None:
     out = run([str(script), "chat", "--hide-thinking", "--max-tokens", "8", "hi"], env={**os.environ})
     assert out.returncode == 0, out.stderr
     assert out.stdout == "Narf!\n"
+
+
+def test_ctrl_c_interrupts_a_blocked_for_loop_and_the_engine_shuts_down() -> None:
+    script = """
+import rusty_genius
+with rusty_genius.Genius(engine=rusty_genius.Pinky(delay=30)) as g:
+    print("ready", flush=True)
+    try:
+        for ev in g.chat([{"role": "user", "content": "hi"}]):
+            pass
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+print("closed", flush=True)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    assert out == "interrupted\nclosed\n"

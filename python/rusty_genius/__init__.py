@@ -12,7 +12,7 @@ See :class:`Genius`, :class:`InferenceConfig` and the event kinds in :mod:`rusty
 from rusty_genius import core
 from rusty_genius._native import __version__
 from rusty_genius.core import *  # noqa: F403 (the shared vocabulary: events, config, errors)
-from rusty_genius.genius import Genius, Message, Pinky
+from rusty_genius.genius import Brain, Genius, Message, Pinky
 
-__all__ = ["Genius", "Message", "Pinky", "__version__"]
+__all__ = ["Brain", "Genius", "Message", "Pinky", "__version__"]
 __all__ += core.__all__

@@ -10,6 +10,7 @@ from typing import Any, Generator, final
 from rusty_genius.core.config import Behavior, InferenceConfig, Sampling
 
 __version__: str
+HAS_REAL_ENGINE: bool
 
 class GeniusError(Exception):
     """Base class of every rusty-genius error."""
@@ -19,6 +20,12 @@ class ConfigError(GeniusError):
 
 class RequestError(GeniusError):
     """A chat request is malformed (messages, roles)."""
+
+class ContextOverflowError(RequestError):
+    """The prompt does not fit the context window (the message names both sizes)."""
+
+class ModelLoadError(GeniusError):
+    """A model file is missing, not GGUF, truncated or corrupted, or llama.cpp refused it."""
 
 class EngineError(GeniusError):
     """The engine failed while generating."""
@@ -134,6 +141,16 @@ class Engine:
         pre_open_think: bool = False,
     ) -> Engine:
         """Starts Pinky, the stub engine."""
+    @staticmethod
+    def brain(
+        model_path: str,
+        *,
+        gpu_layers: int | None = None,
+        threads: int | None = None,
+        context_size: int | None = None,
+        batch_size: int = 512,
+    ) -> Engine:
+        """Loads a GGUF model into Brain, the llama.cpp engine (checks the file first; raises ``ModelLoadError``)."""
     def chat(self, messages: Sequence[Mapping[str, str]], config: InferenceConfig | None = None) -> TokenStream:
         """Queues a chat request and returns its event stream."""
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -45,15 +46,46 @@ class Pinky:
         )
 
 
-EngineSpec = str | Pinky
+@dataclass(frozen=True, kw_only=True)
+class Brain:
+    """Brain, the real engine: a GGUF model run by llama.cpp.
+
+    The file is checked before llama.cpp reads it (a missing, truncated or corrupted file raises
+    :class:`ModelLoadError`). ``gpu_layers``: layers to offload (default: all when built with a GPU backend, else
+    none). ``threads``: CPU threads (default: physical cores). ``context_size``: context window in tokens (default:
+    the smaller of the model's trained context and 4096). ``batch_size``: prompt tokens per decode step.
+    """
+
+    model_path: str | os.PathLike[str]
+    gpu_layers: int | None = None
+    threads: int | None = None
+    context_size: int | None = None
+    batch_size: int = 512
+
+    def _load(self) -> _native.Engine:
+        return _native.Engine.brain(
+            os.fspath(self.model_path),
+            gpu_layers=self.gpu_layers,
+            threads=self.threads,
+            context_size=self.context_size,
+            batch_size=self.batch_size,
+        )
 
 
-def _spec(engine: EngineSpec) -> Pinky:
-    if isinstance(engine, Pinky):
+EngineSpec = str | os.PathLike[str] | Pinky | Brain
+
+
+def _spec(engine: EngineSpec) -> Pinky | Brain:
+    if isinstance(engine, (Pinky, Brain)):
         return engine
     if engine == "pinky":
         return Pinky()
-    raise ConfigError(f"unknown engine {engine!r}; use 'pinky' or rusty_genius.Pinky(...)")
+    if os.fspath(engine).endswith(".gguf"):
+        return Brain(model_path=engine)
+    raise ConfigError(
+        f"unknown engine {engine!r}; use 'pinky', a path to a .gguf file, rusty_genius.Pinky(...) or "
+        "rusty_genius.Brain(model_path=...)"
+    )
 
 
 class Genius:
@@ -71,6 +103,7 @@ class Genius:
     """
 
     def __init__(self, engine: EngineSpec = "pinky") -> None:
+        """``engine``: ``"pinky"``, a path to a ``.gguf`` model, or a :class:`Pinky` / :class:`Brain`."""
         self._spec = _spec(engine)
         self._engine: _native.Engine | None = None
 

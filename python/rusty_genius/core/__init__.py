@@ -3,9 +3,11 @@
 from rusty_genius.core.config import Behavior, InferenceConfig, Sampling
 from rusty_genius.core.errors import (
     ConfigError,
+    ContextOverflowError,
     EngineClosedError,
     EngineError,
     GeniusError,
+    ModelLoadError,
     RequestError,
 )
 from rusty_genius.core.events import Event, EventKind, FinishReason, Timings, TokenStream, Usage
@@ -13,6 +15,7 @@ from rusty_genius.core.events import Event, EventKind, FinishReason, Timings, To
 __all__ = [
     "Behavior",
     "ConfigError",
+    "ContextOverflowError",
     "EngineClosedError",
     "EngineError",
     "Event",
@@ -20,6 +23,7 @@ __all__ = [
     "FinishReason",
     "GeniusError",
     "InferenceConfig",
+    "ModelLoadError",
     "RequestError",
     "Sampling",
     "Timings",

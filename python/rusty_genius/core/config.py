@@ -25,7 +25,7 @@ class Behavior:
     """Strings that end the generation; the matched text is not delivered (at most 16, each up to 256 bytes).
     A single string is accepted; either way it is stored as a tuple."""
     context_size: int | None = None
-    """Context window in tokens. None lets the engine choose."""
+    """Most tokens the conversation may fill, up to the engine's context window. None: the whole window."""
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -53,6 +53,8 @@ class Sampling:
     frequency_penalty: float = 0.0
     seed: int | None = None
     """Makes sampled output reproducible. None picks a random seed."""
+    grammar: str | None = None
+    """A GBNF grammar (llama.cpp's format, with a ``root`` rule) the output must follow."""
 
     def __post_init__(self) -> None:
         _native.validate_sampling(self)

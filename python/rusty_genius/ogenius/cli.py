@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chat = commands.add_parser("chat", help="chat with a model (one prompt, or a line REPL on stdin)")
     chat.add_argument("prompt", nargs="*", help="one message to answer; without it, read one message per line")
-    chat.add_argument("--engine", default="pinky", help="engine to run (default: pinky, the stub engine)")
+    chat.add_argument(
+        "--engine", default="pinky", help="a path to a .gguf model, or pinky (the stub engine; the default)"
+    )
     chat.add_argument("--system", help="system prompt")
     chat.add_argument("--max-tokens", type=int, default=None, help="most tokens per answer")
     chat.add_argument("--hide-thinking", action="store_true", help="do not print the model's reasoning")

@@ -9,6 +9,8 @@ use crate::error::CortexError;
 pub const MAX_STOP_STRINGS: usize = 16;
 /// Longest stop string, in bytes.
 pub const MAX_STOP_BYTES: usize = 256;
+/// Longest grammar, in bytes.
+pub const MAX_GRAMMAR_BYTES: usize = 64 * 1024;
 
 /// What the caller sees of a generation.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +48,8 @@ pub struct Sampling {
     pub frequency_penalty: f32,
     /// Makes sampled output reproducible; `None` picks a random seed.
     pub seed: Option<u32>,
+    /// A GBNF grammar (llama.cpp's format, root rule `root`) the output must follow.
+    pub grammar: Option<String>,
 }
 
 impl Default for Sampling {
@@ -59,6 +63,7 @@ impl Default for Sampling {
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
             seed: None,
+            grammar: None,
         }
     }
 }
@@ -118,6 +123,15 @@ impl Sampling {
         check(self.repeat_penalty, "repeat_penalty", |v| v > 0.0 && v <= 10.0, "must be in (0, 10]; 1 disables it")?;
         check(self.presence_penalty, "presence_penalty", |v| (-2.0..=2.0).contains(&v), "must be in [-2, 2]")?;
         check(self.frequency_penalty, "frequency_penalty", |v| (-2.0..=2.0).contains(&v), "must be in [-2, 2]")?;
+        if let Some(g) = &self.grammar
+            && (g.trim().is_empty() || g.len() > MAX_GRAMMAR_BYTES)
+        {
+            return Err(CortexError::invalid(
+                "grammar",
+                format!("{} bytes", g.len()),
+                "must be a non-empty GBNF grammar of at most 64 KiB",
+            ));
+        }
         Ok(())
     }
 }

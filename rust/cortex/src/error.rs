@@ -9,6 +9,16 @@ pub enum CortexError {
     /// The request itself is malformed (messages, roles, empty input).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A model file is missing, unreadable, not GGUF, truncated or corrupted (checked before llama.cpp sees it), or
+    /// llama.cpp refused to load it.
+    #[error("cannot load model {}: {reason}", path.display())]
+    ModelLoad { path: std::path::PathBuf, reason: String },
+    /// The prompt does not fit the context window.
+    #[error(
+        "the prompt is {prompt_tokens} tokens but the context holds {context_size}; shorten the conversation or \
+         raise context_size"
+    )]
+    ContextOverflow { prompt_tokens: usize, context_size: usize },
     /// The engine failed while generating; the stream ends with this error.
     #[error("engine failure: {0}")]
     Engine(String),
@@ -18,6 +28,10 @@ pub enum CortexError {
 }
 
 impl CortexError {
+    pub(crate) fn model_load(path: &std::path::Path, reason: impl std::fmt::Display) -> Self {
+        Self::ModelLoad { path: path.to_path_buf(), reason: reason.to_string() }
+    }
+
     pub(crate) fn invalid(field: &'static str, value: impl std::fmt::Display, expected: &'static str) -> Self {
         Self::InvalidConfig { field, value: value.to_string(), expected }
     }

@@ -6,11 +6,14 @@
 //!   pieces, and `<think>` tags split anywhere (see [`pipeline`]).
 //! - Every engine runs on its own OS thread ([`worker`]); callers talk to it over channels only.
 
+#[cfg(feature = "real-engine")]
+pub mod brain;
 pub mod cancel;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod gguf;
 pub mod pinky;
 pub mod pipeline;
 pub mod stop;

@@ -122,6 +122,11 @@ impl<'a> Generation<'a> {
         Flow::Continue
     }
 
+    /// The context window is full: the generation ends with `finish_reason = length`.
+    pub fn context_full(&mut self) -> Flow {
+        self.stop_with(FinishReason::Length)
+    }
+
     /// Flushes held text and sends `Complete`. Called by the worker after the engine returns `Ok`.
     pub(crate) fn complete(mut self) {
         if self.finish.is_none() && self.cancel.is_cancelled() {

@@ -62,6 +62,7 @@ pub fn sampling(obj: &Bound<'_, PyAny>) -> PyResult<Sampling> {
         presence_penalty: attr(obj, o, "presence_penalty")?,
         frequency_penalty: attr(obj, o, "frequency_penalty")?,
         seed: opt_u32("seed", attr(obj, o, "seed")?, "must be between 0 and 4294967295, or None").map_err(to_py)?,
+        grammar: attr(obj, o, "grammar")?,
     };
     s.validate().map_err(to_py)?;
     Ok(s)

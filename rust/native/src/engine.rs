@@ -63,6 +63,34 @@ impl PyEngine {
         Ok(Self { name: "pinky".into(), worker: Mutex::new(Some(worker)) })
     }
 
+    /// Loads a GGUF model into Brain, the llama.cpp engine (checks the file first; raises `ModelLoadError`).
+    #[staticmethod]
+    #[pyo3(signature = (model_path, *, gpu_layers=None, threads=None, context_size=None, batch_size=512))]
+    fn brain(
+        py: Python<'_>,
+        model_path: std::path::PathBuf,
+        gpu_layers: Option<u32>,
+        threads: Option<u32>,
+        context_size: Option<u32>,
+        batch_size: u32,
+    ) -> PyResult<Self> {
+        #[cfg(feature = "real-engine")]
+        {
+            use rusty_genius_cortex::brain::{BrainOptions, load_engine};
+            let options =
+                BrainOptions { gpu_layers, threads, context_size, batch_size, ..BrainOptions::new(model_path) };
+            let worker = py.detach(|| Worker::spawn("brain", move || load_engine(&options))).map_err(to_py)?;
+            Ok(Self { name: "brain".into(), worker: Mutex::new(Some(worker)) })
+        }
+        #[cfg(not(feature = "real-engine"))]
+        {
+            let _ = (py, model_path, gpu_layers, threads, context_size, batch_size);
+            Err(to_py(CortexError::Engine(
+                "this build of rusty-genius has no real engine (built without the `real-engine` feature)".into(),
+            )))
+        }
+    }
+
     /// Queues a chat request and returns its event stream.
     #[pyo3(signature = (messages, config=None))]
     fn chat(&self, messages: &Bound<'_, PyAny>, config: Option<&Bound<'_, PyAny>>) -> PyResult<TokenStream> {

@@ -28,6 +28,7 @@ fn validate_sampling(sampling: &Bound<'_, PyAny>) -> PyResult<()> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("HAS_REAL_ENGINE", cfg!(feature = "real-engine"))?;
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<stream::TokenStream>()?;
     m.add_class::<stream::Ready>()?;
@@ -38,6 +39,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GeniusError", py.get_type::<errors::GeniusError>())?;
     m.add("ConfigError", py.get_type::<errors::ConfigError>())?;
     m.add("RequestError", py.get_type::<errors::RequestError>())?;
+    m.add("ContextOverflowError", py.get_type::<errors::ContextOverflowError>())?;
+    m.add("ModelLoadError", py.get_type::<errors::ModelLoadError>())?;
     m.add("EngineError", py.get_type::<errors::EngineError>())?;
     m.add("EngineClosedError", py.get_type::<errors::EngineClosedError>())?;
     m.add_function(wrap_pyfunction!(validate_behavior, m)?)?;

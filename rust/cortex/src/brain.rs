@@ -261,6 +261,38 @@ fn engine_error(e: impl std::fmt::Display) -> CortexError {
     CortexError::Engine(e.to_string())
 }
 
+/// How the next token is picked.
+enum Picker {
+    /// Plain greedy (temperature 0, no grammar, no penalties): an argmax over the logits. llama.cpp's greedy sampler
+    /// first copies all `n_vocab` logits into a candidate array every token; the argmax reads them in place.
+    Argmax,
+    Chain(LlamaSampler),
+}
+
+impl Picker {
+    fn new(sampling: &Sampling, model: &LlamaModel) -> Result<Self, CortexError> {
+        let plain_greedy = sampling.temperature <= 0.0
+            && sampling.grammar.is_none()
+            && sampling.repeat_penalty == 1.0
+            && sampling.frequency_penalty == 0.0
+            && sampling.presence_penalty == 0.0;
+        if plain_greedy { Ok(Self::Argmax) } else { sampler(sampling, model).map(Self::Chain) }
+    }
+
+    /// The next token from the logits at batch index `at` (for a chain, also accepted into its state).
+    fn pick(&mut self, ctx: &LlamaContext<'_>, at: i32) -> LlamaToken {
+        match self {
+            // Ties go to the lowest id, as in llama.cpp's greedy sampler.
+            Self::Argmax => {
+                let logits = ctx.get_logits_ith(at);
+                let best = logits.iter().enumerate().fold(0, |best, (i, &l)| if l > logits[best] { i } else { best });
+                LlamaToken(i32::try_from(best).unwrap_or(0))
+            }
+            Self::Chain(sampler) => sampler.sample(ctx, at),
+        }
+    }
+}
+
 fn sampler(sampling: &Sampling, model: &LlamaModel) -> Result<LlamaSampler, CortexError> {
     let mut chain = Vec::new();
     if let Some(grammar) = &sampling.grammar {
@@ -311,7 +343,7 @@ impl Engine for Brain {
         if tokens.len() >= limit {
             return Err(CortexError::ContextOverflow { prompt_tokens: tokens.len(), context_size: limit });
         }
-        let mut sampler = sampler(&request.config.sampling, &self.model)?;
+        let mut picker = Picker::new(&request.config.sampling, &self.model)?;
         self.reuse_prefix(&tokens);
         let cached_tokens = self.cached.len();
         if !self.evaluate_prompt(&tokens, out)? {
@@ -332,7 +364,7 @@ impl Engine for Brain {
                 let _ = out.context_full();
                 return Ok(());
             }
-            let token = sampler.sample(&self.ctx, logits_at);
+            let token = picker.pick(&self.ctx, logits_at);
             if vocab.is_eog(token) {
                 return Ok(());
             }

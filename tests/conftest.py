@@ -1,6 +1,23 @@
-"""Shared fixtures. Async tests run on asyncio through anyio's pytest plugin (the native bridge is asyncio-only)."""
+"""Shared fixtures. Async tests run on asyncio through anyio's pytest plugin (the native bridge is asyncio-only).
+
+No test touches the user's config or Hugging Face cache, or the real hub: before anything imports
+huggingface_hub (it reads its environment once, at import), the session gets its own RUSTY_GENIUS_HOME and HF_HOME
+under TMPDIR, and HF_HUB_OFFLINE=1. Tests of downloads run ogenius in subprocesses pointed at a mock hub.
+"""
 
 from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+
+_SESSION_HOME = tempfile.mkdtemp(prefix="rg-session-")
+atexit.register(shutil.rmtree, _SESSION_HOME, True)
+os.environ["RUSTY_GENIUS_HOME"] = os.path.join(_SESSION_HOME, "config")
+os.environ["HF_HOME"] = os.path.join(_SESSION_HOME, "hf")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 import importlib.util
 import time

@@ -53,7 +53,7 @@ def test_chat_reads_one_message_per_line_when_piped() -> None:
 def test_errors_exit_2_with_a_message() -> None:
     out = run([*OGENIUS, "chat", "--engine", "llama", "hi"])
     assert out.returncode == 2
-    assert "unknown engine 'llama'" in out.stderr
+    assert "unknown model 'llama'" in out.stderr
     out = run([*OGENIUS, "chat", "--max-tokens", "0", "hi"])
     assert out.returncode == 2
     assert "max_tokens" in out.stderr

@@ -70,8 +70,8 @@ def test_a_config_of_the_wrong_type_is_refused() -> None:
 
 
 def test_bad_engine_settings() -> None:
-    with pytest.raises(ConfigError, match="unknown engine 'llama'"):
-        rusty_genius.Genius(engine="llama")
+    with pytest.raises(ConfigError, match="unknown model 'llama'"):
+        rusty_genius.Genius(engine="llama").start_sync()
     with pytest.raises(ConfigError, match="delay"):
         rusty_genius.Genius(engine=rusty_genius.Pinky(delay=-1)).start_sync()
     with pytest.raises(ConfigError, match=r"script\[1\]"):

@@ -169,6 +169,10 @@ class Engine:
     def completed_requests(self) -> int:
         """Requests finished (completed, cancelled or failed) over the engine's life."""
 
+def check_gguf(path: str) -> dict[str, Any]:
+    """Checks that a file is a whole, well-formed GGUF (without loading it); returns ``version``, ``tensor_count``,
+    ``metadata_count``, ``architecture``, ``context_length`` and ``file_size``. Raises ``ModelLoadError``."""
+
 def validate_behavior(behavior: Behavior) -> None:
     """Checks a ``Behavior`` (raises ``ConfigError`` naming the bad field)."""
 

@@ -72,19 +72,34 @@ class Brain:
         )
 
 
+@dataclass(frozen=True)
+class _Named:
+    """A model by name (alias, ``owner/repo`` or a registered name), found or fetched by facecrab when loaded."""
+
+    name: str
+
+    def _load(self) -> _native.Engine:
+        from rusty_genius import facecrab
+
+        return Brain(model_path=facecrab.ensure_model(self.name).path)._load()
+
+
 EngineSpec = str | os.PathLike[str] | Pinky | Brain
 
 
-def _spec(engine: EngineSpec) -> Pinky | Brain:
+def _spec(engine: EngineSpec) -> Pinky | Brain | _Named:
     if isinstance(engine, (Pinky, Brain)):
         return engine
     if engine == "pinky":
         return Pinky()
-    if os.fspath(engine).endswith(".gguf"):
+    name = os.fspath(engine)
+    if name.endswith(".gguf"):
         return Brain(model_path=engine)
+    if name:
+        return _Named(name)
     raise ConfigError(
-        f"unknown engine {engine!r}; use 'pinky', a path to a .gguf file, rusty_genius.Pinky(...) or "
-        "rusty_genius.Brain(model_path=...)"
+        "no engine named: use 'pinky', a model name (e.g. 'smollm2-135m' or 'Qwen/Qwen2.5-1.5B-Instruct'), a path "
+        "to a .gguf file, rusty_genius.Pinky(...) or rusty_genius.Brain(model_path=...)"
     )
 
 
@@ -103,7 +118,9 @@ class Genius:
     """
 
     def __init__(self, engine: EngineSpec = "pinky") -> None:
-        """``engine``: ``"pinky"``, a path to a ``.gguf`` model, or a :class:`Pinky` / :class:`Brain`."""
+        """``engine``: ``"pinky"``; a model name (an alias such as ``"smollm2-135m"``, a Hugging Face repo id, or a
+        name registered with ``ogenius import``), found or downloaded when the engine starts; a path to a ``.gguf``
+        file; or a :class:`Pinky` / :class:`Brain`."""
         self._spec = _spec(engine)
         self._engine: _native.Engine | None = None
 

@@ -4,10 +4,14 @@ from rusty_genius.core.config import Behavior, InferenceConfig, Sampling
 from rusty_genius.core.errors import (
     ConfigError,
     ContextOverflowError,
+    DownloadError,
     EngineClosedError,
     EngineError,
     GeniusError,
     ModelLoadError,
+    ModelNotFoundError,
+    OfflineError,
+    QuantNotFoundError,
     RequestError,
 )
 from rusty_genius.core.events import Event, EventKind, FinishReason, Timings, TokenStream, Usage
@@ -16,6 +20,7 @@ __all__ = [
     "Behavior",
     "ConfigError",
     "ContextOverflowError",
+    "DownloadError",
     "EngineClosedError",
     "EngineError",
     "Event",
@@ -24,6 +29,9 @@ __all__ = [
     "GeniusError",
     "InferenceConfig",
     "ModelLoadError",
+    "ModelNotFoundError",
+    "OfflineError",
+    "QuantNotFoundError",
     "RequestError",
     "Sampling",
     "Timings",

@@ -1,4 +1,4 @@
-"""The ``ogenius`` command.
+"""The ``ogenius`` command (``chat`` here; the model commands in :mod:`models_cli`).
 
 Output discipline: the answer goes to stdout; thinking (dim when stderr is a terminal and NO_COLOR is unset),
 notices and errors go to stderr, so ``ogenius chat "..." > answer.txt`` captures only the answer.
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import rusty_genius
 from rusty_genius import GeniusError, InferenceConfig
+from rusty_genius.ogenius import models_cli
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
 
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int, default=None, help="most tokens per answer")
     chat.add_argument("--hide-thinking", action="store_true", help="do not print the model's reasoning")
     chat.set_defaults(run=_chat)
+    models_cli.add_commands(commands)
     return parser
 
 

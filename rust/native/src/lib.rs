@@ -24,6 +24,21 @@ fn validate_sampling(sampling: &Bound<'_, PyAny>) -> PyResult<()> {
     convert::sampling(sampling).map(drop)
 }
 
+/// Checks that a file is a whole, well-formed GGUF (without loading it) and returns its header facts.
+/// Raises `ModelLoadError` saying what is wrong.
+#[pyfunction]
+fn check_gguf(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    let info = py.detach(|| rusty_genius_cortex::gguf::check(&path)).map_err(errors::to_py)?;
+    let out = pyo3::types::PyDict::new(py);
+    out.set_item("version", info.version)?;
+    out.set_item("tensor_count", info.tensor_count)?;
+    out.set_item("metadata_count", info.metadata_count)?;
+    out.set_item("architecture", info.architecture)?;
+    out.set_item("context_length", info.context_length)?;
+    out.set_item("file_size", info.file_size)?;
+    Ok(out)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -43,6 +58,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ModelLoadError", py.get_type::<errors::ModelLoadError>())?;
     m.add("EngineError", py.get_type::<errors::EngineError>())?;
     m.add("EngineClosedError", py.get_type::<errors::EngineClosedError>())?;
+    m.add_function(wrap_pyfunction!(check_gguf, m)?)?;
     m.add_function(wrap_pyfunction!(validate_behavior, m)?)?;
     m.add_function(wrap_pyfunction!(validate_sampling, m)?)?;
     Ok(())

@@ -1,0 +1,92 @@
+"""Fetching a resolved model into the standard Hugging Face cache, and proving the bytes are the hub's.
+
+Files go through ``hf_hub_download`` (so models fetched by other tools are found, never fetched twice, and
+HF_TOKEN / HF_HOME / HF_HUB_OFFLINE behave as everywhere else); its progress bar goes to stderr. Every file is then
+hashed and compared with the hub's LFS sha256: a mismatch deletes the cached copy and raises, so nothing unverified
+is ever registered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import os
+from functools import cache
+from pathlib import Path
+
+from huggingface_hub import hf_hub_download, try_to_load_from_cache
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+from rusty_genius import _native
+from rusty_genius.core.errors import DownloadError, OfflineError
+from rusty_genius.facecrab.manifest import ModelSpec
+from rusty_genius.facecrab.paths import safe_repo_path
+
+_CHUNK = 1 << 20
+
+
+@cache
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP client's own error base class (huggingface_hub has used requests, httpx and httpx2)."""
+    found: list[type[BaseException]] = [HfHubHTTPError, OSError]
+    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _discard(path: Path) -> None:
+    """Removes a cached file and the blob it links to."""
+    blob = Path(os.path.realpath(path))
+    path.unlink(missing_ok=True)
+    if blob != path:
+        blob.unlink(missing_ok=True)
+
+
+def cached_path(spec: ModelSpec, filename: str) -> Path | None:
+    found = try_to_load_from_cache(spec.gguf_repo, filename, revision=spec.revision)
+    return Path(found) if isinstance(found, str) else None
+
+
+def fetch(spec: ModelSpec) -> ModelSpec:
+    """Downloads (or finds in the cache) every file of ``spec``, verifies it, and returns ``spec`` with its paths."""
+    paths: list[Path] = []
+    owned = False
+    for i, filename in enumerate(spec.files):
+        safe_repo_path(filename)
+        owned = owned or cached_path(spec, filename) is None
+        try:
+            path = Path(hf_hub_download(spec.gguf_repo, filename, revision=spec.revision))
+        except (OfflineModeIsEnabled, LocalEntryNotFoundError) as err:
+            raise OfflineError(
+                f"{spec.gguf_repo}/{filename} is not in the Hugging Face cache and HF_HUB_OFFLINE is set; "
+                "unset it (or connect) and download again"
+            ) from err
+        except EntryNotFoundError as err:
+            raise DownloadError(f"{spec.gguf_repo} no longer has {filename}") from err
+        except _transport_errors() as err:
+            raise DownloadError(
+                f"downloading {spec.gguf_repo}/{filename} failed ({type(err).__name__}: {err}); run it again to retry"
+            ) from err
+        if spec.sha256:
+            actual = sha256_of(path)
+            if actual != spec.sha256[i]:
+                _discard(path)
+                raise DownloadError(
+                    f"{spec.gguf_repo}/{filename} does not match the hub's sha256 (expected {spec.sha256[i]}, got "
+                    f"{actual}); the bad copy was deleted, run it again"
+                )
+        paths.append(path)
+    _native.check_gguf(str(paths[0]))
+    return dataclasses.replace(spec, paths=tuple(paths), owned=owned)

@@ -76,10 +76,9 @@ def find_model(name: str, quant: str | None = None, *, registry: Registry | None
 def ensure_model(name: str | None = None, quant: str | None = None, *, registry: Registry | None = None) -> ModelSpec:
     """The local, verified GGUF for ``name`` (default: the embedded default model), fetching it when needed."""
     registry = registry or Registry()
-    if name is not None:
-        registered = find_model(name, quant, registry=registry)
-        if registered is not None and _on_disk(registered):
-            return registered
+    registered = find_model(name or default_model().name or "", quant, registry=registry)
+    if registered is not None and _on_disk(registered):
+        return registered
     request = request_for(name, quant) if name is not None else default_model()
     key = registry_key(request)
     spec = local.from_package(request)

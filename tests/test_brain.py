@@ -195,3 +195,26 @@ def test_a_gguf_path_string_selects_brain() -> None:
     with Genius(engine=str(smollm2_path())) as g:
         assert g.engine.name == "brain"
     assert rusty_genius._native.HAS_REAL_ENGINE
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def test_unloading_frees_the_memory() -> None:
+    with Genius(engine=Brain(model_path=smollm2_path(), threads=2, context_size=2048), strategy=rusty_genius.Immediate()) as g:
+        run(g, QUESTION, temperature=0, max_tokens=2)  # warm up whatever the first load allocates once
+        assert wait_until(lambda: g.loaded() == [])
+        before = rss_bytes()
+        loaded = 0
+        for ev in g.chat(QUESTION, temperature=0, max_tokens=16):
+            loaded = max(loaded, rss_bytes())
+            assert ev.kind != "error"
+        assert wait_until(lambda: g.loaded() == [])
+        after = rss_bytes()
+    mib = 2**20
+    assert loaded > before + 25 * mib, f"the model did not show in RSS ({before / mib:.0f} -> {loaded / mib:.0f} MiB)"
+    assert after <= before * 1.10, f"RSS {before / mib:.0f} MiB before the load, {after / mib:.0f} MiB after unload"

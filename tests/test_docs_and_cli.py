@@ -22,15 +22,29 @@ def run(cmd: list[str], stdin: str = "", env: dict[str, str] | None = None) -> s
     return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60, env=env, check=False)
 
 
+def readme_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
 def test_readme_library_example_runs_as_written() -> None:
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    blocks = readme_blocks()
     assert blocks, "README has no python example"
     out = run([sys.executable, "-c", blocks[0]])
     assert out.returncode == 0, out.stderr
     assert "(thinking: Narf)" in out.stdout
     assert "Narf! Narf! Narf! Narf! Narf!" in out.stdout
     assert out.stdout.rstrip().endswith("[length: 12 tokens]")
+
+
+@pytest.mark.real_engine
+def test_readme_sync_example_runs_as_written_on_the_embedded_default_model() -> None:
+    blocks = readme_blocks()
+    assert len(blocks) >= 2
+    out = run([sys.executable, "-c", blocks[1]])
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()[:2]
+    assert first.split()[-2] == "tok/s" or first.endswith("tok/s"), first
+    assert second.strip(), "the streamed answer is empty"
 
 
 def test_chat_puts_the_answer_on_stdout_and_thinking_on_stderr() -> None:

@@ -9,10 +9,28 @@
 See :class:`Genius`, :class:`InferenceConfig` and the event kinds in :mod:`rusty_genius.core.events`.
 """
 
-from rusty_genius import core
+import atexit
+
+from rusty_genius import _native, core
 from rusty_genius._native import __version__
 from rusty_genius.core import *  # noqa: F403 (the shared vocabulary: events, config, errors)
-from rusty_genius.genius import Brain, Genius, Message, Pinky
+from rusty_genius.brainstem import CortexStrategy, HibernateAfter, Immediate, KeepAlive
+from rusty_genius.genius import Answer, Brain, ChatStream, Genius, Message, Pinky
 
-__all__ = ["Brain", "Genius", "Message", "Pinky", "__version__"]
+__all__ = [
+    "Answer",
+    "Brain",
+    "ChatStream",
+    "CortexStrategy",
+    "Genius",
+    "HibernateAfter",
+    "Immediate",
+    "KeepAlive",
+    "Message",
+    "Pinky",
+    "__version__",
+]
 __all__ += core.__all__
+
+# Let runtime threads finish handing results to asyncio before the interpreter finalizes (see runtime.rs).
+atexit.register(_native._drain_callbacks)

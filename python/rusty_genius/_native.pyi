@@ -3,7 +3,7 @@
 Users import from ``rusty_genius``; this module is private.
 """
 
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generator, final
 
@@ -139,6 +139,7 @@ class Engine:
         script: Sequence[str | bytes] | None = None,
         fail_after: int | None = None,
         pre_open_think: bool = False,
+        load_delay: float = 0.0,
     ) -> Engine:
         """Starts Pinky, the stub engine."""
     @staticmethod
@@ -151,8 +152,15 @@ class Engine:
         batch_size: int = 512,
     ) -> Engine:
         """Loads a GGUF model into Brain, the llama.cpp engine (checks the file first; raises ``ModelLoadError``)."""
-    def chat(self, messages: Sequence[Mapping[str, str]], config: InferenceConfig | None = None) -> TokenStream:
-        """Queues a chat request and returns its event stream."""
+    def chat(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        config: InferenceConfig | None = None,
+        *,
+        on_done: Callable[[], object] | None = None,
+    ) -> TokenStream:
+        """Queues a chat request and returns its event stream. ``on_done`` is called once, with no arguments, when
+        the stream is finished (completed, failed, closed or dropped)."""
     def close(self) -> None:
         """Stops the running generation, fails queued ones, and ends the worker thread."""
     @property
@@ -172,6 +180,9 @@ class Engine:
 def check_gguf(path: str) -> dict[str, Any]:
     """Checks that a file is a whole, well-formed GGUF (without loading it); returns ``version``, ``tensor_count``,
     ``metadata_count``, ``architecture``, ``context_length`` and ``file_size``. Raises ``ModelLoadError``."""
+
+def _drain_callbacks() -> None:
+    """Waits (at most a second) for asyncio results still being handed over by runtime threads; run at exit."""
 
 def validate_behavior(behavior: Behavior) -> None:
     """Checks a ``Behavior`` (raises ``ConfigError`` naming the bad field)."""

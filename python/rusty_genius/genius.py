@@ -1,164 +1,231 @@
-"""The public facade: :class:`Genius` loads an engine and streams chat answers from it."""
+"""The public facade: :class:`Genius` runs models and streams chat answers from them.
+
+It owns a :class:`~rusty_genius.brainstem.Brainstem` (on the caller's event loop with ``async with``, or on a
+private loop thread with plain ``with``), so one Genius serves many callers and several models, loads lazily and
+shares loads, and unloads idle models by its strategy.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
-import anyio.to_thread
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from rusty_genius import _native
-from rusty_genius.core.config import InferenceConfig
+from rusty_genius.brainstem import Brainstem, CortexStrategy, Immediate
+from rusty_genius.core.config import Behavior, InferenceConfig, Sampling
 from rusty_genius.core.errors import ConfigError, EngineClosedError
-from rusty_genius.core.events import TokenStream
+from rusty_genius.core.events import Event, Timings, TokenStream, Usage
+from rusty_genius.engines import Brain, EngineSpec, Loadable, Message, Pinky, key_of, loadable
 
-Message = Mapping[str, str]
-"""A chat message: ``{"role": "system" | "user" | "assistant" | "tool", "content": str}``."""
+__all__ = ["Answer", "Brain", "ChatStream", "Genius", "Message", "Pinky"]
 
-
-@dataclass(frozen=True, kw_only=True)
-class Pinky:
-    """Pinky, the stub engine: no weights, deterministic "Narf!" answers, for testing clients and the stack.
-
-    By default each answer is a short ``<think>`` block then ``reply_tokens`` "Narf!" tokens, ``delay`` seconds
-    apart. ``script`` replays the given pieces instead (``bytes`` pieces may split a UTF-8 character, ``str``
-    pieces may split a tag). ``fail_after`` makes every answer fail with :class:`EngineError` after that many
-    tokens. ``pre_open_think`` acts like a chat template that opens ``<think>`` in the prompt.
-    """
-
-    delay: float = 0.005
-    reply_tokens: int = 24
-    think: bool = True
-    script: Sequence[str | bytes] | None = None
-    fail_after: int | None = None
-    pre_open_think: bool = False
-
-    def _load(self) -> _native.Engine:
-        return _native.Engine.pinky(
-            delay=self.delay,
-            reply_tokens=self.reply_tokens,
-            think=self.think,
-            script=None if self.script is None else list(self.script),
-            fail_after=self.fail_after,
-            pre_open_think=self.pre_open_think,
-        )
+_BEHAVIOR = {f.name for f in dataclasses.fields(Behavior)}
+_SAMPLING = {f.name for f in dataclasses.fields(Sampling)}
 
 
-@dataclass(frozen=True, kw_only=True)
-class Brain:
-    """Brain, the real engine: a GGUF model run by llama.cpp.
-
-    The file is checked before llama.cpp reads it (a missing, truncated or corrupted file raises
-    :class:`ModelLoadError`). ``gpu_layers``: layers to offload (default: all when built with a GPU backend, else
-    none). ``threads``: CPU threads (default: physical cores). ``context_size``: context window in tokens (default:
-    the smaller of the model's trained context and 4096). ``batch_size``: prompt tokens per decode step.
-    """
-
-    model_path: str | os.PathLike[str]
-    gpu_layers: int | None = None
-    threads: int | None = None
-    context_size: int | None = None
-    batch_size: int = 512
-
-    def _load(self) -> _native.Engine:
-        return _native.Engine.brain(
-            os.fspath(self.model_path),
-            gpu_layers=self.gpu_layers,
-            threads=self.threads,
-            context_size=self.context_size,
-            batch_size=self.batch_size,
-        )
-
-
-@dataclass(frozen=True)
-class _Named:
-    """A model by name (alias, ``owner/repo`` or a registered name), found or fetched by facecrab when loaded."""
-
-    name: str
-
-    def _load(self) -> _native.Engine:
-        from rusty_genius import facecrab
-
-        return Brain(model_path=facecrab.ensure_model(self.name).path)._load()
-
-
-EngineSpec = str | os.PathLike[str] | Pinky | Brain
-
-
-def _spec(engine: EngineSpec) -> Pinky | Brain | _Named:
-    if isinstance(engine, (Pinky, Brain)):
-        return engine
-    if engine == "pinky":
-        return Pinky()
-    name = os.fspath(engine)
-    if name.endswith(".gguf"):
-        return Brain(model_path=engine)
-    if name:
-        return _Named(name)
-    raise ConfigError(
-        "no engine named: use 'pinky', a model name (e.g. 'smollm2-135m' or 'Qwen/Qwen2.5-1.5B-Instruct'), a path "
-        "to a .gguf file, rusty_genius.Pinky(...) or rusty_genius.Brain(model_path=...)"
+def _config(config: InferenceConfig | None, settings: dict[str, Any]) -> InferenceConfig | None:
+    """``config`` with flat keyword ``settings`` applied over it."""
+    if not settings:
+        return config
+    unknown = sorted(settings.keys() - _BEHAVIOR - _SAMPLING)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_BEHAVIOR | _SAMPLING))}")
+    base = config or InferenceConfig()
+    return InferenceConfig(
+        behavior=dataclasses.replace(base.behavior, **{k: v for k, v in settings.items() if k in _BEHAVIOR}),
+        sampling=dataclasses.replace(base.sampling, **{k: v for k, v in settings.items() if k in _SAMPLING}),
     )
 
 
-class Genius:
-    """A loaded engine you can chat with.
+@dataclass(frozen=True)
+class Answer:
+    """A whole answer, from :meth:`Genius.complete`."""
 
-    Use it as an async context manager (the engine loads on entry and is closed on exit)::
+    content: str
+    thinking: str
+    finish_reason: str
+    usage: Usage
+    timings: Timings
 
-        async with Genius(engine="pinky") as g:
-            async for ev in g.chat([{"role": "user", "content": "hi"}]):
-                if ev.kind == "content":
-                    print(ev.text, end="")
 
-    or as a plain context manager with ``for`` instead of ``async for``. Streams are asyncio-only for ``async
-    for``; a ``for`` loop works anywhere and releases the GIL while it waits.
+class ChatStream:
+    """The events of one chat request, for ``async for`` and ``for``.
+
+    When the model is already loaded the request is queued at once and iteration goes straight to the native
+    stream; otherwise the first iteration waits for the (shared) load. Breaking out, :meth:`close`, :meth:`aclose` or
+    dropping the stream stops the generation and frees its place in the queue.
     """
 
-    def __init__(self, engine: EngineSpec = "pinky") -> None:
-        """``engine``: ``"pinky"``; a model name (an alias such as ``"smollm2-135m"``, a Hugging Face repo id, or a
-        name registered with ``ogenius import``), found or downloaded when the engine starts; a path to a ``.gguf``
-        file; or a :class:`Pinky` / :class:`Brain`."""
-        self._spec = _spec(engine)
-        self._engine: _native.Engine | None = None
+    def __init__(
+        self,
+        native: TokenStream | None = None,
+        open_async: Callable[[], Awaitable[TokenStream]] | None = None,
+        open_sync: Callable[[], TokenStream] | None = None,
+    ) -> None:
+        self._native = native
+        self._open_async = open_async
+        self._open_sync = open_sync
+        self._closed = False
 
-    @property
-    def engine(self) -> _native.Engine:
-        """The loaded native engine (its ``busy``, ``generated_tokens`` and ``completed_requests`` counters)."""
-        if self._engine is None:
-            raise EngineClosedError("Genius is not started; use 'async with Genius(...) as g' or call start()")
-        return self._engine
+    def __aiter__(self) -> ChatStream:
+        return self
 
-    async def start(self) -> None:
-        """Loads the engine (in a worker thread, so the event loop keeps running). Idempotent."""
-        if self._engine is None:
-            self._engine = await anyio.to_thread.run_sync(self._spec._load)
+    def __anext__(self) -> Awaitable[Event]:
+        if self._native is not None:
+            return self._native.__anext__()
+        return self._first_async()
 
-    def start_sync(self) -> None:
-        """Blocking form of :meth:`start`."""
-        if self._engine is None:
-            self._engine = self._spec._load()
+    async def _first_async(self) -> Event:
+        if self._closed or self._open_async is None:
+            raise StopAsyncIteration
+        self._native = await self._open_async()
+        return await self._native.__anext__()
 
-    def chat(self, messages: Sequence[Message], config: InferenceConfig | None = None) -> TokenStream:
-        """Queues a chat request and returns its stream of events; iterate it with ``async for`` or ``for``.
+    def __iter__(self) -> ChatStream:
+        return self
 
-        Breaking out of the loop (or closing or dropping the stream) stops the generation within one token.
-        """
-        return self.engine.chat(messages, config)
+    def __next__(self) -> Event:
+        if self._native is None:
+            if self._closed or self._open_sync is None:
+                raise StopIteration
+            self._native = self._open_sync()
+        return next(self._native)
+
+    def cancel(self) -> None:
+        """Asks the engine to stop; the stream still ends with ``complete`` (finish_reason ``cancelled``)."""
+        if self._native is not None:
+            self._native.cancel()
+        else:
+            self._closed = True
+
+    def close(self) -> None:
+        """Stops the generation and ends the stream now."""
+        self._closed = True
+        if self._native is not None:
+            self._native.close()
 
     async def aclose(self) -> None:
-        """Stops any generation and unloads the engine. Idempotent."""
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await anyio.to_thread.run_sync(engine.close)
+        self.close()
+
+    @property
+    def finished(self) -> bool:
+        return self._closed or (self._native is not None and self._native.finished)
+
+
+class Genius:
+    """Runs models and streams chat answers.
+
+    ``model``: an alias (``"smollm2-135m"``), a Hugging Face repo id, a name registered with ``ogenius import``, a
+    path to a ``.gguf`` file, or a :class:`Brain`; default: the embedded default model. ``engine``: ``"brain"``
+    (default), ``"pinky"`` or a :class:`Pinky` (the stub; it ignores ``model``). ``strategy``: when idle models
+    unload (:class:`KeepAlive` by default, :class:`HibernateAfter`, :class:`Immediate`). ``max_loaded``: models loaded
+    at once (least recently used idle ones unload first). ``max_queue``: requests queued or running per model
+    before :class:`BusyError`.
+
+    Use it as an async context manager with ``async for``, or as a plain one with ``for``::
+
+        async with Genius("smollm2-135m") as g:
+            async for ev in g.chat([{"role": "user", "content": "hi"}], max_tokens=32):
+                ...
+    """
+
+    def __init__(
+        self,
+        model: EngineSpec | None = None,
+        *,
+        engine: EngineSpec | None = None,
+        strategy: CortexStrategy | None = None,
+        max_loaded: int = 1,
+        max_queue: int = 32,
+    ) -> None:
+        self._default = self._choose(model, engine)
+        self._engine_choice = engine
+        self._strategy = strategy
+        self._max_loaded = max_loaded
+        self._max_queue = max_queue
+        self._brainstem: Brainstem | None = None
+        self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
+        self._portal: BlockingPortal | None = None
+
+    @staticmethod
+    def _choose(model: EngineSpec | None, engine: EngineSpec | None) -> Loadable:
+        if isinstance(model, (Pinky, Brain)):
+            return model
+        if engine is not None and engine != "brain":
+            chosen = loadable(engine)
+            if isinstance(chosen, Pinky) or model is None:
+                return chosen
+        if model is None:
+            return loadable("smollm2-135m")
+        return loadable(model)
+
+    def _key(self, model: EngineSpec | None) -> str:
+        spec = self._default if model is None else self._choose(model, self._engine_choice)
+        key = key_of(spec)
+        self._require().register(key, spec._load)
+        return key
+
+    def _require(self) -> Brainstem:
+        if self._brainstem is None:
+            raise EngineClosedError("Genius is not started; use 'async with Genius(...) as g' or call start()")
+        return self._brainstem
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Starts the brainstem on the running loop and loads the default model. Idempotent."""
+        if self._brainstem is None:
+            self._brainstem = Brainstem(strategy=self._strategy, max_loaded=self._max_loaded, max_queue=self._max_queue)
+            await self._preload()
+
+    async def _preload(self) -> None:
+        if not isinstance(self._strategy, Immediate):
+            try:
+                await self._require().preload(self._key(None))
+            except BaseException:
+                await self.aclose()
+                raise
+
+    def start_sync(self) -> None:
+        """Blocking form of :meth:`start`: the brainstem runs on a private event-loop thread."""
+        if self._brainstem is not None:
+            return
+        self._portal_cm = start_blocking_portal()
+        self._portal = self._portal_cm.__enter__()
+        try:
+            self._brainstem = self._portal.call(self._make_brainstem)
+            self._portal.call(self._preload)
+        except BaseException:
+            self.close()
+            raise
+
+    async def _make_brainstem(self) -> Brainstem:
+        return Brainstem(strategy=self._strategy, max_loaded=self._max_loaded, max_queue=self._max_queue)
+
+    async def aclose(self) -> None:
+        """Stops every generation and unloads every model. Idempotent."""
+        brainstem, self._brainstem = self._brainstem, None
+        if brainstem is not None:
+            await brainstem.aclose()
 
     def close(self) -> None:
         """Blocking form of :meth:`aclose`."""
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            engine.close()
+        brainstem, self._brainstem = self._brainstem, None
+        portal, self._portal = self._portal, None
+        if brainstem is not None and portal is not None:
+            portal.call(brainstem.aclose)
+        elif brainstem is not None:
+            asyncio.run(brainstem.aclose())
+        if self._portal_cm is not None:
+            cm, self._portal_cm = self._portal_cm, None
+            cm.__exit__(None, None, None)
 
     async def __aenter__(self) -> Genius:
         await self.start()
@@ -177,3 +244,98 @@ class Genius:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    # -- requests -----------------------------------------------------------------------------------------------
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        config: InferenceConfig | None = None,
+        *,
+        model: EngineSpec | None = None,
+        **settings: Any,
+    ) -> ChatStream:
+        """Queues a chat request and returns its stream of events (``async for`` or ``for``).
+
+        ``settings`` are flat :class:`Behavior` / :class:`Sampling` fields applied over ``config``, e.g.
+        ``g.chat(messages, max_tokens=64, temperature=0)``. ``model`` picks another model than the default.
+        """
+        config = _config(config, settings)
+        brainstem = self._require()
+        key = self._key(model)
+        held = brainstem.try_hold(key)
+        if held is not None:
+            return ChatStream(native=self._open(held, messages, config))
+
+        async def open_async() -> TokenStream:
+            return self._open(await brainstem.hold(key), messages, config)
+
+        def open_sync() -> TokenStream:
+            if self._portal is None:
+                raise EngineClosedError(
+                    f"{key} is not loaded yet: iterate this stream with 'async for' (or use Genius as a plain "
+                    "context manager for 'for' loops)"
+                )
+            return self._open(self._portal.call(brainstem.hold, key), messages, config)
+
+        return ChatStream(open_async=open_async, open_sync=open_sync)
+
+    @staticmethod
+    def _open(
+        held: tuple[_native.Engine, Callable[[], None]], messages: Sequence[Message], config: InferenceConfig | None
+    ) -> TokenStream:
+        engine, release = held
+        try:
+            return engine.chat(messages, config, on_done=release)
+        except BaseException:
+            release()
+            raise
+
+    async def complete(
+        self, messages: Sequence[Message], config: InferenceConfig | None = None, **settings: Any
+    ) -> Answer:
+        """The whole answer to ``messages`` (content, thinking, usage, timings)."""
+        return _answer([ev async for ev in self.chat(messages, config, **settings)])
+
+    def complete_sync(self, messages: Sequence[Message], config: InferenceConfig | None = None, **settings: Any) -> Answer:
+        """Blocking form of :meth:`complete`."""
+        return _answer(list(self.chat(messages, config, **settings)))
+
+    # -- models -------------------------------------------------------------------------------------------------
+
+    def download(self, name: str | None = None, quant: str | None = None) -> Any:
+        """Fetches (or finds) a model and registers it; returns its :class:`~rusty_genius.facecrab.ModelSpec`."""
+        from rusty_genius import facecrab
+
+        return facecrab.ensure_model(name, quant)
+
+    def models(self) -> list[Any]:
+        """The registered models (:class:`~rusty_genius.facecrab.ModelSpec`), without loading any."""
+        from rusty_genius import facecrab
+
+        return list(facecrab.Registry().models().values())
+
+    def loaded(self) -> list[str]:
+        """The models loaded now; never loads one."""
+        return self._brainstem.loaded() if self._brainstem is not None else []
+
+    @property
+    def engine(self) -> _native.Engine:
+        """The default model's native engine (its ``busy`` and token counters), if it is loaded."""
+        engine = self._require().engine_of(key_of(self._default))
+        if engine is None:
+            raise EngineClosedError("the default model is not loaded")
+        return engine
+
+
+def _answer(events: list[Event]) -> Answer:
+    end = events[-1]
+    if end.kind != "complete" or end.usage is None or end.timings is None:
+        raise EngineClosedError("the stream ended without completing")
+    return Answer(
+        content="".join(e.text or "" for e in events if e.kind == "content"),
+        thinking="".join(e.text or "" for e in events if e.kind == "thought_delta"),
+        finish_reason=end.finish_reason or "stop",
+        usage=end.usage,
+        timings=end.timings,
+    )

@@ -2,6 +2,7 @@
 
 from rusty_genius.core.config import Behavior, InferenceConfig, Sampling
 from rusty_genius.core.errors import (
+    BusyError,
     ConfigError,
     ContextOverflowError,
     DownloadError,
@@ -18,6 +19,7 @@ from rusty_genius.core.events import Event, EventKind, FinishReason, Timings, To
 
 __all__ = [
     "Behavior",
+    "BusyError",
     "ConfigError",
     "ContextOverflowError",
     "DownloadError",

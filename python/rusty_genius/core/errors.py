@@ -3,6 +3,7 @@
 The classes are defined in the native module (so Rust raises them directly) and re-exported here::
 
     GeniusError
+    ├── BusyError          a model's request queue is full
     ├── ConfigError        a setting is out of range or of the wrong type
     ├── RequestError       the chat messages are malformed
     │   └── ContextOverflowError   the prompt does not fit the context window
@@ -27,6 +28,10 @@ from rusty_genius._native import (
 
 
 
+class BusyError(GeniusError):
+    """A model's request queue is full; try again later (or raise ``max_queue``)."""
+
+
 class ModelNotFoundError(GeniusError):
     """The hub has no repository by that name, or no GGUF file for it."""
 
@@ -48,6 +53,7 @@ class OfflineError(DownloadError):
 
 
 __all__ = [
+    "BusyError",
     "ConfigError",
     "ContextOverflowError",
     "DownloadError",

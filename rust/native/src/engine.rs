@@ -32,11 +32,21 @@ impl PyEngine {
     }
 }
 
+/// Returns freed heap memory to the system. glibc keeps large freed blocks (a model's KV cache and compute
+/// buffers) in its arenas, so without this an unloaded model still counts in the process's RSS.
+fn give_memory_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and releases glibc's own free lists; it takes no pointers from us.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[pymethods]
 impl PyEngine {
     /// Starts Pinky, the stub engine.
     #[staticmethod]
-    #[pyo3(signature = (*, delay=0.005, reply_tokens=24, think=true, script=None, fail_after=None, pre_open_think=false))]
+    #[pyo3(signature = (*, delay=0.005, reply_tokens=24, think=true, script=None, fail_after=None, pre_open_think=false, load_delay=0.0))]
     fn pinky(
         py: Python<'_>,
         delay: f64,
@@ -45,9 +55,15 @@ impl PyEngine {
         script: Option<&Bound<'_, PyAny>>,
         fail_after: Option<usize>,
         pre_open_think: bool,
+        load_delay: f64,
     ) -> PyResult<Self> {
-        let delay = Duration::try_from_secs_f64(delay)
-            .map_err(|_| ConfigError::new_err(format!("invalid delay = {delay}: must be a number of seconds >= 0")))?;
+        let seconds = |name: &str, value: f64| {
+            Duration::try_from_secs_f64(value).map_err(|_| {
+                ConfigError::new_err(format!("invalid {name} = {value}: must be a number of seconds >= 0"))
+            })
+        };
+        let delay = seconds("delay", delay)?;
+        let load_delay = seconds("load_delay", load_delay)?;
         let options = PinkyOptions {
             delay,
             reply_tokens,
@@ -58,7 +74,13 @@ impl PyEngine {
         };
         options.validate().map_err(to_py)?;
         let worker = py
-            .detach(|| Worker::spawn("pinky", move || Ok(Box::new(Pinky::new(options)?) as Box<dyn Engine>)))
+            .detach(|| {
+                Worker::spawn("pinky", move || {
+                    // Stands in for a model load, to test what callers see while one is under way.
+                    std::thread::sleep(load_delay);
+                    Ok(Box::new(Pinky::new(options)?) as Box<dyn Engine>)
+                })
+            })
             .map_err(to_py)?;
         Ok(Self { name: "pinky".into(), worker: Mutex::new(Some(worker)) })
     }
@@ -92,19 +114,28 @@ impl PyEngine {
     }
 
     /// Queues a chat request and returns its event stream.
-    #[pyo3(signature = (messages, config=None))]
-    fn chat(&self, messages: &Bound<'_, PyAny>, config: Option<&Bound<'_, PyAny>>) -> PyResult<TokenStream> {
+    #[pyo3(signature = (messages, config=None, *, on_done=None))]
+    fn chat(
+        &self,
+        messages: &Bound<'_, PyAny>,
+        config: Option<&Bound<'_, PyAny>>,
+        on_done: Option<Py<PyAny>>,
+    ) -> PyResult<TokenStream> {
         let request = ChatRequest { messages: convert::messages(messages)?, config: convert::config(config)? };
         let guard = self.worker();
         let worker = guard.as_ref().ok_or_else(|| to_py(CortexError::EngineClosed))?;
-        Ok(TokenStream::new(worker.submit(request).map_err(to_py)?))
+        Ok(TokenStream::new(worker.submit(request).map_err(to_py)?, on_done))
     }
 
     /// Stops the running generation, fails queued ones, and ends the worker thread.
     fn close(&self, py: Python<'_>) {
         let worker = self.worker().take();
         if let Some(mut worker) = worker {
-            py.detach(move || worker.close());
+            py.detach(move || {
+                worker.close();
+                drop(worker);
+                give_memory_back();
+            });
         }
     }
 

@@ -39,6 +39,13 @@ fn check_gguf(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Bound<'_, py
     Ok(out)
 }
 
+/// Waits (GIL released, at most a second) for asyncio results still being handed over by runtime threads. Registered
+/// with `atexit` by `rusty_genius`: such a thread killed by finalization would abort the process.
+#[pyfunction]
+fn _drain_callbacks(py: Python<'_>) {
+    runtime::drain(py, std::time::Duration::from_secs(1));
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -59,6 +66,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EngineError", py.get_type::<errors::EngineError>())?;
     m.add("EngineClosedError", py.get_type::<errors::EngineClosedError>())?;
     m.add_function(wrap_pyfunction!(check_gguf, m)?)?;
+    m.add_function(wrap_pyfunction!(_drain_callbacks, m)?)?;
     m.add_function(wrap_pyfunction!(validate_behavior, m)?)?;
     m.add_function(wrap_pyfunction!(validate_sampling, m)?)?;
     Ok(())

@@ -7,13 +7,20 @@
 //!   panic travels through the handle (pyo3-async-runtimes turns it into a Python `RustPanic`).
 //! - Task locals (the asyncio loop and contextvars of the awaiting task) live in a thread-local that is swapped in
 //!   around each poll of a scoped future and restored afterwards, even when the poll panics.
+//! - Blocking closures are where pyo3-async-runtimes attaches to Python to resolve an asyncio future. One still in
+//!   flight when the interpreter finalizes would be killed while re-taking the GIL, which aborts the process; so
+//!   they are counted, and `drain` (run at exit) waits for them with the GIL released.
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use pyo3::Python;
 
 use pyo3_async_runtimes::TaskLocals;
 use pyo3_async_runtimes::generic::{ContextExt, JoinError, Runtime};
@@ -82,12 +89,25 @@ impl Runtime for SmolRuntime {
         F: FnOnce() + Send + 'static,
     {
         let (done_tx, done_rx) = async_channel::bounded(1);
+        BLOCKING_IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
         smol::unblock(move || {
             let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(|panic| SmolJoinError(Some(panic)));
+            BLOCKING_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
             let _ = done_tx.try_send(outcome);
         })
         .detach();
         join_handle(done_rx)
+    }
+}
+
+/// Blocking closures started and not yet finished.
+static BLOCKING_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Waits, with the GIL released, until no blocking closure is in flight (at most `timeout`). Run at exit.
+pub fn drain(py: Python<'_>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while BLOCKING_IN_FLIGHT.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        py.detach(|| std::thread::sleep(Duration::from_millis(1)));
     }
 }
 

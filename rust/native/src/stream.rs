@@ -65,11 +65,15 @@ pub struct TokenStream {
     stopped_by_caller: AtomicBool,
     /// Ready events handed over since `async for` last gave the event loop a turn.
     ready_streak: AtomicU32,
+    /// Called once, with no arguments, when the stream is finished (completed, failed, closed or dropped): the
+    /// orchestrator's "this request no longer holds the model".
+    on_done: std::sync::Mutex<Option<Py<PyAny>>>,
 }
 
 impl TokenStream {
-    pub fn new(events: EventStream) -> Self {
+    pub fn new(events: EventStream, on_done: Option<Py<PyAny>>) -> Self {
         Self {
+            on_done: std::sync::Mutex::new(on_done),
             events,
             gate: Gate::default(),
             finished: AtomicBool::new(false),
@@ -94,15 +98,18 @@ impl TokenStream {
                 let event = PyEvent::new(py, event);
                 if event.is_complete() {
                     self.finished.store(true, Ordering::Release);
+                    self.done(py);
                 }
                 Ok(Some(event))
             }
             Some(Err(err)) => {
                 self.finished.store(true, Ordering::Release);
+                self.done(py);
                 Err(to_py(err))
             }
             None => {
                 let already = self.finished.swap(true, Ordering::AcqRel);
+                self.done(py);
                 if already || self.stopped_by_caller.load(Ordering::Acquire) {
                     Ok(None)
                 } else {
@@ -113,11 +120,22 @@ impl TokenStream {
     }
 
     /// The caller is done with the stream: stop the engine and close the channel.
-    fn finish(&self) {
+    fn finish(&self, py: Python<'_>) {
         self.stopped_by_caller.store(true, Ordering::Release);
         self.finished.store(true, Ordering::Release);
         self.events.cancel.cancel();
         self.events.receiver.close();
+        self.done(py);
+    }
+
+    /// Runs the `on_done` callback, once. Its errors are reported as unraisable: they must not break iteration.
+    fn done(&self, py: Python<'_>) {
+        let callback = self.on_done.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(callback) = callback
+            && let Err(err) = callback.call0(py)
+        {
+            err.write_unraisable(py, Some(callback.bind(py)));
+        }
     }
 
     fn is_finished(&self) -> bool {
@@ -178,13 +196,13 @@ impl TokenStream {
     }
 
     /// Stops the generation and ends the stream now.
-    fn close(&self) {
-        self.finish();
+    fn close(&self, py: Python<'_>) {
+        self.finish(py);
     }
 
     /// Async form of `close()`, as on async generators.
     fn aclose<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.finish();
+        self.finish(py);
         Ok(Bound::new(py, Ready::now(py.None()))?.into_any())
     }
 
@@ -198,8 +216,8 @@ impl TokenStream {
         slf
     }
 
-    fn __exit__(&self, _exc_type: Py<PyAny>, _exc: Py<PyAny>, _tb: Py<PyAny>) {
-        self.finish();
+    fn __exit__(&self, py: Python<'_>, _exc_type: Py<PyAny>, _exc: Py<PyAny>, _tb: Py<PyAny>) {
+        self.finish(py);
     }
 
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -220,7 +238,8 @@ impl TokenStream {
 
 impl Drop for TokenStream {
     fn drop(&mut self) {
-        self.finish();
+        // A pyclass is dropped by its deallocator, with the interpreter attached.
+        Python::attach(|py| self.finish(py));
     }
 }
 

@@ -1,0 +1,264 @@
+"""The brainstem: one loop that owns the loaded engines and serves many callers.
+
+Rules:
+- A request holds its model from the moment it queues until its stream finishes (completes, fails, is closed or
+  dropped); the native stream's ``on_done`` callback releases it, from whatever thread that happens on.
+- Requests to one model queue FIFO in its engine's worker; past ``max_queue`` holders a request gets BusyError at
+  once. A caller that leaves cancels only itself: its stream is dropped, the worker skips or stops it.
+- Loads are shared: every request that arrives during a load awaits that one load. A failed load fails its waiters
+  and the next request tries again.
+- Unloading follows the CortexStrategy, and only when no request holds the model. At most ``max_loaded`` models are
+  loaded; to load another, the least recently used idle one is unloaded first.
+- Listing and health calls never wake a model. Slot bookkeeping is under a threading lock (sync callers and the
+  ``on_done`` callback may run on other threads); loads and unloads run on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio.to_thread
+
+from rusty_genius import _native
+from rusty_genius.brainstem.lifecycle import CortexStrategy, HibernateAfter, Immediate, KeepAlive
+from rusty_genius.brainstem.protocol import Notice
+from rusty_genius.core.errors import BusyError, EngineClosedError, GeniusError
+
+log = logging.getLogger("rusty_genius.brainstem")
+
+Loader = Callable[[], _native.Engine]
+
+
+@dataclass(eq=False)
+class Slot:
+    """One model: how to load it, and its state."""
+
+    key: str
+    loader: Loader
+    engine: _native.Engine | None = None
+    load: asyncio.Task[_native.Engine] | None = None
+    holders: int = 0
+    idle_token: int = 0
+    loaded_before: bool = False
+    unloading: bool = False
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class Brainstem:
+    """Create it inside the event loop that will run it."""
+
+    def __init__(
+        self,
+        *,
+        strategy: CortexStrategy | None = None,
+        max_loaded: int = 1,
+        max_queue: int = 32,
+        on_notice: Callable[[Notice], None] | None = None,
+    ) -> None:
+        if max_loaded < 1 or max_queue < 1:
+            raise GeniusError(f"max_loaded ({max_loaded}) and max_queue ({max_queue}) must be at least 1")
+        self.strategy = strategy or KeepAlive()
+        self.max_loaded = max_loaded
+        self.max_queue = max_queue
+        self._on_notice = on_notice
+        self._loop = asyncio.get_running_loop()
+        self._slots: dict[str, Slot] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- what callers see ---------------------------------------------------------------------------------------
+
+    def register(self, key: str, loader: Loader) -> None:
+        """Makes ``key`` known (not loaded)."""
+        with self._lock:
+            self._slots.setdefault(key, Slot(key, loader))
+
+    def loaded(self) -> list[str]:
+        """The models loaded now, or still releasing their memory (never loads anything)."""
+        with self._lock:
+            return [k for k, s in self._slots.items() if s.engine is not None or s.unloading]
+
+    def engine_of(self, key: str) -> _native.Engine | None:
+        with self._lock:
+            slot = self._slots.get(key)
+            return slot.engine if slot else None
+
+    def try_hold(self, key: str) -> tuple[_native.Engine, Callable[[], None]] | None:
+        """Sync fast path, any thread: if ``key`` is loaded, take a place; returns its engine and the release."""
+        with self._lock:
+            slot = self._slot(key)
+            if slot.engine is None:
+                return None
+            self._take_place(slot)
+            return slot.engine, self._releaser(slot)
+
+    async def hold(self, key: str) -> tuple[_native.Engine, Callable[[], None]]:
+        """Takes a place in ``key``'s queue and returns its engine (loading it if needed) and the release."""
+        with self._lock:
+            slot = self._slot(key)
+            self._take_place(slot)
+        release = self._releaser(slot)
+        try:
+            return await self._ensure(slot), release
+        except BaseException:
+            release()
+            raise
+
+    async def preload(self, key: str) -> None:
+        """Loads ``key`` now (then applies the strategy as if a request had just finished)."""
+        await self.hold(key)
+        with self._lock:
+            slot = self._slots[key]
+        self._releaser(slot)()
+
+    async def unload(self, key: str) -> bool:
+        """Unloads ``key`` if it is loaded and idle. Returns whether it was unloaded."""
+        with self._lock:
+            slot = self._slots.get(key)
+            if slot is None or slot.engine is None:
+                return False
+            if slot.holders:
+                raise BusyError(f"{key} has {slot.holders} request(s) in flight; it unloads when they finish")
+            slot.idle_token += 1
+            return await self._unload(slot)
+
+    async def aclose(self) -> None:
+        """Unloads everything; streams still running end with EngineClosedError."""
+        with self._lock:
+            self._closed = True
+            slots = list(self._slots.values())
+        for slot in slots:
+            if slot.load is not None:
+                try:
+                    await asyncio.shield(slot.load)
+                except BaseException:  # noqa: BLE001 - a failed load leaves nothing to close
+                    pass
+            with self._lock:
+                engine, slot.engine = slot.engine, None
+            if engine is not None:
+                await anyio.to_thread.run_sync(engine.close)
+
+    # -- internals ----------------------------------------------------------------------------------------------
+
+    def _slot(self, key: str) -> Slot:
+        if self._closed:
+            raise EngineClosedError("this Genius is closed; create a new one")
+        try:
+            return self._slots[key]
+        except KeyError:
+            raise GeniusError(f"unknown model {key!r} in the brainstem") from None
+
+    def _take_place(self, slot: Slot) -> None:
+        if slot.holders >= self.max_queue:
+            raise BusyError(
+                f"{slot.key} already has {slot.holders} requests queued or running (max_queue={self.max_queue}); "
+                "try again shortly"
+            )
+        slot.holders += 1
+        slot.idle_token += 1
+        slot.last_used = time.monotonic()
+
+    def _releaser(self, slot: Slot) -> Callable[[], None]:
+        """A once-only release, safe to call from any thread."""
+        done = threading.Event()
+
+        def release() -> None:
+            if done.is_set():
+                return
+            done.set()
+            with self._lock:
+                slot.holders -= 1
+                slot.last_used = time.monotonic()
+                idle = slot.holders == 0
+                token = slot.idle_token = slot.idle_token + 1
+            if idle:
+                try:
+                    self._loop.call_soon_threadsafe(self._idle, slot, token)
+                except RuntimeError:  # the loop is closed: nothing left to schedule
+                    pass
+
+        return release
+
+    def _idle(self, slot: Slot, token: int) -> None:
+        """On the loop: the model just became idle; unload it now, later, or never."""
+        if isinstance(self.strategy, Immediate):
+            self._loop.create_task(self._unload_if_idle(slot, token))
+        elif isinstance(self.strategy, HibernateAfter):
+            self._loop.call_later(self.strategy.seconds, lambda: self._loop.create_task(self._unload_if_idle(slot, token)))
+
+    async def _unload_if_idle(self, slot: Slot, token: int) -> None:
+        with self._lock:
+            still_idle = slot.holders == 0 and slot.idle_token == token and not self._closed
+        if still_idle:
+            await self._unload(slot)
+
+    async def _unload(self, slot: Slot) -> bool:
+        with self._lock:
+            engine, slot.engine = slot.engine, None
+            slot.unloading = engine is not None
+        if engine is None:
+            return False
+        try:
+            await anyio.to_thread.run_sync(engine.close)
+        finally:
+            with self._lock:
+                slot.unloading = False
+        self._notice(Notice("unloaded", slot.key, f"unloaded {slot.key}"))
+        log.info("unloaded %s", slot.key)
+        return True
+
+    async def _ensure(self, slot: Slot) -> _native.Engine:
+        with self._lock:
+            if slot.engine is not None:
+                return slot.engine
+            if slot.load is None:
+                slot.load = self._loop.create_task(self._load(slot))
+            load = slot.load
+        # shield: a waiter that gives up must not cancel the load the others share.
+        return await asyncio.shield(load)
+
+    async def _load(self, slot: Slot) -> _native.Engine:
+        try:
+            await self._make_room(slot)
+            started = time.monotonic()
+            engine = await anyio.to_thread.run_sync(slot.loader)
+            took = time.monotonic() - started
+        finally:
+            with self._lock:
+                slot.load = None
+        with self._lock:
+            slot.engine = engine
+            reloaded, slot.loaded_before = slot.loaded_before, True
+            idle = slot.holders == 0
+            token = slot.idle_token
+        if reloaded:
+            log.warning("NOTICE: Model reload took %.2fs.", took)
+            log.warning("Increase --unload-after or use --no-unload to avoid delay.")
+            self._notice(Notice("reloaded", slot.key, f"NOTICE: Model reload took {took:.2f}s."))
+        else:
+            self._notice(Notice("loaded", slot.key, f"loaded {slot.key} in {took:.2f}s"))
+        if idle:
+            self._idle(slot, token)
+        return engine
+
+    async def _make_room(self, slot: Slot) -> None:
+        """Unloads least recently used idle models until one more fits; waits while all are busy."""
+        while True:
+            with self._lock:
+                loaded = [s for s in self._slots.values() if s.engine is not None and s is not slot]
+                if len(loaded) < self.max_loaded:
+                    return
+                idle = sorted((s for s in loaded if s.holders == 0), key=lambda s: s.last_used)
+            if idle:
+                await self._unload(idle[0])
+            else:
+                await asyncio.sleep(0.05)
+
+    def _notice(self, notice: Notice) -> None:
+        if self._on_notice is not None:
+            self._on_notice(notice)

@@ -1,0 +1,118 @@
+"""The engines a :class:`~rusty_genius.Genius` can run, and how a user's choice becomes one."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from rusty_genius import _native
+from rusty_genius.core.errors import ConfigError
+
+Message = Mapping[str, str]
+"""A chat message: ``{"role": "system" | "user" | "assistant" | "tool", "content": str}``."""
+
+
+def key_of(spec: Loadable) -> str:
+    """The brainstem's name for a loadable model."""
+    if isinstance(spec, Pinky):
+        digest = hashlib.sha1(repr(spec).encode(), usedforsecurity=False).hexdigest()[:8]
+        return "pinky" if spec == Pinky() else f"pinky-{digest}"
+    if isinstance(spec, Brain):
+        return os.fspath(spec.model_path)
+    return spec.name
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pinky:
+    """Pinky, the stub engine: no weights, deterministic "Narf!" answers, for testing clients and the stack.
+
+    By default each answer is a short ``<think>`` block then ``reply_tokens`` "Narf!" tokens, ``delay`` seconds
+    apart. ``script`` replays the given pieces instead (``bytes`` pieces may split a UTF-8 character, ``str``
+    pieces may split a tag). ``fail_after`` makes every answer fail with :class:`EngineError` after that many
+    tokens. ``pre_open_think`` acts like a chat template that opens ``<think>`` in the prompt.
+    """
+
+    delay: float = 0.005
+    reply_tokens: int = 24
+    think: bool = True
+    script: Sequence[str | bytes] | None = None
+    fail_after: int | None = None
+    pre_open_think: bool = False
+    load_delay: float = 0.0
+    """Seconds a load takes (to test what callers see during one)."""
+
+    def _load(self) -> _native.Engine:
+        return _native.Engine.pinky(
+            delay=self.delay,
+            reply_tokens=self.reply_tokens,
+            think=self.think,
+            script=None if self.script is None else list(self.script),
+            fail_after=self.fail_after,
+            pre_open_think=self.pre_open_think,
+            load_delay=self.load_delay,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Brain:
+    """Brain, the real engine: a GGUF model run by llama.cpp.
+
+    The file is checked before llama.cpp reads it (a missing, truncated or corrupted file raises
+    :class:`ModelLoadError`). ``gpu_layers``: layers to offload (default: all when built with a GPU backend, else
+    none). ``threads``: CPU threads (default: physical cores). ``context_size``: context window in tokens (default:
+    the smaller of the model's trained context and 4096). ``batch_size``: prompt tokens per decode step.
+    """
+
+    model_path: str | os.PathLike[str]
+    gpu_layers: int | None = None
+    threads: int | None = None
+    context_size: int | None = None
+    batch_size: int = 512
+
+    def _load(self) -> _native.Engine:
+        return _native.Engine.brain(
+            os.fspath(self.model_path),
+            gpu_layers=self.gpu_layers,
+            threads=self.threads,
+            context_size=self.context_size,
+            batch_size=self.batch_size,
+        )
+
+
+@dataclass(frozen=True)
+class _Named:
+    """A model by name (alias, ``owner/repo`` or a registered name), found or fetched by facecrab when loaded."""
+
+    name: str
+
+    def _load(self) -> _native.Engine:
+        from rusty_genius import facecrab
+
+        return Brain(model_path=facecrab.ensure_model(self.name).path)._load()
+
+
+EngineSpec = str | os.PathLike[str] | Pinky | Brain
+
+
+Loadable = Pinky | Brain | _Named
+
+
+def loadable(engine: EngineSpec) -> Loadable:
+    """What a user's engine or model choice means."""
+    if isinstance(engine, (Pinky, Brain)):
+        return engine
+    if engine == "pinky":
+        return Pinky()
+    name = os.fspath(engine)
+    if name.endswith(".gguf"):
+        return Brain(model_path=engine)
+    if name:
+        return _Named(name)
+    raise ConfigError(
+        "no engine named: use 'pinky', a model name (e.g. 'smollm2-135m' or 'Qwen/Qwen2.5-1.5B-Instruct'), a path "
+        "to a .gguf file, rusty_genius.Pinky(...) or rusty_genius.Brain(model_path=...)"
+    )
+
+

@@ -171,8 +171,9 @@ impl Worker {
     pub fn close(&mut self) {
         self.shared.closing.store(true, Ordering::Release);
         if let Some((cancel, tx)) = lock(&self.shared.current).as_ref() {
-            cancel.cancel();
+            // Channel first: a reader must see the stream cut off (EngineClosed), not a clean `cancelled` ending.
             tx.close();
+            cancel.cancel();
         }
         self.jobs = None;
         if let Some(thread) = self.thread.take() {
@@ -200,8 +201,8 @@ fn serve(mut engine: Box<dyn Engine>, jobs: &mpsc::Receiver<Job>, shared: &Share
         *lock(&shared.current) = Some((job.cancel.clone(), job.tx.clone()));
         // Re-check after publishing the token: `close` may have run between the first check and the store.
         if shared.closing.load(Ordering::Acquire) {
-            job.cancel.cancel();
             job.tx.close();
+            job.cancel.cancel();
         }
         stats.busy.store(true, Ordering::Release);
         let mut panicked = false;

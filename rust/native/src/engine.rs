@@ -46,6 +46,7 @@ fn give_memory_back() {
 impl PyEngine {
     /// Starts Pinky, the stub engine.
     #[staticmethod]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments, one per Pinky option.
     #[pyo3(signature = (*, delay=0.005, reply_tokens=24, think=true, script=None, fail_after=None, pre_open_think=false, load_delay=0.0))]
     fn pinky(
         py: Python<'_>,

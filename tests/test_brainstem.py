@@ -155,3 +155,46 @@ def test_sync_facade() -> None:
         assert g.loaded() == []
         # Not loaded: the plain `for` loop waits for the reload on the Genius's own loop thread.
         assert [ev.kind for ev in g.chat(USER)][-1] == "complete"
+
+
+async def test_the_message_protocol() -> None:
+    from rusty_genius.brainstem import (
+        Cancel,
+        Dispatcher,
+        ErrorInfo,
+        ErrorOutput,
+        EventOutput,
+        Infer,
+        LoadModel,
+        Notice,
+        Shutdown,
+        Unload,
+    )
+
+    dispatcher = Dispatcher(Brainstem())
+    out = [o async for o in dispatcher.handle(LoadModel("pinky"))]
+    assert out == [Notice("loaded", "pinky", "pinky is loaded")]
+    events = [o async for o in dispatcher.handle(Infer("r1", "pinky", USER))]
+    assert all(isinstance(o, EventOutput) and o.request_id == "r1" for o in events)
+    assert events[-1].event.kind == "complete"  # type: ignore[union-attr]
+
+    # Cancel by id, from another task, while the request streams.
+    seen: list[str] = []
+    async for o in dispatcher.handle(Infer("r2", "pinky", USER)):
+        assert isinstance(o, EventOutput)
+        seen.append(o.event.kind)
+        if len(seen) == 2:
+            [_ async for _ in dispatcher.handle(Cancel("r2"))]
+    assert seen[-1] == "complete"
+
+    bad = [o async for o in dispatcher.handle(Infer("r3", "pinky", []))]
+    assert len(bad) == 1 and isinstance(bad[0], ErrorOutput)
+    info = bad[0].error
+    assert info.type == "RequestError" and "messages is empty" in info.message
+    assert ErrorInfo(**info.to_dict()) == info
+    assert type(info.exception()).__name__ == "RequestError"
+
+    assert [o async for o in dispatcher.handle(Unload("pinky"))] == [Notice("unloaded", "pinky", "pinky is unloaded")]
+    assert [o async for o in dispatcher.handle(Shutdown())] == []
+    closed = [o async for o in dispatcher.handle(Infer("r4", "pinky", USER))]
+    assert isinstance(closed[0], ErrorOutput) and closed[0].error.type == "EngineClosedError"

@@ -1,5 +1,6 @@
 """brainstem: orchestration and model lifecycle (see :mod:`.orchestrator`), with its message protocol."""
 
+from rusty_genius.brainstem.dispatch import Dispatcher
 from rusty_genius.brainstem.lifecycle import CortexStrategy, HibernateAfter, Immediate, KeepAlive
 from rusty_genius.brainstem.orchestrator import Brainstem
 from rusty_genius.brainstem.protocol import (
@@ -22,6 +23,7 @@ __all__ = [
     "BrainstemOutput",
     "Cancel",
     "CortexStrategy",
+    "Dispatcher",
     "ErrorInfo",
     "ErrorOutput",
     "EventOutput",

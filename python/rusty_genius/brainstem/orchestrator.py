@@ -125,7 +125,7 @@ class Brainstem:
             if slot.holders:
                 raise BusyError(f"{key} has {slot.holders} request(s) in flight; it unloads when they finish")
             slot.idle_token += 1
-            return await self._unload(slot)
+        return await self._unload(slot)
 
     async def aclose(self) -> None:
         """Unloads everything; streams still running end with EngineClosedError."""

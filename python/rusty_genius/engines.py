@@ -88,6 +88,7 @@ class _Named:
     name: str
 
     def _load(self) -> _native.Engine:
+        # Imported here: facecrab pulls in huggingface_hub, which `import rusty_genius` should not pay for.
         from rusty_genius import facecrab
 
         return Brain(model_path=facecrab.ensure_model(self.name).path)._load()

@@ -14,7 +14,9 @@ import logging
 
 from huggingface_hub import constants
 
-from rusty_genius.core.errors import OfflineError
+from pathlib import Path
+
+from rusty_genius.core.errors import ConfigError, OfflineError
 from rusty_genius.facecrab import download, hub, local
 from rusty_genius.facecrab.manifest import (
     ModelSpec,
@@ -25,6 +27,7 @@ from rusty_genius.facecrab.manifest import (
     request_for,
 )
 from rusty_genius.facecrab.paths import config_dir, safe_repo_path
+from rusty_genius.facecrab.rebuild import models_in_cache
 from rusty_genius.facecrab.registry import Registry
 
 log = logging.getLogger("rusty_genius.facecrab")
@@ -68,7 +71,7 @@ def find_model(name: str, quant: str | None = None, *, registry: Registry | None
         name, quant = name.rsplit(":", 1)
     try:
         request = request_for(name, quant)
-    except Exception:  # not an alias or a repo id: only an exact registry name could match
+    except ConfigError:  # not an alias or a repo id: only an exact registry name could match
         return None
     return models.get(registry_key(request))
 
@@ -104,8 +107,6 @@ def ensure_model(name: str | None = None, quant: str | None = None, *, registry:
 
 def _from_cache(request: UserManifest) -> ModelSpec | None:
     """Offline: the requested quant of the model, if the Hugging Face cache holds it (fetched by anyone)."""
-    from rusty_genius.facecrab.rebuild import models_in_cache
-
     repos = [r.lower() for r in (request.gguf_repo, request.repo, f"{request.repo}-GGUF") if r]
     quant = (request.quant or "").upper()
     for spec in models_in_cache().values():
@@ -116,8 +117,6 @@ def _from_cache(request: UserManifest) -> ModelSpec | None:
 
 def import_model(path: str, name: str, *, registry: Registry | None = None) -> ModelSpec:
     """Registers an existing GGUF file (its header checked) under ``name``; rusty-genius will never delete it."""
-    from pathlib import Path
-
     spec = local.imported(Path(path), name)
     (registry or Registry()).put(spec)
     return spec

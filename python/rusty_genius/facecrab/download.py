@@ -46,7 +46,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _discard(path: Path) -> None:
+def discard(path: Path) -> None:
     """Removes a cached file and the blob it links to."""
     blob = Path(os.path.realpath(path))
     path.unlink(missing_ok=True)
@@ -82,7 +82,7 @@ def fetch(spec: ModelSpec) -> ModelSpec:
         if spec.sha256:
             actual = sha256_of(path)
             if actual != spec.sha256[i]:
-                _discard(path)
+                discard(path)
                 raise DownloadError(
                     f"{spec.gguf_repo}/{filename} does not match the hub's sha256 (expected {spec.sha256[i]}, got "
                     f"{actual}); the bad copy was deleted, run it again"

@@ -10,6 +10,7 @@ from rusty_genius import _native
 from rusty_genius.core.errors import ModelLoadError
 from rusty_genius.facecrab.download import sha256_of
 from rusty_genius.facecrab.manifest import ModelSpec, UserManifest
+from rusty_genius.facecrab.quants import quant_of
 
 
 def from_package(request: UserManifest) -> ModelSpec | None:
@@ -44,8 +45,6 @@ def imported(path: Path, name: str) -> ModelSpec:
     """A spec for an existing GGUF file (header checked, hashed); rusty-genius does not own it."""
     path = path.expanduser().resolve()
     header = _native.check_gguf(str(path))
-    from rusty_genius.facecrab.quants import quant_of
-
     spec = ModelSpec(
         name=name,
         repo="",

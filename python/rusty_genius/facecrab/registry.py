@@ -24,6 +24,7 @@ from filelock import FileLock
 
 from rusty_genius.facecrab.manifest import ModelSpec
 from rusty_genius.facecrab.paths import config_dir
+from rusty_genius.facecrab.rebuild import models_in_cache
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -113,8 +114,6 @@ class Registry:
             aside = self.path.with_name(f"registry.toml.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
             os.replace(self.path, aside)
             log.warning("registry %s is corrupt (%s); moved it to %s and rebuilt it from the cache", self.path, err, aside)
-            from rusty_genius.facecrab.rebuild import models_in_cache
-
             models = models_in_cache()
             self._write(models)
             return models

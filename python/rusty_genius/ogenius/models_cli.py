@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from rusty_genius import facecrab
+from rusty_genius.facecrab.download import discard
 
 
 def _size(n: int) -> str:
@@ -68,10 +69,8 @@ def remove(args: argparse.Namespace) -> int:
             print("not deleting its files without --yes (stdin is not a terminal)", file=sys.stderr)
     registry.remove(spec.name)
     if delete:
-        from rusty_genius.facecrab.download import _discard
-
         for path in spec.paths:
-            _discard(Path(path))
+            discard(Path(path))
     kept = "" if delete or not spec.paths else f"; kept {'its files' if spec.owned else 'the file it does not own'}"
     print(f"removed {spec.name}{kept}", file=sys.stderr)
     return 0

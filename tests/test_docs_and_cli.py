@@ -47,32 +47,6 @@ def test_readme_sync_example_runs_as_written_on_the_embedded_default_model() -> 
     assert second.strip(), "the streamed answer is empty"
 
 
-def test_chat_puts_the_answer_on_stdout_and_thinking_on_stderr() -> None:
-    out = run([*OGENIUS, "chat", "--engine", "pinky", "--max-tokens", "9", "hello"])
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == "Narf! Narf!\n"
-    assert "Narf! Poit!" in out.stderr
-    assert "\x1b[" not in out.stderr, "no colour codes when stderr is not a terminal"
-    hidden = run([*OGENIUS, "chat", "--hide-thinking", "--max-tokens", "9", "hello"])
-    assert hidden.stderr == ""
-
-
-def test_chat_reads_one_message_per_line_when_piped() -> None:
-    out = run([*OGENIUS, "chat", "--hide-thinking"], stdin="first\n\nsecond\n")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.count("Narf!") == 48
-    assert len(out.stdout.splitlines()) == 2
-
-
-def test_errors_exit_2_with_a_message() -> None:
-    out = run([*OGENIUS, "chat", "--engine", "llama", "hi"])
-    assert out.returncode == 2
-    assert "unknown model 'llama'" in out.stderr
-    out = run([*OGENIUS, "chat", "--max-tokens", "0", "hi"])
-    assert out.returncode == 2
-    assert "max_tokens" in out.stderr
-
-
 def test_version() -> None:
     out = run([*OGENIUS, "--version"])
     assert out.returncode == 0
@@ -81,7 +55,7 @@ def test_version() -> None:
 
 def test_console_script_is_installed() -> None:
     script = Path(sys.executable).with_name("ogenius")
-    out = run([str(script), "chat", "--hide-thinking", "--max-tokens", "8", "hi"], env={**os.environ})
+    out = run([str(script), "chat", "--engine", "pinky", "--max-tokens", "8", "hi"], env={**os.environ})
     assert out.returncode == 0, out.stderr
     assert out.stdout == "Narf!\n"
 

@@ -16,7 +16,7 @@ from huggingface_hub import constants
 
 from pathlib import Path
 
-from rusty_genius.core.errors import ConfigError, OfflineError
+from rusty_genius.core.errors import ConfigError, DownloadError, OfflineError
 from rusty_genius.facecrab import download, hub, local
 from rusty_genius.facecrab.manifest import (
     ModelSpec,
@@ -98,11 +98,22 @@ def ensure_model(name: str | None = None, quant: str | None = None, *, registry:
     if spec is None:
         if constants.HF_HUB_OFFLINE:
             raise OfflineError(f"{key} is not downloaded and HF_HUB_OFFLINE is set; unset it to download it")
-        spec = download.fetch(hub.resolve(request))
+        spec = download.fetch(_resolve(request))
     spec = dataclasses.replace(spec, name=key)
     registry.put(spec)
     log.info("registered %s at %s", key, spec.path)
     return spec
+
+
+def _resolve(request: UserManifest) -> ModelSpec:
+    """hub.resolve, with a failure to reach the hub said as such."""
+    try:
+        return hub.resolve(request)
+    except download.transport_errors() as err:
+        raise DownloadError(
+            f"cannot look up {request.repo} on the Hugging Face hub at {constants.ENDPOINT} ({download.describe(err)}); "
+            "check the network (or HF_ENDPOINT), or use a model you already have: 'ogenius list'"
+        ) from err
 
 
 def _from_cache(request: UserManifest) -> ModelSpec | None:

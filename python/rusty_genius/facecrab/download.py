@@ -15,7 +15,7 @@ import os
 from functools import cache
 from pathlib import Path
 
-from huggingface_hub import hf_hub_download, try_to_load_from_cache
+from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
 from rusty_genius import _native
@@ -27,7 +27,7 @@ _CHUNK = 1 << 20
 
 
 @cache
-def _transport_errors() -> tuple[type[BaseException], ...]:
+def transport_errors() -> tuple[type[BaseException], ...]:
     """The HTTP client's own error base class (huggingface_hub has used requests, httpx and httpx2)."""
     found: list[type[BaseException]] = [HfHubHTTPError, OSError]
     for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
@@ -36,6 +36,20 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
         except (ImportError, AttributeError):
             continue
     return tuple(found)
+
+
+def describe(err: BaseException) -> str:
+    """A transport error in a few words: no connection, a timeout, or the HTTP status."""
+    response = getattr(err, "response", None)
+    status = getattr(response, "status_code", None)
+    if status is not None:
+        return f"HTTP {status}"
+    name = type(err).__name__
+    if "Timeout" in name:
+        return "timed out"
+    if "Connect" in name or isinstance(err, ConnectionError):
+        return f"no connection: {err}"
+    return f"{name}: {err}"
 
 
 def sha256_of(path: Path) -> str:
@@ -75,9 +89,10 @@ def fetch(spec: ModelSpec) -> ModelSpec:
             ) from err
         except EntryNotFoundError as err:
             raise DownloadError(f"{spec.gguf_repo} no longer has {filename}") from err
-        except _transport_errors() as err:
+        except transport_errors() as err:
             raise DownloadError(
-                f"downloading {spec.gguf_repo}/{filename} failed ({type(err).__name__}: {err}); run it again to retry"
+                f"downloading {spec.gguf_repo}/{filename} from {constants.ENDPOINT} failed ({describe(err)}); "
+                "check the network and run it again"
             ) from err
         if spec.sha256:
             actual = sha256_of(path)

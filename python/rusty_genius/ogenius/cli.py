@@ -1,93 +1,109 @@
-"""The ``ogenius`` command (``chat`` here; the model commands in :mod:`models_cli`).
+"""The ``ogenius`` command: ``chat`` here, the model commands in :mod:`models_cli`.
 
-Output discipline: the answer goes to stdout; thinking (dim when stderr is a terminal and NO_COLOR is unset),
+Output discipline: the answer goes to stdout; thinking (dim on a terminal unless NO_COLOR is set), progress,
 notices and errors go to stderr, so ``ogenius chat "..." > answer.txt`` captures only the answer.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import logging
 import sys
 from collections.abc import Sequence
 
 import rusty_genius
-from rusty_genius import GeniusError, InferenceConfig
-from rusty_genius.ogenius import models_cli
+from rusty_genius import GeniusError
+from rusty_genius.ogenius import flags, friendly, models_cli
+from rusty_genius.ogenius.repl import PlainChat
+from rusty_genius.ogenius.session import HELP, Session
 
-DIM, RESET = "\x1b[2m", "\x1b[0m"
+EPILOG = """\
+examples:
+  ogenius chat                                   talk to the default model (a TUI on a terminal)
+  ogenius chat -m qwen2.5-1.5b "Why is the sky blue?"
+  printf 'hi\\n' | ogenius chat --engine pinky     a line REPL when stdin or stdout is not a terminal
+  ogenius download Qwen/Qwen2.5-3B-Instruct --quant Q4_K_M
+  ogenius list
+
+environment: RUSTY_GENIUS_HOME (config and registry), HF_HOME (model cache), HF_ENDPOINT, HF_TOKEN,
+HF_HUB_OFFLINE=1 (never touch the network), NO_COLOR."""
+
+CHAT_EPILOG = f"""\
+in the chat, lines starting with / are commands:
+{HELP}
+
+TUI keys: Enter sends, Shift+Enter (or Ctrl+J) adds a line, Ctrl+C stops the answer, Ctrl+T shows or hides
+thinking, Ctrl+Q quits. Plain REPL: a line is a message (\"\"\" starts and ends a multi-line one), Ctrl+C stops
+the answer, Ctrl+D (end of input) quits."""
 
 
-def _dim(stream: object) -> bool:
-    return "NO_COLOR" not in os.environ and bool(getattr(stream, "isatty", lambda: False)())
-
-
-def _answer(genius: rusty_genius.Genius, messages: list[dict[str, str]], config: InferenceConfig) -> str:
-    """Streams one answer; returns its content."""
-    dim = _dim(sys.stderr)
-    parts: list[str] = []
-    for ev in genius.chat(messages, config):
-        if ev.kind == "thought_start":
-            sys.stderr.write(DIM if dim else "")
-        elif ev.kind == "thought_delta":
-            sys.stderr.write(ev.text or "")
-            sys.stderr.flush()
-        elif ev.kind == "thought_stop":
-            sys.stderr.write((RESET if dim else "") + "\n")
-        elif ev.kind == "content":
-            parts.append(ev.text or "")
-            sys.stdout.write(ev.text or "")
-            sys.stdout.flush()
-    sys.stdout.write("\n")
-    sys.stdout.flush()
-    return "".join(parts)
+def _session(args: argparse.Namespace) -> Session:
+    return Session(config=flags.config_of(args), system=args.system, show_thinking=args.show_thinking)
 
 
 def _chat(args: argparse.Namespace) -> int:
-    config = InferenceConfig.of(show_thinking=not args.hide_thinking, max_tokens=args.max_tokens)
-    with rusty_genius.Genius(engine=args.engine) as genius:
-        messages: list[dict[str, str]] = []
-        if args.system:
-            messages.append({"role": "system", "content": args.system})
+    session = _session(args)  # settings are checked before any model is fetched or loaded
+    try:
+        choice = flags.resolve_model(args)
+    except GeniusError as err:
+        raise friendly.unknown_model(err, args.model) from None
+    genius = rusty_genius.Genius(choice.engine)
+    use_tui = not (args.plain or args.prompt) and sys.stdin.isatty() and sys.stdout.isatty()
+    if use_tui:
+        from rusty_genius.ogenius.tui import run_tui
+
+        return run_tui(genius, choice.label, session)
+    with genius:
+        chat = PlainChat(genius, session)
         if args.prompt:
-            messages.append({"role": "user", "content": " ".join(args.prompt)})
-            _answer(genius, messages, config)
-            return 0
-        # Plain line REPL: one user turn per line, until end of input.
-        for line in sys.stdin:
-            if not line.strip():
-                continue
-            messages.append({"role": "user", "content": line.rstrip("\n")})
-            reply = _answer(genius, messages, config)
-            messages.append({"role": "assistant", "content": reply})
-    return 0
+            chat.answer(" ".join(args.prompt))
+            return 1 if chat.failed else 0
+        return chat.run()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ogenius", description="Local LLMs from Python and the terminal.")
-    parser.add_argument("--version", action="version", version=f"ogenius {rusty_genius.__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    chat = commands.add_parser("chat", help="chat with a model (one prompt, or a line REPL on stdin)")
-    chat.add_argument("prompt", nargs="*", help="one message to answer; without it, read one message per line")
-    chat.add_argument(
-        "--engine", default="pinky", help="a path to a .gguf model, or pinky (the stub engine; the default)"
+    parser = argparse.ArgumentParser(
+        prog="ogenius",
+        description="Run local LLMs (GGUF, llama.cpp) from the terminal: download, chat, serve.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"ogenius {rusty_genius.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (to stderr)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chat = commands.add_parser(
+        "chat",
+        help="chat with a model: a TUI on a terminal, a line REPL otherwise",
+        description="Chat with a model. On a terminal this is a full-screen app; with --plain, a PROMPT, or when "
+        "stdin or stdout is not a terminal, a line REPL (answers on stdout, everything else on stderr).",
+        epilog=CHAT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chat.add_argument("prompt", nargs="*", help="one message to answer, then exit")
     chat.add_argument("--system", help="system prompt")
-    chat.add_argument("--max-tokens", type=int, default=None, help="most tokens per answer")
-    chat.add_argument("--hide-thinking", action="store_true", help="do not print the model's reasoning")
+    chat.add_argument("--plain", action="store_true", help="the line REPL even on a terminal")
+    flags.add_inference_flags(chat)
     chat.set_defaults(run=_chat)
     models_cli.add_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         code: int = args.run(args)
+    except rusty_genius.ConfigError as err:
+        # A bad value that argparse could not check alone: a usage error, named.
+        parser.exit(2, f"{parser.prog} {args.command}: error: {err}\n")
     except GeniusError as err:
         print(f"ogenius: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print(file=sys.stderr)
         return 130
     return code
 

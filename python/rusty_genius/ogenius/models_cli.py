@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 from rusty_genius import facecrab
+from rusty_genius.core.errors import GeniusError
 from rusty_genius.facecrab.download import discard
+from rusty_genius.ogenius.friendly import unknown_model
 
 
 def _size(n: int) -> str:
@@ -24,7 +26,10 @@ def _size(n: int) -> str:
 
 
 def download(args: argparse.Namespace) -> int:
-    spec = facecrab.ensure_model(args.model, args.quant)
+    try:
+        spec = facecrab.ensure_model(args.model, args.quant)
+    except GeniusError as err:
+        raise unknown_model(err, args.model) from None
     print(f"{spec.name}: {spec.gguf_repo or 'local'} {spec.quant} ({_size(spec.size)})", file=sys.stderr)
     print(spec.path)
     return 0

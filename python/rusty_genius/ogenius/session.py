@@ -1,0 +1,179 @@
+"""A chat conversation and its slash commands, shared by the Textual TUI and the plain REPL.
+
+The session keeps the turns, the system prompt and the settings changed with ``/set``; a front end feeds it lines
+with :meth:`Session.command` and asks it for the next request with :meth:`Session.request`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rusty_genius import InferenceConfig
+from rusty_genius.core.errors import ConfigError
+
+HELP = """\
+/clear             forget the conversation (the system prompt stays)
+/system [TEXT]     set the system prompt (no TEXT: remove it); the conversation starts over
+/think             show or hide the model's reasoning
+/set NAME VALUE    change a setting: temperature, top_p, top_k, min_p, seed, max_tokens, repeat_penalty
+/set               list the settings
+/save FILE         write the conversation to FILE (.json: messages; anything else: Markdown)
+/help              this list"""
+
+_SETTABLE: dict[str, type] = {
+    "temperature": float,
+    "top_p": float,
+    "top_k": int,
+    "min_p": float,
+    "seed": int,
+    "max_tokens": int,
+    "repeat_penalty": float,
+}
+
+
+@dataclass
+class Reply:
+    """What a slash command did: ``text`` to show the person, ``error`` when it failed, ``clear`` when the
+    conversation was reset (a UI clears its transcript), ``thinking`` when the thinking toggle changed."""
+
+    text: str
+    error: bool = False
+    clear: bool = False
+    thinking: bool = False
+
+
+@dataclass
+class Session:
+    """One conversation: its turns, system prompt, settings and whether thinking is shown."""
+
+    config: InferenceConfig = field(default_factory=InferenceConfig)
+    system: str | None = None
+    show_thinking: bool = False
+    turns: list[dict[str, str]] = field(default_factory=list)
+
+    def request(self, user_text: str) -> list[dict[str, str]]:
+        """Adds a user turn; returns the messages to send (system prompt first)."""
+        self.turns.append({"role": "user", "content": user_text})
+        return self.messages()
+
+    def messages(self) -> list[dict[str, str]]:
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return head + list(self.turns)
+
+    def answered(self, content: str) -> None:
+        """Records the assistant's answer to the last user turn (its content; reasoning is not sent back)."""
+        self.turns.append({"role": "assistant", "content": content})
+
+    def unanswered(self) -> None:
+        """Drops the last user turn when its answer failed before any text came (so it can be asked again)."""
+        if self.turns and self.turns[-1]["role"] == "user":
+            self.turns.pop()
+
+    def request_config(self) -> InferenceConfig:
+        """The config for the next request; it always asks for thoughts (a UI decides whether to show them)."""
+        return InferenceConfig(
+            behavior=dataclasses.replace(self.config.behavior, show_thinking=True), sampling=self.config.sampling
+        )
+
+    # -- slash commands ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def is_command(line: str) -> bool:
+        return line.startswith("/") and not line.startswith("//")
+
+    def command(self, line: str) -> Reply:
+        """Runs one ``/command`` line."""
+        name, _, rest = line.strip().partition(" ")
+        rest = rest.strip()
+        if name == "/clear":
+            self.turns.clear()
+            return Reply("conversation cleared", clear=True)
+        if name == "/system":
+            self.system = rest or None
+            self.turns.clear()
+            return Reply(f"system prompt set: {rest}" if rest else "system prompt removed", clear=True)
+        if name == "/think":
+            self.show_thinking = not self.show_thinking
+            return Reply(f"thinking {'shown' if self.show_thinking else 'hidden'}", thinking=True)
+        if name == "/set":
+            return self._set(rest)
+        if name == "/save":
+            return self._save(rest)
+        if name in ("/help", "/?"):
+            return Reply(HELP)
+        return Reply(f"unknown command {name}; /help lists them", error=True)
+
+    def _set(self, rest: str) -> Reply:
+        if not rest:
+            b, s = self.config.behavior, self.config.sampling
+            values = {**{k: getattr(s, k) for k in _SETTABLE if hasattr(s, k)}, "max_tokens": b.max_tokens}
+            return Reply("\n".join(f"{k} = {v}" for k, v in values.items()))
+        key, _, raw = rest.partition(" ")
+        key, raw = key.replace("-", "_"), raw.strip()
+        if key not in _SETTABLE:
+            return Reply(f"cannot /set {key}; settable: {', '.join(_SETTABLE)}", error=True)
+        if not raw:
+            return Reply(f"usage: /set {key} VALUE", error=True)
+        value: Any
+        if raw.lower() in ("none", "default", "off") and key in ("seed", "max_tokens"):
+            value = None
+        else:
+            try:
+                value = _SETTABLE[key](raw)
+            except ValueError:
+                return Reply(f"/set {key}: {raw!r} is not {'an integer' if _SETTABLE[key] is int else 'a number'}", True)
+        try:
+            if key == "max_tokens":
+                behavior = dataclasses.replace(self.config.behavior, max_tokens=value)
+                self.config = dataclasses.replace(self.config, behavior=behavior)
+            else:
+                sampling = dataclasses.replace(self.config.sampling, **{key: value})
+                self.config = dataclasses.replace(self.config, sampling=sampling)
+        except ConfigError as err:
+            return Reply(f"/set {key}: {err}", error=True)
+        return Reply(f"{key} = {value}")
+
+    def _save(self, rest: str) -> Reply:
+        if not rest:
+            return Reply("usage: /save FILE", error=True)
+        path = Path(os.path.expanduser(rest))
+        text = (
+            json.dumps(self.messages(), ensure_ascii=False, indent=2) + "\n"
+            if path.suffix.lower() == ".json"
+            else self.markdown()
+        )
+        try:
+            _write_atomically(path, text)
+        except OSError as err:
+            return Reply(f"/save: cannot write {path}: {err.strerror or err}", error=True)
+        return Reply(f"saved {len(self.turns)} message(s) to {path}")
+
+    def markdown(self) -> str:
+        """The conversation as a Markdown transcript."""
+        parts = [f"**System:** {self.system}\n"] if self.system else []
+        for turn in self.turns:
+            who = "You" if turn["role"] == "user" else "Assistant"
+            parts.append(f"## {who}\n\n{turn['content']}\n")
+        return "\n".join(parts)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` by a rename, so a failure never leaves half a file."""
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["HELP", "Reply", "Session"]

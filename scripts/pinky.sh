@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Library and CLI tests on Pinky, the stub engine: no model weights, a few seconds.
+# The brainteaser harness and the library and CLI tests on Pinky, the stub engine: no model weights, seconds.
+# Extra arguments go to pytest. RG_SKIP_BUILD=1 skips the rebuild (scripts/test.sh has just built).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
-"$VENV/bin/maturin" develop --release -q --skip-install
+[ "${RG_SKIP_BUILD:-}" = 1 ] || "$VENV/bin/maturin" develop --release -q --skip-install
+echo "== brainteaser: Pinky fixtures" >&2
+"$VENV/bin/ogenius" teaser fixtures --engine pinky
+echo "== pytest -m pinky (library, CLI, TUI, server, Pinky fixtures)" >&2
 "$VENV/bin/python" -m pytest -m pinky "$@"

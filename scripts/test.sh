@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command: Rust tests, build, stub check, then pytest. Exits non-zero on any failure.
+# The project's test command: Rust tests, build, stub and type checks, then scripts/pinky.sh and scripts/metal.sh
+# (the brainteaser harness and pytest, on Pinky and on the real engine). Exits non-zero on any failure.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k stream).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -27,5 +28,13 @@ echo "== stubtest (_native.pyi against the built module)" >&2
 echo "== mypy" >&2
 "$VENV/bin/python" -m mypy
 
-echo "== pytest" >&2
-"$VENV/bin/python" -m pytest "$@"
+echo "== every test is marked pinky or real_engine" >&2
+if "$VENV/bin/python" -m pytest -q --collect-only -m "not pinky and not real_engine" -p no:cacheprovider | grep -q '::'; then
+  "$VENV/bin/python" -m pytest -q --collect-only -m "not pinky and not real_engine" -p no:cacheprovider >&2
+  echo "test: the tests above have neither marker, so neither pinky.sh nor metal.sh runs them" >&2
+  exit 1
+fi
+
+export RG_SKIP_BUILD=1
+scripts/pinky.sh "$@"
+scripts/metal.sh "$@"

@@ -123,7 +123,8 @@ def default_model() -> UserManifest:
 def request_for(name: str, quant: str | None = None) -> UserManifest:
     """What the user asked for: an alias (case-insensitive) or a repo id like ``owner/name``, with an optional quant."""
     lowered = {alias.lower(): m for alias, m in _embedded()[1].items()}
-    by_repo = {m.repo.lower(): m for m in lowered.values() if m.repo}
+    # A model's own repo or the repo its GGUF files live in both name it.
+    by_repo = {r.lower(): m for m in lowered.values() for r in (m.gguf_repo, m.repo) if r}
     found = lowered.get(name.lower()) or by_repo.get(name.lower())
     if found is None:
         if name.count("/") != 1 or not all(name.split("/")):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import rusty_genius
 from rusty_genius import GeniusError
+from rusty_genius.brainteaser import cli as teaser_cli
 from rusty_genius.ogenius import flags, friendly, models_cli
 from rusty_genius.ogenius.repl import PlainChat
 from rusty_genius.ogenius.session import HELP, Session
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_inference_flags(chat)
     chat.set_defaults(run=_chat)
     models_cli.add_commands(commands)
+    teaser_cli.add_command(commands)
     return parser
 
 

@@ -1,0 +1,173 @@
+"""Running fixtures: find each fixture's model through facecrab, play its conversation through the facade, check.
+
+A fixture is ``passed``, ``failed`` (with every broken expectation named) or ``skipped`` (with the reason: the
+model cannot be had here, e.g. offline; or the fixture says ``skip``). Models load once per run, in the order
+fixtures need them, one at a time.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rusty_genius import Brain, Genius, GeniusError, InferenceConfig, Pinky
+from rusty_genius.brainteaser.fixture import Check, Fixture
+from rusty_genius.core.errors import DownloadError
+
+Status = Literal["passed", "failed", "skipped"]
+
+
+@dataclass
+class Answer:
+    content: str = ""
+    thinking: str = ""
+    finish_reason: str = ""
+    tokens: int = 0
+    tokens_per_s: float = 0.0
+
+
+@dataclass
+class Outcome:
+    fixture: Fixture
+    status: Status
+    reason: str = ""
+    failures: list[str] = field(default_factory=list)
+    tokens_per_s: float = 0.0
+    seconds: float = 0.0
+
+
+def check(c: Check, answer: Answer) -> str | None:
+    """None when ``answer`` meets ``c``; else what is wrong."""
+    text = answer.content
+    if c.kind == "contains" and c.value not in text:
+        return f"{c}: not in the answer"
+    if c.kind == "icontains" and c.value.lower() not in text.lower():
+        return f"{c}: not in the answer (ignoring case)"
+    if c.kind == "not_contains" and c.value in text:
+        return f"{c}: found in the answer"
+    if c.kind == "regex" and not re.search(c.value, text):
+        return f"{c}: no match"
+    if c.kind == "thinking" and (c.value == "present") != bool(answer.thinking.strip()):
+        return f"{c}: thinking was {'present' if answer.thinking.strip() else 'absent'}"
+    if c.kind == "finish_reason" and answer.finish_reason != c.value:
+        return f"{c}: finished with {answer.finish_reason!r}"
+    if c.kind == "tokens":
+        low, high = c.value
+        if answer.tokens < low or (high is not None and answer.tokens > high):
+            return f"{c}: {answer.tokens} tokens"
+    return None
+
+
+def _leaks(answer: Answer) -> str | None:
+    """Reasoning must never reach the answer's content, whatever the fixture checks."""
+    for tag in ("<think>", "</think>"):
+        if tag in answer.content:
+            return f"the answer's content holds {tag} (reasoning leaked into content)"
+    return None
+
+
+class ModelSource:
+    """Loads each model fixtures ask for, once; ``load`` may be replaced (tests, the pytest plugin)."""
+
+    def __init__(self) -> None:
+        self._genius: dict[str, Genius] = {}
+        self._unavailable: dict[str, str] = {}
+
+    def genius(self, fixture: Fixture) -> Genius | str:
+        """A started Genius for the fixture's model, or why it cannot be had (a skip reason)."""
+        key = fixture.model_id
+        if key in self._unavailable:
+            return self._unavailable[key]
+        if key not in self._genius:
+            self.close()  # one model in memory at a time
+            try:
+                engine = self._engine(fixture)
+            except DownloadError as err:  # offline, or the hub cannot be reached; a wrong name still fails
+                self._unavailable[key] = f"{key} cannot be had here: {err}"
+                return self._unavailable[key]
+            g = Genius(engine)
+            g.start_sync()
+            self._genius[key] = g
+        return self._genius[key]
+
+    def _engine(self, fixture: Fixture) -> Pinky | Brain:
+        if fixture.is_pinky:
+            return Pinky(delay=0)
+        from rusty_genius import facecrab
+
+        spec = facecrab.ensure_model(f"{fixture.org}/{fixture.repo}", fixture.quant)
+        return Brain(model_path=spec.path)
+
+    def close(self) -> None:
+        for g in self._genius.values():
+            g.close()
+        self._genius.clear()
+
+
+def _answer(g: Genius, messages: list[dict[str, str]], config: InferenceConfig) -> Answer:
+    answer = Answer()
+    content: list[str] = []
+    thinking: list[str] = []
+    for ev in g.chat(messages, config):
+        if ev.kind == "content":
+            content.append(ev.text or "")
+        elif ev.kind == "thought_delta":
+            thinking.append(ev.text or "")
+        elif ev.kind == "complete":
+            answer.finish_reason = ev.finish_reason or ""
+            answer.tokens = ev.usage.completion_tokens if ev.usage else 0
+            answer.tokens_per_s = ev.timings.decode_tokens_per_s if ev.timings else 0.0
+    answer.content, answer.thinking = "".join(content), "".join(thinking)
+    return answer
+
+
+def run_one(fixture: Fixture, source: ModelSource) -> Outcome:
+    """Plays one fixture; never raises for a model or answer problem (that is a failed or skipped outcome)."""
+    if fixture.skip:
+        return Outcome(fixture, "skipped", fixture.skip)
+    started = time.monotonic()
+    try:
+        g = source.genius(fixture)
+        if isinstance(g, str):
+            return Outcome(fixture, "skipped", g)
+        config = InferenceConfig.of(**fixture.settings)
+        messages = [{"role": "system", "content": fixture.system}] if fixture.system else []
+        failures: list[str] = []
+        speeds: list[float] = []
+        turns = fixture.turns
+        for i, turn in enumerate(turns):
+            messages.append({"role": turn.role, "content": turn.content})
+            scripted = i + 1 < len(turns) and turns[i + 1].role == "assistant"
+            if turn.role != "user" or scripted:
+                continue
+            answer = _answer(g, messages, config)
+            speeds.append(answer.tokens_per_s)
+            problems = [check(c, answer) for c in turn.checks] + [_leaks(answer)]
+            failures += [f"turn {i + 1} (line {c.line}): {p}" for c, p in zip(turn.checks, problems) if p]
+            failures += [f"turn {i + 1}: {p}" for p in problems[len(turn.checks) :] if p]
+            if any(problems):
+                failures.append(f"turn {i + 1} answer: {answer.content!r}")
+            messages.append({"role": "assistant", "content": answer.content})
+    except GeniusError as err:
+        return Outcome(fixture, "failed", f"{type(err).__name__}: {err}", seconds=time.monotonic() - started)
+    speed = sum(speeds) / len(speeds) if speeds else 0.0
+    status: Status = "failed" if failures else "passed"
+    return Outcome(fixture, status, failures[0] if failures else "", failures, speed, time.monotonic() - started)
+
+
+def run_all(
+    fixtures: Iterable[Fixture], source: ModelSource, on_outcome: Callable[[Outcome], None] | None = None
+) -> Iterator[Outcome]:
+    """Runs fixtures grouped by model (each model loads once)."""
+    ordered = sorted(fixtures, key=lambda f: (f.model_id, str(f.path)))
+    try:
+        for fixture in ordered:
+            outcome = run_one(fixture, source)
+            if on_outcome is not None:
+                on_outcome(outcome)
+            yield outcome
+    finally:
+        source.close()

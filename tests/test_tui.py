@@ -296,3 +296,4 @@ async def test_logging_becomes_notifications(monkeypatch: pytest.MonkeyPatch) ->
             await until(pilot, lambda: bool(notes))
         assert notes == [("disk almost full", "warning")]
     assert root.handlers == before
+

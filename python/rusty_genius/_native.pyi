@@ -140,6 +140,7 @@ class Engine:
         fail_after: int | None = None,
         pre_open_think: bool = False,
         load_delay: float = 0.0,
+        parallel: int = 1,
     ) -> Engine:
         """Starts Pinky, the stub engine."""
     @staticmethod
@@ -150,6 +151,7 @@ class Engine:
         threads: int | None = None,
         context_size: int | None = None,
         batch_size: int = 512,
+        parallel: int | None = None,
     ) -> Engine:
         """Loads a GGUF model into Brain, the llama.cpp engine (checks the file first; raises ``ModelLoadError``)."""
     def chat(
@@ -170,6 +172,12 @@ class Engine:
     @property
     def busy(self) -> bool:
         """True while a generation is running on the worker."""
+    @property
+    def running(self) -> int:
+        """Generations running now (at most ``parallel``)."""
+    @property
+    def parallel(self) -> int:
+        """Generations the engine runs at once (continuous batching); 0 once closed."""
     @property
     def generated_tokens(self) -> int:
         """Tokens generated over the engine's life."""

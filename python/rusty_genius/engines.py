@@ -31,7 +31,8 @@ class Pinky:
     By default each answer is a short ``<think>`` block then ``reply_tokens`` "Narf!" tokens, ``delay`` seconds
     apart. ``script`` replays the given pieces instead (``bytes`` pieces may split a UTF-8 character, ``str``
     pieces may split a tag). ``fail_after`` makes every answer fail with :class:`EngineError` after that many
-    tokens. ``pre_open_think`` acts like a chat template that opens ``<think>`` in the prompt.
+    tokens. ``pre_open_think`` acts like a chat template that opens ``<think>`` in the prompt. ``parallel``: answers
+    generated at once, sharing each step's ``delay`` as a batched model does (more requests queue).
     """
 
     delay: float = 0.005
@@ -42,6 +43,7 @@ class Pinky:
     pre_open_think: bool = False
     load_delay: float = 0.0
     """Seconds a load takes (to test what callers see during one)."""
+    parallel: int = 1
 
     def _load(self) -> _native.Engine:
         return _native.Engine.pinky(
@@ -52,6 +54,7 @@ class Pinky:
             fail_after=self.fail_after,
             pre_open_think=self.pre_open_think,
             load_delay=self.load_delay,
+            parallel=self.parallel,
         )
 
 
@@ -62,7 +65,9 @@ class Brain:
     The file is checked before llama.cpp reads it (a missing, truncated or corrupted file raises
     :class:`ModelLoadError`). ``gpu_layers``: layers to offload (default: all when built with a GPU backend, else
     none). ``threads``: CPU threads (default: physical cores). ``context_size``: context window in tokens (default:
-    the smaller of the model's trained context and 4096). ``batch_size``: prompt tokens per decode step.
+    the smaller of the model's trained context and 4096; each parallel sequence has a whole one).
+    ``batch_size``: tokens per decode step. ``parallel``: requests generated at once from one context by continuous
+    batching (default: up to 4, as many as their caches fit in memory; more requests queue).
     """
 
     model_path: str | os.PathLike[str]
@@ -70,6 +75,7 @@ class Brain:
     threads: int | None = None
     context_size: int | None = None
     batch_size: int = 512
+    parallel: int | None = None
 
     def _load(self) -> _native.Engine:
         return _native.Engine.brain(
@@ -78,6 +84,7 @@ class Brain:
             threads=self.threads,
             context_size=self.context_size,
             batch_size=self.batch_size,
+            parallel=self.parallel,
         )
 
 

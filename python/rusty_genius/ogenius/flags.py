@@ -51,6 +51,14 @@ def add_inference_flags(parser: argparse.ArgumentParser) -> None:
         "--context-size", type=_bounded(int, 16, 1 << 20, "between 16 and 1048576 tokens"), metavar="TOKENS",
         help="context window in tokens (default: the model's, at most 4096)",
     )  # fmt: skip
+    model.add_argument(
+        "--parallel", type=_bounded(int, 1, 256, "between 1 and 256"), metavar="N",
+        help="requests answered at once by continuous batching (default: up to 4, as memory allows; pinky: 1)",
+    )  # fmt: skip
+    model.add_argument(
+        "--threads", type=_bounded(int, 1, 1024, "between 1 and 1024"), metavar="N",
+        help="CPU threads for the model (default: one per physical core)",
+    )  # fmt: skip
     model.add_argument("--show-thinking", action="store_true", help="show the model's reasoning (hidden by default)")
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument(
@@ -95,15 +103,17 @@ class ModelChoice:
 def resolve_model(args: argparse.Namespace) -> ModelChoice:
     """The model the flags name, found or downloaded now (so progress and errors come before any UI starts)."""
     if args.engine == "pinky":
-        return ModelChoice(Pinky() if args.pinky_delay is None else Pinky(delay=args.pinky_delay), "pinky")
+        delay = Pinky().delay if args.pinky_delay is None else args.pinky_delay
+        return ModelChoice(Pinky(delay=delay, parallel=args.parallel or 1), "pinky")
+    brain = {"context_size": args.context_size, "parallel": args.parallel, "threads": args.threads}
     name: str | None = args.model
     if name is not None and name.lower().endswith(".gguf"):
         if args.quant:
             raise ConfigError(f"--quant {args.quant} applies to a model name, not to the file {name}")
         from pathlib import Path
 
-        return ModelChoice(Brain(model_path=name, context_size=args.context_size), Path(name).name)
+        return ModelChoice(Brain(model_path=name, **brain), Path(name).name)
     from rusty_genius import facecrab
 
     spec = facecrab.ensure_model(name, args.quant)
-    return ModelChoice(Brain(model_path=spec.path, context_size=args.context_size), spec.name)
+    return ModelChoice(Brain(model_path=spec.path, **brain), spec.name)

@@ -9,9 +9,16 @@
 //!   is dropped first.
 //! - The chat template comes from the GGUF and is applied by llama.cpp's built-in matcher (never Jinja in Python);
 //!   a model without one, or with one llama.cpp does not know, gets ChatML.
-//! - Prefix reuse: the tokens in the KV cache are remembered; the next prompt decodes only what differs from them.
-//!   Where the cache refuses a partial removal it is cleared and the prompt decoded in full.
-//! - Prompts are decoded in `n_batch` chunks; cancellation is checked between chunks and before every token.
+//! - Continuous batching: one context with a sequence id per slot (a unified KV cache of `parallel` × the context
+//!   window, so every sequence has a whole window). Each step decodes one batch holding the next token of every
+//!   generating sequence plus a prompt chunk of sequences still reading their prompt; while others generate, a
+//!   prompt goes in `PROMPT_CHUNK_SHARED`-token chunks so their inter-token latency stays bounded. Each sequence has
+//!   its own sampler chain; its text path (stop strings, think parser) is its own `Generation`.
+//! - Prefix reuse per slot: the tokens in each sequence's cache are remembered; a request goes to the free slot
+//!   sharing the longest prefix with it (then the least recently used) and decodes only what differs. Where the
+//!   cache refuses a partial removal, that sequence is removed whole and its prompt decoded in full.
+//! - Cancellation is checked for every sequence at every step; a decode failure forgets the whole cache and fails
+//!   the running sequences (the worker does that).
 //! - `sample()` already accepts the token in llama.cpp (grammar, penalties): it is never accepted twice.
 
 use std::num::NonZeroU32;
@@ -28,12 +35,16 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::config::Sampling;
-use crate::engine::{ChatMessage, ChatRequest, Engine};
+use crate::engine::{ChatMessage, ChatRequest, Engine, Seq};
 use crate::error::CortexError;
 use crate::pipeline::{Flow, Generation, PromptInfo};
 
-/// Default context window when neither the caller nor a small model says otherwise.
+/// Default context window (per sequence) when neither the caller nor a small model says otherwise.
 const DEFAULT_CONTEXT: u32 = 4096;
+/// Sequences run at once when the caller does not say (fewer when their caches would not fit in memory).
+const DEFAULT_PARALLEL: u32 = 4;
+/// Prompt tokens one step may add while other sequences are generating.
+const PROMPT_CHUNK_SHARED: usize = 64;
 /// Tokens the repetition penalties look back over (llama.cpp's default).
 const PENALTY_LAST_N: i32 = 64;
 /// `n_gpu_layers` meaning "all of them".
@@ -51,11 +62,20 @@ pub struct BrainOptions {
     pub context_size: Option<u32>,
     /// Tokens per decode call while evaluating a prompt.
     pub batch_size: u32,
+    /// Sequences generated at once; `None`: up to 4, as many as their caches fit in memory.
+    pub parallel: Option<u32>,
 }
 
 impl BrainOptions {
     pub fn new(model_path: impl Into<PathBuf>) -> Self {
-        Self { model_path: model_path.into(), gpu_layers: None, threads: None, context_size: None, batch_size: 512 }
+        Self {
+            model_path: model_path.into(),
+            gpu_layers: None,
+            threads: None,
+            context_size: None,
+            batch_size: 512,
+            parallel: None,
+        }
     }
 
     fn validate(&self) -> Result<(), CortexError> {
@@ -71,6 +91,11 @@ impl BrainOptions {
         }
         if !(1..=1 << 16).contains(&self.batch_size) {
             return Err(CortexError::invalid("batch_size", self.batch_size, "must be between 1 and 65536"));
+        }
+        if let Some(n) = self.parallel
+            && !(1..=256).contains(&n)
+        {
+            return Err(CortexError::invalid("parallel", n, "must be between 1 and 256"));
         }
         Ok(())
     }
@@ -113,6 +138,65 @@ fn physical_cores() -> u32 {
     }
 }
 
+/// Bytes of memory available to this process, from /proc/meminfo where there is one.
+fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+/// How many sequences to run when the caller does not say: up to [`DEFAULT_PARALLEL`], as long as their caches
+/// (f16 keys and values, a whole window each) take at most the larger of 1 GiB and the model's own size, and at
+/// most a quarter of the memory available.
+fn auto_parallel(model: &LlamaModel, n_ctx: u32) -> u32 {
+    let heads = u64::from(model.n_head().max(1));
+    let kv_dim = u64::try_from(model.n_embd()).unwrap_or(0) * u64::from(model.n_head_kv()) / heads;
+    let per_token = 2 * u64::from(model.n_layer()) * kv_dim * 2;
+    let mut budget = model.size().max(1 << 30);
+    if let Some(available) = available_memory() {
+        budget = budget.min(available / 4);
+    }
+    let mut n = DEFAULT_PARALLEL;
+    while n > 1 && per_token * u64::from(n_ctx) * u64::from(n) > budget {
+        n -= 1;
+    }
+    n
+}
+
+/// Where a sequence is.
+enum Phase {
+    Idle,
+    /// Reading its prompt: `tokens[cached.len()..]` are still to decode.
+    Prompt {
+        tokens: Vec<LlamaToken>,
+        cached_at_start: usize,
+        think_pre_opened: bool,
+    },
+    /// Generating: the logits for its next token are at `logits_at` in the last batch; `pending` is a token sampled
+    /// but not decoded yet (its reader was behind).
+    Decode {
+        logits_at: Option<i32>,
+        pending: Option<LlamaToken>,
+    },
+}
+
+/// One sequence id of the context.
+struct Slot {
+    /// The tokens whose keys and values are in the cache for this sequence, in order.
+    cached: Vec<LlamaToken>,
+    phase: Phase,
+    picker: Option<Picker>,
+    /// Most tokens this request may fill (prompt and answer).
+    limit: usize,
+    last_used: u64,
+}
+
+/// What one batch entry was for.
+enum Entry {
+    Token { seq: usize },
+    Chunk { seq: usize, len: usize },
+}
+
 /// A loaded model and its context, owned by the worker thread.
 pub struct Brain {
     // Declared before `model`: it borrows the model and must be dropped first.
@@ -120,15 +204,17 @@ pub struct Brain {
     model: Box<LlamaModel>,
     batch: LlamaBatch<'static>,
     template: Option<LlamaChatTemplate>,
-    /// The tokens whose keys and values are in the cache (sequence 0), in order.
-    cached: Vec<LlamaToken>,
+    slots: Vec<Slot>,
+    /// The context window of each sequence.
     n_ctx: u32,
     n_batch: u32,
+    clock: u64,
 }
 
 impl std::fmt::Debug for Brain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Brain").field("n_ctx", &self.n_ctx).field("cached", &self.cached.len()).finish()
+        let cached: Vec<usize> = self.slots.iter().map(|s| s.cached.len()).collect();
+        f.debug_struct("Brain").field("n_ctx", &self.n_ctx).field("cached", &cached).finish()
     }
 }
 
@@ -146,10 +232,13 @@ impl Brain {
         let model = Box::new(model);
         let trained = info.context_length.map_or(model.n_ctx_train(), |n| u32::try_from(n).unwrap_or(u32::MAX));
         let n_ctx = options.context_size.unwrap_or_else(|| trained.clamp(16, DEFAULT_CONTEXT));
-        let n_batch = options.batch_size.min(n_ctx);
+        let parallel = options.parallel.unwrap_or_else(|| auto_parallel(&model, n_ctx));
+        let n_batch = options.batch_size.max(parallel).min(n_ctx.saturating_mul(parallel));
         let threads = i32::try_from(options.threads.unwrap_or_else(physical_cores)).unwrap_or(1);
         let ctx_params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_ctx(NonZeroU32::new(n_ctx.saturating_mul(parallel)))
+            .with_n_seq_max(parallel)
+            .with_kv_unified(true)
             .with_n_batch(n_batch)
             .with_n_ubatch(n_batch)
             .with_n_threads(threads)
@@ -163,15 +252,10 @@ impl Brain {
             .new_context(backend, ctx_params)
             .map_err(|e| CortexError::model_load(path, format!("llama.cpp could not create a context ({e})")))?;
         let template = model.chat_template(None).ok();
-        Ok(Self {
-            ctx,
-            model,
-            batch: LlamaBatch::new(n_batch as usize, 1),
-            template,
-            cached: Vec::new(),
-            n_ctx,
-            n_batch,
-        })
+        let slots = (0..parallel)
+            .map(|_| Slot { cached: Vec::new(), phase: Phase::Idle, picker: None, limit: 0, last_used: 0 })
+            .collect();
+        Ok(Self { ctx, model, batch: LlamaBatch::new(n_batch as usize, 1), template, slots, n_ctx, n_batch, clock: 0 })
     }
 
     /// The conversation as the model expects it, ending with an open assistant turn.
@@ -202,54 +286,146 @@ impl Brain {
         tokens
     }
 
-    /// Decodes `tokens[from..]` after the cached prefix. Returns false when cancelled midway.
-    fn evaluate_prompt(&mut self, tokens: &[LlamaToken], out: &Generation<'_>) -> Result<bool, CortexError> {
-        let chunk_len = self.n_batch as usize;
-        let start = self.cached.len();
-        for (chunk_index, chunk) in tokens[start..].chunks(chunk_len).enumerate() {
-            if out.cancel_token().is_cancelled() {
-                return Ok(false);
+    /// Keeps the longest prefix of `slot`'s cache shared with `tokens` (at least one token is always decoded, for
+    /// logits). Where the cache refuses to cut a sequence in the middle, the sequence is removed whole.
+    fn reuse_prefix(&mut self, slot: usize, tokens: &[LlamaToken]) -> Result<(), CortexError> {
+        let cached = &mut self.slots[slot].cached;
+        let keep = shared_prefix(cached, tokens).min(tokens.len().saturating_sub(1));
+        if keep < cached.len() {
+            let seq = u32::try_from(slot).ok();
+            let cut = u32::try_from(keep).ok().and_then(|p0| self.ctx.clear_kv_cache_seq(seq, Some(p0), None).ok());
+            if cut == Some(true) {
+                cached.truncate(keep);
+            } else {
+                cached.clear();
+                if self.ctx.clear_kv_cache_seq(seq, None, None).ok() != Some(true) {
+                    return Err(CortexError::Engine(format!("llama.cpp could not clear sequence {slot}")));
+                }
             }
-            self.batch.clear();
-            let first = start + chunk_index * chunk_len;
-            for (i, &token) in chunk.iter().enumerate() {
-                let pos = first + i;
-                self.batch.add(token, pos_i32(pos), &[0], pos + 1 == tokens.len()).map_err(engine_error)?;
-            }
-            decode(&mut self.ctx, &mut self.batch, &mut self.cached)?;
-            self.cached.extend_from_slice(chunk);
         }
-        Ok(true)
+        Ok(())
     }
 
-    /// Keeps the longest cached prefix shared with `tokens` (at least one token is always decoded, for logits).
-    fn reuse_prefix(&mut self, tokens: &[LlamaToken]) {
-        let shared = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
-        let keep = shared.min(tokens.len().saturating_sub(1));
-        if keep < self.cached.len() {
-            let removed =
-                u32::try_from(keep).ok().and_then(|p0| self.ctx.clear_kv_cache_seq(Some(0), Some(p0), None).ok());
-            if removed == Some(true) {
-                self.cached.truncate(keep);
-            } else {
-                self.ctx.clear_kv_cache();
-                self.cached.clear();
+    /// After a failed decode the cache may hold part of the batch: forget everything rather than trust it.
+    fn forget_all(&mut self) {
+        self.ctx.clear_kv_cache();
+        for slot in &mut self.slots {
+            slot.cached.clear();
+            slot.phase = Phase::Idle;
+        }
+    }
+
+    /// Phase A of a step: every generating sequence with fresh logits picks its next token and hands it on.
+    fn sample(&mut self, seqs: &mut [Seq]) {
+        let Self { ctx, model, slots, .. } = self;
+        let vocab = model.vocab();
+        let mut piece = Vec::with_capacity(32);
+        for seq in seqs.iter_mut().filter(|s| s.done.is_none()) {
+            if seq.out.cancel_token().is_cancelled() {
+                seq.done = Some(Ok(())); // The Generation reports it as cancelled.
+                continue;
+            }
+            let slot = &mut slots[seq.slot];
+            let Phase::Decode { logits_at, pending } = &mut slot.phase else { continue };
+            let Some(at) = logits_at.take() else { continue };
+            if slot.cached.len() >= slot.limit {
+                let _ = seq.out.context_full();
+                seq.done = Some(Ok(()));
+                continue;
+            }
+            let Some(picker) = slot.picker.as_mut() else { continue };
+            let token = picker.pick(ctx, at);
+            if vocab.is_eog(token) {
+                seq.done = Some(Ok(()));
+                continue;
+            }
+            piece.clear();
+            vocab.token_to_piece_into(token, &mut piece, false, None);
+            if seq.out.token(&piece) == Flow::Stop {
+                seq.done = Some(Ok(()));
+                continue;
+            }
+            *pending = Some(token);
+        }
+    }
+
+    /// Phase B: the next token of every generating sequence whose reader keeps up, then prompt chunks, oldest
+    /// request first, in the room left.
+    fn fill_batch(&mut self, seqs: &[Seq]) -> Result<Vec<Entry>, CortexError> {
+        self.batch.clear();
+        let mut entries = Vec::with_capacity(seqs.len());
+        for (i, seq) in seqs.iter().enumerate().filter(|(_, s)| s.active()) {
+            let slot = &self.slots[seq.slot];
+            if let Phase::Decode { pending: Some(token), .. } = slot.phase {
+                self.batch.add(token, pos_i32(slot.cached.len()), &[seq_id(seq.slot)], true).map_err(engine_error)?;
+                entries.push(Entry::Token { seq: i });
+            }
+        }
+        let decoding = entries.len();
+        let mut room = (self.n_batch as usize).saturating_sub(decoding);
+        if decoding > 0 {
+            room = room.min(PROMPT_CHUNK_SHARED);
+        }
+        for (i, seq) in seqs.iter().enumerate().filter(|(_, s)| s.done.is_none()) {
+            if room == 0 {
+                break;
+            }
+            let slot = &self.slots[seq.slot];
+            let Phase::Prompt { tokens, .. } = &slot.phase else { continue };
+            let start = slot.cached.len();
+            let len = room.min(tokens.len() - start);
+            for (pos, &token) in tokens.iter().enumerate().skip(start).take(len) {
+                let last = pos + 1 == tokens.len();
+                self.batch.add(token, pos_i32(pos), &[seq_id(seq.slot)], last).map_err(engine_error)?;
+            }
+            entries.push(Entry::Chunk { seq: i, len });
+            room -= len;
+        }
+        Ok(entries)
+    }
+
+    /// Phase D: records what the decoded batch put in each sequence's cache and where its logits are.
+    fn decoded(&mut self, seqs: &mut [Seq], entries: Vec<Entry>) {
+        let mut index = 0i32;
+        for entry in entries {
+            match entry {
+                Entry::Token { seq } => {
+                    let slot = &mut self.slots[seqs[seq].slot];
+                    if let Phase::Decode { logits_at, pending } = &mut slot.phase
+                        && let Some(token) = pending.take()
+                    {
+                        slot.cached.push(token);
+                        *logits_at = Some(index);
+                    }
+                    index += 1;
+                }
+                Entry::Chunk { seq, len } => {
+                    let slot = &mut self.slots[seqs[seq].slot];
+                    index += pos_i32(len);
+                    let Phase::Prompt { tokens, cached_at_start, think_pre_opened } = &slot.phase else { continue };
+                    let start = slot.cached.len();
+                    slot.cached.extend_from_slice(&tokens[start..start + len]);
+                    if slot.cached.len() == tokens.len() {
+                        seqs[seq].out.prompt_processed(PromptInfo {
+                            prompt_tokens: u32::try_from(tokens.len()).unwrap_or(u32::MAX),
+                            cached_tokens: u32::try_from(*cached_at_start).unwrap_or(u32::MAX),
+                            think_pre_opened: *think_pre_opened,
+                        });
+                        slot.phase = Phase::Decode { logits_at: Some(index - 1), pending: None };
+                    }
+                }
             }
         }
     }
 }
 
-/// Decodes the batch. On failure the cache may hold part of it: forget it all rather than trust it.
-fn decode(
-    ctx: &mut LlamaContext<'static>,
-    batch: &mut LlamaBatch<'static>,
-    cached: &mut Vec<LlamaToken>,
-) -> Result<(), CortexError> {
-    ctx.decode(batch).map_err(|e| {
-        ctx.clear_kv_cache();
-        cached.clear();
-        CortexError::Engine(format!("llama.cpp decode failed: {e}"))
-    })
+fn shared_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn seq_id(slot: usize) -> i32 {
+    // Slots are fewer than 256 (checked in BrainOptions::validate).
+    i32::try_from(slot).unwrap_or(i32::MAX)
 }
 
 fn pos_i32(pos: usize) -> i32 {
@@ -336,49 +512,59 @@ impl Engine for Brain {
         "brain"
     }
 
-    fn generate(&mut self, request: &ChatRequest, out: &mut Generation<'_>) -> Result<(), CortexError> {
+    fn parallel(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn admit(&mut self, request: &ChatRequest, free: &[usize], _out: &mut Generation) -> Result<usize, CortexError> {
         let prompt = self.render(&request.messages)?;
         let tokens = self.tokenize(&prompt);
         let limit = request.config.behavior.context_size.map_or(self.n_ctx, |n| n.min(self.n_ctx)) as usize;
         if tokens.len() >= limit {
             return Err(CortexError::ContextOverflow { prompt_tokens: tokens.len(), context_size: limit });
         }
-        let mut picker = Picker::new(&request.config.sampling, &self.model)?;
-        self.reuse_prefix(&tokens);
-        let cached_tokens = self.cached.len();
-        if !self.evaluate_prompt(&tokens, out)? {
-            return Ok(()); // Cancelled during the prompt: the Generation reports it.
-        }
-        out.prompt_processed(PromptInfo {
-            prompt_tokens: u32::try_from(tokens.len()).unwrap_or(u32::MAX),
-            cached_tokens: u32::try_from(cached_tokens).unwrap_or(u32::MAX),
+        let picker = Picker::new(&request.config.sampling, &self.model)?;
+        // The free slot holding the longest beginning of this conversation; then the least recently used.
+        let slot = free
+            .iter()
+            .copied()
+            .max_by_key(|&s| {
+                let slot = &self.slots[s];
+                (shared_prefix(&slot.cached, &tokens), std::cmp::Reverse(slot.last_used), std::cmp::Reverse(s))
+            })
+            .ok_or_else(|| CortexError::Engine("no free slot".into()))?;
+        self.reuse_prefix(slot, &tokens)?;
+        self.clock += 1;
+        let entry = &mut self.slots[slot];
+        entry.last_used = self.clock;
+        entry.limit = limit;
+        entry.picker = Some(picker);
+        entry.phase = Phase::Prompt {
+            cached_at_start: entry.cached.len(),
             think_pre_opened: prompt.trim_end().ends_with("<think>"),
-        });
+            tokens,
+        };
+        Ok(slot)
+    }
 
-        let vocab = self.model.vocab();
-        let mut piece = Vec::with_capacity(32);
-        // The logits of the last prompt token sit at the last index of the prompt's final batch.
-        let mut logits_at = self.batch.n_tokens() - 1;
-        loop {
-            if self.cached.len() >= limit {
-                let _ = out.context_full();
-                return Ok(());
-            }
-            let token = picker.pick(&self.ctx, logits_at);
-            if vocab.is_eog(token) {
-                return Ok(());
-            }
-            piece.clear();
-            vocab.token_to_piece_into(token, &mut piece, false, None);
-            if out.token(&piece) == Flow::Stop {
-                return Ok(());
-            }
-            self.batch.clear();
-            self.batch.add(token, pos_i32(self.cached.len()), &[0], true).map_err(engine_error)?;
-            decode(&mut self.ctx, &mut self.batch, &mut self.cached)?;
-            self.cached.push(token);
-            logits_at = 0;
+    fn step(&mut self, seqs: &mut [Seq]) -> Result<(), CortexError> {
+        self.sample(seqs);
+        let entries = self.fill_batch(seqs)?;
+        if entries.is_empty() {
+            return Ok(());
         }
+        if let Err(e) = self.ctx.decode(&mut self.batch) {
+            self.forget_all();
+            return Err(CortexError::Engine(format!("llama.cpp decode failed: {e}")));
+        }
+        self.decoded(seqs, entries);
+        Ok(())
+    }
+
+    fn release(&mut self, slot: usize) {
+        let slot = &mut self.slots[slot];
+        slot.phase = Phase::Idle;
+        slot.picker = None;
     }
 }
 

@@ -3,14 +3,19 @@
 //! Rules: Pinky is a real engine for the plumbing — it runs on the worker thread behind the same trait as the real
 //! engine, and its pieces go through the same UTF-8 / stop / think path. It is deterministic: the default reply is
 //! a short thought then `reply_tokens` "Narf!" tokens; a script replays given byte pieces instead (to drive split
-//! tags and split characters end to end); `fail_after` injects an engine error; `delay` is waited before every
-//! token and a cancel cuts the wait short.
+//! tags and split characters end to end); `fail_after` injects an engine error. It batches like the real engine:
+//! up to `parallel` sequences run at once, and each step waits `delay` once then gives every running sequence its
+//! next token, so N streams share the step time as they do on a batched llama.cpp context. A cancel cuts the wait
+//! short.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::engine::{ChatRequest, Engine};
+use crate::engine::{ChatRequest, Engine, Seq};
 use crate::error::CortexError;
 use crate::pipeline::{Flow, Generation, PromptInfo};
+
+/// How often a step's wait looks for a cancelled sequence.
+const WAIT_SLICE: Duration = Duration::from_millis(5);
 
 const THOUGHT: [&[u8]; 7] = [b"<think>", b"Narf", b"!", b" Poit", b"!", b"</think>", b"\n\n"];
 
@@ -29,6 +34,8 @@ pub struct PinkyOptions {
     pub fail_after: Option<usize>,
     /// Act as if the chat template pre-opened `<think>` in the prompt.
     pub pre_open_think: bool,
+    /// Sequences generated at once.
+    pub parallel: usize,
 }
 
 impl Default for PinkyOptions {
@@ -40,12 +47,16 @@ impl Default for PinkyOptions {
             script: None,
             fail_after: None,
             pre_open_think: false,
+            parallel: 1,
         }
     }
 }
 
 impl PinkyOptions {
     pub fn validate(&self) -> Result<(), CortexError> {
+        if !(1..=256).contains(&self.parallel) {
+            return Err(CortexError::invalid("parallel", self.parallel, "must be between 1 and 256"));
+        }
         if self.delay > Duration::from_secs(60) {
             return Err(CortexError::invalid(
                 "delay",
@@ -61,12 +72,33 @@ impl PinkyOptions {
 #[derive(Debug, Default)]
 pub struct Pinky {
     options: PinkyOptions,
+    /// The next piece of the sequence on each slot.
+    next: Vec<usize>,
 }
 
 impl Pinky {
     pub fn new(options: PinkyOptions) -> Result<Self, CortexError> {
         options.validate()?;
-        Ok(Self { options })
+        let next = vec![0; options.parallel];
+        Ok(Self { options, next })
+    }
+
+    /// Waits one step's delay, cut short when a running sequence is cancelled (one alone waits on its token).
+    fn wait(&self, seqs: &[Seq]) {
+        let delay = self.options.delay;
+        if delay.is_zero() {
+            return;
+        }
+        if let [seq] = seqs {
+            seq.out.cancel_token().sleep(delay);
+            return;
+        }
+        let deadline = Instant::now() + delay;
+        let mut now = Instant::now();
+        while now < deadline && !seqs.iter().any(|s| s.out.cancel_token().is_cancelled()) {
+            std::thread::sleep(WAIT_SLICE.min(deadline - now));
+            now = Instant::now();
+        }
     }
 
     fn len(&self) -> usize {
@@ -98,7 +130,11 @@ impl Engine for Pinky {
         "pinky"
     }
 
-    fn generate(&mut self, request: &ChatRequest, out: &mut Generation<'_>) -> Result<(), CortexError> {
+    fn parallel(&self) -> usize {
+        self.options.parallel
+    }
+
+    fn admit(&mut self, request: &ChatRequest, free: &[usize], out: &mut Generation) -> Result<usize, CortexError> {
         // Pinky has no tokenizer: a prompt "token" is a white-space separated word.
         let words: usize = request.messages.iter().map(|m| m.content.split_whitespace().count()).sum();
         out.prompt_processed(PromptInfo {
@@ -106,17 +142,34 @@ impl Engine for Pinky {
             cached_tokens: 0,
             think_pre_opened: self.options.pre_open_think,
         });
-        for i in 0..self.len() {
-            if self.options.fail_after == Some(i) {
-                return Err(CortexError::Engine(format!("Pinky: injected failure after {i} tokens")));
+        let slot = free[0];
+        self.next[slot] = 0;
+        Ok(slot)
+    }
+
+    fn step(&mut self, seqs: &mut [Seq]) -> Result<(), CortexError> {
+        self.wait(seqs);
+        let len = self.len();
+        for seq in seqs.iter_mut().filter(|s| s.active()) {
+            let i = self.next[seq.slot];
+            if i >= len || seq.out.cancel_token().is_cancelled() {
+                seq.done = Some(Ok(()));
+                continue;
             }
-            // A cancel during the wait is seen by `token`, which then says stop.
-            out.cancel_token().sleep(self.options.delay);
-            if out.token(self.piece(i)) == Flow::Stop {
-                break;
+            if self.options.fail_after == Some(i) {
+                seq.done = Some(Err(CortexError::Engine(format!("Pinky: injected failure after {i} tokens"))));
+                continue;
+            }
+            self.next[seq.slot] = i + 1;
+            if seq.out.token(self.piece(i)) == Flow::Stop || i + 1 == len {
+                seq.done = Some(Ok(()));
             }
         }
         Ok(())
+    }
+
+    fn release(&mut self, slot: usize) {
+        self.next[slot] = 0;
     }
 }
 
@@ -257,6 +310,88 @@ mod tests {
         worker.close();
         assert_eq!(queued.receiver.recv_blocking(), Ok(Err(CortexError::EngineClosed)));
         assert!(matches!(worker.submit(request(Behavior::default())), Err(CortexError::EngineClosed)));
+    }
+
+    fn drain(stream: &crate::worker::EventStream) -> Vec<StreamItem> {
+        std::iter::from_fn(|| stream.receiver.recv_blocking().ok()).collect()
+    }
+
+    #[test]
+    fn parallel_sequences_share_each_step() {
+        let delay = Duration::from_millis(20);
+        let worker = pinky(PinkyOptions { delay, reply_tokens: 10, think: false, parallel: 4, ..Default::default() });
+        let started = std::time::Instant::now();
+        let streams: Vec<_> = (0..4).map(|_| worker.submit(request(Behavior::default())).unwrap()).collect();
+        let all: Vec<_> = streams.iter().map(drain).collect();
+        let took = started.elapsed();
+        for items in &all {
+            assert_eq!(text_of(items).1, "Narf! Narf! Narf! Narf! Narf! Narf! Narf! Narf! Narf! Narf!");
+            assert_eq!(completion(items).finish_reason, FinishReason::Stop);
+        }
+        // Four answers of 10 tokens in about 10 steps, not 40 (one at a time).
+        assert!(took < delay * 25, "4 parallel answers took {took:?}");
+        assert_eq!(worker.stats().parallel(), 4);
+        assert_eq!(worker.stats().completed_requests(), 4);
+    }
+
+    #[test]
+    fn queued_requests_start_as_slots_free_and_a_cancel_disturbs_no_other() {
+        let options =
+            PinkyOptions { delay: Duration::from_millis(2), reply_tokens: 50, think: false, parallel: 2, ..fast() };
+        let worker = pinky(options);
+        let first = worker.submit(request(Behavior::default())).unwrap();
+        let second = worker.submit(request(Behavior::default())).unwrap();
+        let third = worker.submit(request(Behavior::default())).unwrap();
+        // Two run, the third waits: it has not even started.
+        first.receiver.recv_blocking().unwrap().unwrap();
+        second.receiver.recv_blocking().unwrap().unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(third.receiver.is_empty(), "the third request started before a slot was free");
+        assert_eq!(worker.stats().running(), 2);
+        first.cancel.cancel();
+        let first_items = drain(&first);
+        assert_eq!(completion(&first_items).finish_reason, FinishReason::Cancelled);
+        // The freed slot goes to the third request; the second is undisturbed.
+        let (second_items, third_items) = (drain(&second), drain(&third));
+        for items in [&second_items, &third_items] {
+            assert_eq!(completion(items).finish_reason, FinishReason::Stop);
+            assert_eq!(text_of(items).1.matches("Narf!").count(), 50);
+        }
+    }
+
+    #[test]
+    fn a_reader_that_falls_behind_holds_back_only_its_own_stream() {
+        let options = PinkyOptions { reply_tokens: 2_000, think: false, parallel: 2, ..fast() };
+        let worker = pinky(options);
+        let idle = worker.submit(request(Behavior::default())).unwrap();
+        let busy = worker.submit(request(Behavior::default())).unwrap();
+        // `idle` is never read while `busy` is: its channel fills, and `busy` still runs to the end.
+        let items = drain(&busy);
+        assert_eq!(completion(&items).finish_reason, FinishReason::Stop);
+        assert_eq!(text_of(&items).1.matches("Narf!").count(), 2_000);
+        assert_eq!(idle.receiver.len(), crate::worker::STREAM_CAPACITY);
+        // Once read, the held-back stream resumes and ends whole.
+        let rest = drain(&idle);
+        assert_eq!(text_of(&rest).1.matches("Narf!").count(), 2_000);
+        assert_eq!(completion(&rest).finish_reason, FinishReason::Stop);
+    }
+
+    #[test]
+    fn an_injected_failure_fails_only_its_own_sequence() {
+        let worker = pinky(PinkyOptions { fail_after: Some(3), parallel: 3, ..fast() });
+        let streams: Vec<_> = (0..3).map(|_| worker.submit(request(Behavior::default())).unwrap()).collect();
+        for stream in &streams {
+            assert!(matches!(drain(stream).last(), Some(Err(CortexError::Engine(_)))));
+        }
+        assert_eq!(worker.stats().running(), 0);
+    }
+
+    #[test]
+    fn parallel_is_checked() {
+        assert!(matches!(
+            Pinky::new(PinkyOptions { parallel: 0, ..fast() }),
+            Err(CortexError::InvalidConfig { field: "parallel", .. })
+        ));
     }
 
     #[test]

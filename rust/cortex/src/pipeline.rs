@@ -2,11 +2,15 @@
 //!
 //! Rules: every engine pushes raw token bytes through [`Generation::token`] and obeys the [`Flow`] it returns. The
 //! Generation owns cancellation (checked before every token), `max_tokens`, usage counting and timings, so engines
-//! cannot disagree on them. Events are sent as soon as they are complete; the bounded channel is the back-pressure.
+//! cannot disagree on them. Events are sent as soon as they are complete, never blocking the worker: when a reader
+//! lets its channel fill, the events wait here and the generation is *backlogged* — engines do not advance it
+//! until the reader catches up, while the other sequences in the batch go on.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
-use async_channel::Sender;
+use async_channel::{Sender, TrySendError};
 
 use crate::cancel::CancelToken;
 use crate::engine::ChatRequest;
@@ -37,10 +41,13 @@ pub enum Flow {
 
 /// The per-request sink an engine writes tokens into.
 #[derive(Debug)]
-pub struct Generation<'a> {
-    tx: &'a Sender<StreamItem>,
-    cancel: &'a CancelToken,
-    stats: &'a WorkerStats,
+pub struct Generation {
+    tx: Sender<StreamItem>,
+    cancel: CancelToken,
+    stats: Arc<WorkerStats>,
+    /// Events the channel had no room for yet, oldest first.
+    pending: VecDeque<StreamItem>,
+    ended: bool,
     show_thinking: bool,
     max_tokens: Option<u32>,
     utf8: Utf8Stream,
@@ -55,18 +62,20 @@ pub struct Generation<'a> {
     finish: Option<FinishReason>,
 }
 
-impl<'a> Generation<'a> {
+impl Generation {
     pub(crate) fn new(
         request: &ChatRequest,
-        tx: &'a Sender<StreamItem>,
-        cancel: &'a CancelToken,
-        stats: &'a WorkerStats,
+        tx: Sender<StreamItem>,
+        cancel: CancelToken,
+        stats: Arc<WorkerStats>,
     ) -> Self {
         let behavior = &request.config.behavior;
         Self {
             tx,
             cancel,
             stats,
+            pending: VecDeque::new(),
+            ended: false,
             show_thinking: behavior.show_thinking,
             max_tokens: behavior.max_tokens,
             utf8: Utf8Stream::default(),
@@ -84,7 +93,18 @@ impl<'a> Generation<'a> {
 
     /// The request's cancellation token, for engines that wait between tokens.
     pub fn cancel_token(&self) -> &CancelToken {
-        self.cancel
+        &self.cancel
+    }
+
+    /// True while events wait for room in the channel: the engine must not advance this generation.
+    pub fn backlogged(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Sends `ProcessStart`. Returns false when the reader is already gone.
+    pub(crate) fn start(&mut self) -> bool {
+        self.pending.push_back(Ok(InferenceEvent::ProcessStart));
+        self.flush()
     }
 
     /// Records the evaluated prompt. Call once, before the first token.
@@ -127,8 +147,12 @@ impl<'a> Generation<'a> {
         self.stop_with(FinishReason::Length)
     }
 
-    /// Flushes held text and sends `Complete`. Called by the worker after the engine returns `Ok`.
-    pub(crate) fn complete(mut self) {
+    /// Flushes held text and sends `Complete`. Called by the worker once the engine says this sequence is done.
+    pub(crate) fn complete(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
         if self.finish.is_none() && self.cancel.is_cancelled() {
             self.finish = Some(FinishReason::Cancelled);
         }
@@ -173,14 +197,29 @@ impl<'a> Generation<'a> {
         matched
     }
 
-    /// Sends pending events. Returns false when the receiver is gone.
+    /// Queues the new events and sends what the channel has room for. Returns false when the receiver is gone.
     fn deliver(&mut self) -> bool {
-        for ev in self.events.drain(..) {
-            if !self.show_thinking && matches!(ev, InferenceEvent::Thought(_)) {
-                continue;
-            }
-            if self.tx.send_blocking(Ok(ev)).is_err() {
-                return false; // Dropping the drain discards the rest.
+        let show_thinking = self.show_thinking;
+        self.pending.extend(
+            self.events.drain(..).filter(|ev| show_thinking || !matches!(ev, InferenceEvent::Thought(_))).map(Ok),
+        );
+        self.flush()
+    }
+
+    /// Sends waiting events until the channel is full. Returns false (and cancels) when the receiver is gone.
+    pub(crate) fn flush(&mut self) -> bool {
+        while let Some(item) = self.pending.pop_front() {
+            match self.tx.try_send(item) {
+                Ok(()) => {}
+                Err(TrySendError::Full(item)) => {
+                    self.pending.push_front(item);
+                    return true;
+                }
+                Err(TrySendError::Closed(_)) => {
+                    self.pending.clear();
+                    self.cancel.cancel();
+                    return false;
+                }
             }
         }
         true
@@ -192,9 +231,28 @@ impl<'a> Generation<'a> {
     }
 
     /// Ends the stream with an error instead of `Complete`.
-    pub(crate) fn fail(self, err: CortexError) {
+    pub(crate) fn fail(&mut self, err: CortexError) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
         self.stats.end_request();
-        let _ = self.tx.send_blocking(Err(err));
+        self.pending.push_back(Err(err));
+        self.flush();
+    }
+
+    /// Sends every waiting event, waiting for the reader (or for the channel to close).
+    pub(crate) fn flush_blocking(&mut self) {
+        while let Some(item) = self.pending.pop_front() {
+            if self.tx.send_blocking(item).is_err() {
+                self.pending.clear();
+            }
+        }
+    }
+
+    /// When the worker took the request up (orders sequences by admission).
+    pub(crate) fn admitted_at(&self) -> Instant {
+        self.picked_up
     }
 }
 

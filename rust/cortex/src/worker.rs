@@ -1,20 +1,24 @@
-//! The worker thread: one OS thread per loaded engine, serving requests one at a time.
+//! The worker thread: one OS thread per loaded engine, running up to `engine.parallel()` requests at once.
 //!
 //! Rules: the engine is built on the worker thread and never leaves it. Requests arrive over an mpsc queue; each
-//! gets its own bounded event channel and cancel token. A request whose stream was dropped while it waited is
-//! skipped. A panic inside an engine becomes an error on that stream and stops the worker (the engine may be
-//! inconsistent); later requests get `EngineClosed`. Closing cancels the running request (closing its channel, so
-//! a worker blocked on an idle reader wakes) and fails queued ones.
+//! gets its own bounded event channel and cancel token. Between engine steps the worker admits queued requests to
+//! free slots (FIFO), so a finished or cancelled sequence's slot is reused at the next step. A request whose stream
+//! was dropped while it waited is skipped. The worker never blocks on a reader: a full channel only holds back that
+//! one sequence (see `pipeline`), and a finished sequence whose last events wait for room is kept until they are
+//! sent. A panic inside an engine fails every running request and stops the worker (the engine may be
+//! inconsistent); later requests get `EngineClosed`. Closing cuts every running stream off (closing its channel)
+//! and fails queued ones.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 
 use crate::cancel::CancelToken;
-use crate::engine::{ChatRequest, Engine};
+use crate::engine::{ChatRequest, Engine, Seq};
 use crate::error::CortexError;
 use crate::event::InferenceEvent;
 use crate::pipeline::Generation;
@@ -25,10 +29,14 @@ pub type StreamItem = Result<InferenceEvent, CortexError>;
 /// Events buffered per stream before the worker waits for the reader.
 pub const STREAM_CAPACITY: usize = 256;
 
+/// How long the worker waits before looking again when every running sequence waits for its reader.
+const BACKLOG_POLL: Duration = Duration::from_millis(1);
+
 /// Counters a caller can read while the worker runs.
 #[derive(Debug, Default)]
 pub struct WorkerStats {
-    busy: AtomicBool,
+    running: AtomicUsize,
+    parallel: AtomicUsize,
     generated_tokens: AtomicU64,
     completed_requests: AtomicU64,
 }
@@ -36,7 +44,15 @@ pub struct WorkerStats {
 impl WorkerStats {
     /// True while a request is being generated.
     pub fn busy(&self) -> bool {
-        self.busy.load(Ordering::Acquire)
+        self.running() > 0
+    }
+    /// Requests being generated now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+    /// Requests the engine runs at once.
+    pub fn parallel(&self) -> usize {
+        self.parallel.load(Ordering::Acquire)
     }
     /// Tokens generated over the worker's life.
     pub fn generated_tokens(&self) -> u64 {
@@ -49,8 +65,12 @@ impl WorkerStats {
     /// Marks the running request as finished. Called before its last event is sent, so a reader that has seen
     /// `complete` (or the error) also sees the counters updated.
     pub(crate) fn end_request(&self) {
-        self.busy.store(false, Ordering::Release);
+        self.running.fetch_sub(1, Ordering::AcqRel);
         self.completed_requests.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn begin_request(&self) {
+        self.running.fetch_add(1, Ordering::AcqRel);
     }
 
     pub(crate) fn count_token(&self) {
@@ -79,10 +99,10 @@ struct Job {
 
 #[derive(Debug, Default)]
 struct Shared {
-    stats: WorkerStats,
+    stats: Arc<WorkerStats>,
     closing: AtomicBool,
-    /// The running request: its token (to cancel it) and its sender (to unblock a send to an idle reader).
-    current: Mutex<Option<(CancelToken, Sender<StreamItem>)>>,
+    /// The running requests, by slot: their tokens (to cancel them) and senders (to cut their streams off).
+    current: Mutex<Vec<(usize, CancelToken, Sender<StreamItem>)>>,
 }
 
 /// Owner of an engine's thread.
@@ -120,6 +140,7 @@ impl Worker {
                         return;
                     }
                 };
+                thread_shared.stats.parallel.store(engine.parallel().max(1), Ordering::Release);
                 let _ = ready_tx.send(Ok(()));
                 serve(engine, &jobs_rx, &thread_shared);
                 thread_shared.closing.store(true, Ordering::Release);
@@ -167,10 +188,10 @@ impl Worker {
         Ok(EventStream { receiver, cancel })
     }
 
-    /// Cancels the running request, fails queued ones, and joins the thread. Idempotent.
+    /// Cancels the running requests, fails queued ones, and joins the thread. Idempotent.
     pub fn close(&mut self) {
         self.shared.closing.store(true, Ordering::Release);
-        if let Some((cancel, tx)) = lock(&self.shared.current).as_ref() {
+        for (_, cancel, tx) in lock(&self.shared.current).iter() {
             // Channel first: a reader must see the stream cut off (EngineClosed), not a clean `cancelled` ending.
             tx.close();
             cancel.cancel();
@@ -188,43 +209,143 @@ impl Drop for Worker {
     }
 }
 
+/// The scheduling loop: admit, step, finish, until the job queue is closed and nothing is left to send.
 fn serve(mut engine: Box<dyn Engine>, jobs: &mpsc::Receiver<Job>, shared: &Shared) {
-    let stats = &shared.stats;
-    for job in jobs.iter() {
-        if shared.closing.load(Ordering::Acquire) {
-            let _ = job.tx.send_blocking(Err(CortexError::EngineClosed));
-            continue;
-        }
-        if job.cancel.is_cancelled() || job.tx.is_closed() {
-            continue; // Its stream was dropped while it waited.
-        }
-        *lock(&shared.current) = Some((job.cancel.clone(), job.tx.clone()));
-        // Re-check after publishing the token: `close` may have run between the first check and the store.
-        if shared.closing.load(Ordering::Acquire) {
-            job.tx.close();
-            job.cancel.cancel();
-        }
-        stats.busy.store(true, Ordering::Release);
-        let mut panicked = false;
-        if job.tx.send_blocking(Ok(InferenceEvent::ProcessStart)).is_err() {
-            stats.end_request();
-        } else {
-            let mut generation = Generation::new(&job.request, &job.tx, &job.cancel, stats);
-            match catch_unwind(AssertUnwindSafe(|| engine.generate(&job.request, &mut generation))) {
-                Ok(Ok(())) => generation.complete(),
-                Ok(Err(err)) => generation.fail(err),
-                Err(panic) => {
-                    let msg = format!("{} panicked: {}", engine.name(), panic_message(&*panic));
-                    generation.fail(CortexError::Engine(msg));
-                    panicked = true;
+    let parallel = engine.parallel().max(1);
+    let mut free: Vec<usize> = (0..parallel).collect();
+    let mut seqs: Vec<Seq> = Vec::with_capacity(parallel);
+    let mut draining: Vec<Generation> = Vec::new();
+    let mut open = true;
+    loop {
+        while open && !free.is_empty() {
+            let job = if seqs.is_empty() && draining.is_empty() {
+                jobs.recv().map_err(|_| mpsc::TryRecvError::Disconnected)
+            } else {
+                jobs.try_recv()
+            };
+            let job = match job {
+                Ok(job) => job,
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
                 }
+            };
+            match admit(engine.as_mut(), job, &free, shared) {
+                Admitted::Running(seq) => {
+                    free.retain(|&s| s != seq.slot);
+                    seqs.push(seq);
+                }
+                Admitted::Ended(generation) => draining.extend(generation),
+                Admitted::Panicked(msg) => return fail_all(seqs, draining, &msg, shared),
             }
         }
-        *lock(&shared.current) = None;
-        if panicked {
-            return;
+        draining.retain_mut(|g| g.flush() && g.backlogged());
+        if seqs.is_empty() {
+            if !open && draining.is_empty() {
+                return;
+            }
+            if !draining.is_empty() {
+                std::thread::sleep(BACKLOG_POLL);
+            }
+            continue;
+        }
+        for seq in &mut seqs {
+            if !seq.out.flush() && seq.done.is_none() {
+                seq.done = Some(Ok(())); // The reader is gone: the Generation reports it as cancelled.
+            }
+        }
+        if seqs.iter().all(|s| s.done.is_none() && s.out.backlogged()) {
+            std::thread::sleep(BACKLOG_POLL); // Every reader is behind: nothing can advance.
+            continue;
+        }
+        match catch_unwind(AssertUnwindSafe(|| engine.step(&mut seqs))) {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => seqs.iter_mut().filter(|s| s.done.is_none()).for_each(|s| s.done = Some(Err(err.clone()))),
+            Err(panic) => {
+                let msg = format!("{} panicked: {}", engine.name(), panic_message(&*panic));
+                return fail_all(seqs, draining, &msg, shared);
+            }
+        }
+        let mut i = 0;
+        while i < seqs.len() {
+            if seqs[i].done.is_none() {
+                i += 1;
+                continue;
+            }
+            let mut seq = seqs.swap_remove(i);
+            engine.release(seq.slot);
+            free.push(seq.slot);
+            lock(&shared.current).retain(|(slot, _, _)| *slot != seq.slot);
+            match seq.done.take() {
+                Some(Err(err)) => seq.out.fail(err),
+                _ => seq.out.complete(),
+            }
+            if seq.out.backlogged() {
+                draining.push(seq.out);
+            }
+        }
+        // Keep admission order (FIFO fairness for prompt chunks) despite swap_remove.
+        seqs.sort_by_key(|s| s.out.admitted_at());
+    }
+}
+
+enum Admitted {
+    Running(Seq),
+    /// Never started, or failed at admission; holds the generation while its last events wait to be sent.
+    Ended(Option<Generation>),
+    Panicked(String),
+}
+
+fn admit(engine: &mut dyn Engine, job: Job, free: &[usize], shared: &Shared) -> Admitted {
+    if shared.closing.load(Ordering::Acquire) {
+        let _ = job.tx.try_send(Err(CortexError::EngineClosed));
+        return Admitted::Ended(None);
+    }
+    if job.cancel.is_cancelled() || job.tx.is_closed() {
+        return Admitted::Ended(None); // Its stream was dropped while it waited.
+    }
+    let stats = &shared.stats;
+    stats.begin_request();
+    let mut out = Generation::new(&job.request, job.tx.clone(), job.cancel.clone(), Arc::clone(stats));
+    if !out.start() {
+        stats.end_request();
+        return Admitted::Ended(None);
+    }
+    match catch_unwind(AssertUnwindSafe(|| engine.admit(&job.request, free, &mut out))) {
+        Ok(Ok(slot)) => {
+            lock(&shared.current).push((slot, job.cancel.clone(), job.tx.clone()));
+            // Re-check after publishing the token: `close` may have run between the first check and the push.
+            if shared.closing.load(Ordering::Acquire) {
+                job.tx.close();
+                job.cancel.cancel();
+            }
+            Admitted::Running(Seq { slot, out, done: None })
+        }
+        Ok(Err(err)) => {
+            out.fail(err);
+            Admitted::Ended(out.backlogged().then_some(out))
+        }
+        Err(panic) => {
+            let msg = format!("{} panicked: {}", engine.name(), panic_message(&*panic));
+            out.fail(CortexError::Engine(msg.clone()));
+            out.flush_blocking();
+            Admitted::Panicked(msg)
         }
     }
+}
+
+/// After a panic: every running request fails (its error queued behind its waiting events) and the worker stops.
+fn fail_all(seqs: Vec<Seq>, draining: Vec<Generation>, msg: &str, shared: &Shared) {
+    // Blocking sends: the worker is about to stop, and `close` closes the channels of readers that never read.
+    for mut seq in seqs {
+        seq.out.fail(CortexError::Engine(msg.to_owned()));
+        seq.out.flush_blocking();
+    }
+    for mut generation in draining {
+        generation.flush_blocking();
+    }
+    lock(&shared.current).clear();
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

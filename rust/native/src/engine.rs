@@ -47,7 +47,7 @@ impl PyEngine {
     /// Starts Pinky, the stub engine.
     #[staticmethod]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments, one per Pinky option.
-    #[pyo3(signature = (*, delay=0.005, reply_tokens=24, think=true, script=None, fail_after=None, pre_open_think=false, load_delay=0.0))]
+    #[pyo3(signature = (*, delay=0.005, reply_tokens=24, think=true, script=None, fail_after=None, pre_open_think=false, load_delay=0.0, parallel=1))]
     fn pinky(
         py: Python<'_>,
         delay: f64,
@@ -57,6 +57,7 @@ impl PyEngine {
         fail_after: Option<usize>,
         pre_open_think: bool,
         load_delay: f64,
+        parallel: usize,
     ) -> PyResult<Self> {
         let seconds = |name: &str, value: f64| {
             Duration::try_from_secs_f64(value).map_err(|_| {
@@ -72,6 +73,7 @@ impl PyEngine {
             script: script.map(convert::script).transpose()?,
             fail_after,
             pre_open_think,
+            parallel,
         };
         options.validate().map_err(to_py)?;
         let worker = py
@@ -88,7 +90,7 @@ impl PyEngine {
 
     /// Loads a GGUF model into Brain, the llama.cpp engine (checks the file first; raises `ModelLoadError`).
     #[staticmethod]
-    #[pyo3(signature = (model_path, *, gpu_layers=None, threads=None, context_size=None, batch_size=512))]
+    #[pyo3(signature = (model_path, *, gpu_layers=None, threads=None, context_size=None, batch_size=512, parallel=None))]
     fn brain(
         py: Python<'_>,
         model_path: std::path::PathBuf,
@@ -96,18 +98,25 @@ impl PyEngine {
         threads: Option<u32>,
         context_size: Option<u32>,
         batch_size: u32,
+        parallel: Option<u32>,
     ) -> PyResult<Self> {
         #[cfg(feature = "real-engine")]
         {
             use rusty_genius_cortex::brain::{BrainOptions, load_engine};
-            let options =
-                BrainOptions { gpu_layers, threads, context_size, batch_size, ..BrainOptions::new(model_path) };
+            let options = BrainOptions {
+                gpu_layers,
+                threads,
+                context_size,
+                batch_size,
+                parallel,
+                ..BrainOptions::new(model_path)
+            };
             let worker = py.detach(|| Worker::spawn("brain", move || load_engine(&options))).map_err(to_py)?;
             Ok(Self { name: "brain".into(), worker: Mutex::new(Some(worker)) })
         }
         #[cfg(not(feature = "real-engine"))]
         {
-            let _ = (py, model_path, gpu_layers, threads, context_size, batch_size);
+            let _ = (py, model_path, gpu_layers, threads, context_size, batch_size, parallel);
             Err(to_py(CortexError::Engine(
                 "this build of rusty-genius has no real engine (built without the `real-engine` feature)".into(),
             )))
@@ -156,6 +165,18 @@ impl PyEngine {
         self.worker().as_ref().is_some_and(|w| w.stats().busy())
     }
 
+    /// Generations running now (at most `parallel`).
+    #[getter]
+    fn running(&self) -> usize {
+        self.worker().as_ref().map_or(0, |w| w.stats().running())
+    }
+
+    /// Generations the engine runs at once (continuous batching); 0 once closed.
+    #[getter]
+    fn parallel(&self) -> usize {
+        self.worker().as_ref().map_or(0, |w| w.stats().parallel())
+    }
+
     /// Tokens generated over the engine's life.
     #[getter]
     fn generated_tokens(&self) -> u64 {
@@ -169,6 +190,6 @@ impl PyEngine {
     }
 
     fn __repr__(&self) -> String {
-        format!("Engine(name={:?}, closed={})", self.name, self.closed())
+        format!("Engine(name={:?}, parallel={}, closed={})", self.name, self.parallel(), self.closed())
     }
 }

@@ -26,10 +26,15 @@ def readme_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 
 
+def readme_block(marker: str) -> str:
+    """The README's python example that contains ``marker``."""
+    found = [b for b in readme_blocks() if marker in b]
+    assert len(found) == 1, f"README should have one python example with {marker!r}"
+    return found[0]
+
+
 def test_readme_library_example_runs_as_written() -> None:
-    blocks = readme_blocks()
-    assert blocks, "README has no python example"
-    out = run([sys.executable, "-c", blocks[0]])
+    out = run([sys.executable, "-c", readme_block('Genius(engine="pinky")')])
     assert out.returncode == 0, out.stderr
     assert "(thinking: Narf)" in out.stdout
     assert "Narf! Narf! Narf! Narf! Narf!" in out.stdout
@@ -38,13 +43,22 @@ def test_readme_library_example_runs_as_written() -> None:
 
 @pytest.mark.real_engine
 def test_readme_sync_example_runs_as_written_on_the_embedded_default_model() -> None:
-    blocks = readme_blocks()
-    assert len(blocks) >= 2
-    out = run([sys.executable, "-c", blocks[1]])
+    out = run([sys.executable, "-c", readme_block("complete_sync")])
     assert out.returncode == 0, out.stderr
     first, second = out.stdout.splitlines()[:2]
     assert first.split()[-2] == "tok/s" or first.endswith("tok/s"), first
     assert second.strip(), "the streamed answer is empty"
+
+
+def test_readme_openai_example_runs_against_a_pinky_server() -> None:
+    from tests.servers import live_server
+
+    block = readme_block("from openai import OpenAI")
+    with live_server("--engine", "pinky", "--pinky-delay", "0") as server:
+        code = block.replace("http://127.0.0.1:8080/v1", server.base_url).replace('"smollm2-135m"', '"pinky"')
+        out = run([sys.executable, "-c", code])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Narf! Poit!") and out.stdout.endswith("Narf!"), out.stdout
 
 
 def test_version() -> None:

@@ -59,8 +59,9 @@ class ChatStream:
     """The events of one chat request, for ``async for`` and ``for``.
 
     When the model is already loaded the request is queued at once and iteration goes straight to the native
-    stream; otherwise the first iteration waits for the (shared) load. Breaking out, :meth:`close`, :meth:`aclose` or
-    dropping the stream stops the generation and frees its place in the queue.
+    stream; otherwise (:attr:`cold`) the first iteration waits for the (shared) load, and :attr:`load_seconds` then
+    says how long that load took. Breaking out, :meth:`close`, :meth:`aclose` or dropping the stream stops the
+    generation and frees its place in the queue.
     """
 
     def __init__(
@@ -73,6 +74,16 @@ class ChatStream:
         self._open_async = open_async
         self._open_sync = open_sync
         self._closed = False
+        self._cancelled = False
+        self.load_seconds: float | None = None
+        """How long the model load this request waited for took (set by its first event); None when the model
+        was already loaded."""
+
+    @property
+    def cold(self) -> bool:
+        """True while the request waits for its model to load: the model was not loaded when it was made, and
+        iteration has not begun yet or is waiting for the load."""
+        return self._native is None and not self._closed
 
     def __aiter__(self) -> ChatStream:
         return self
@@ -83,27 +94,39 @@ class ChatStream:
         return self._first_async()
 
     async def _first_async(self) -> Event:
-        if self._closed or self._open_async is None:
+        if self._closed or self._cancelled or self._open_async is None:
             raise StopAsyncIteration
-        self._native = await self._open_async()
+        self._native = self._opened(await self._open_async())
         return await self._native.__anext__()
+
+    def _opened(self, native: TokenStream) -> TokenStream:
+        """Applies a close() or cancel() that came while the load was awaited."""
+        if self._closed:
+            native.close()
+        elif self._cancelled:
+            native.cancel()
+        return native
 
     def __iter__(self) -> ChatStream:
         return self
 
     def __next__(self) -> Event:
         if self._native is None:
-            if self._closed or self._open_sync is None:
+            if self._closed or self._cancelled or self._open_sync is None:
                 raise StopIteration
-            self._native = self._open_sync()
+            self._native = self._opened(self._open_sync())
         return next(self._native)
 
     def cancel(self) -> None:
-        """Asks the engine to stop; the stream still ends with ``complete`` (finish_reason ``cancelled``)."""
+        """Asks the engine to stop; the stream still ends with ``complete`` (finish_reason ``cancelled``) once the
+        engine has begun the request.
+
+        A request the engine has not begun (not iterated yet, waiting for the model load, or queued behind others)
+        may simply end, without events; during a load, the load itself finishes (others may share it)."""
         if self._native is not None:
             self._native.cancel()
         else:
-            self._closed = True
+            self._cancelled = True
 
     def close(self) -> None:
         """Stops the generation and ends the stream now."""
@@ -253,22 +276,32 @@ class Genius:
         config: InferenceConfig | None = None,
         *,
         model: EngineSpec | None = None,
+        keep_alive: CortexStrategy | None = None,
         **settings: Any,
     ) -> ChatStream:
         """Queues a chat request and returns its stream of events (``async for`` or ``for``).
 
         ``settings`` are flat :class:`Behavior` / :class:`Sampling` fields applied over ``config``, e.g.
         ``g.chat(messages, max_tokens=64, temperature=0)``. ``model`` picks another model than the default.
+        ``keep_alive`` (as Ollama's): how long the model stays loaded once idle after this request, e.g.
+        ``HibernateAfter(60)``, ``Immediate()`` or ``KeepAlive()``; None: the Genius's strategy. The last request to
+        arrive sets it (see :func:`rusty_genius.brainstem.strategy_of` to make one from seconds).
         """
         config = _config(config, settings)
         brainstem = self._require()
         key = self._key(model)
-        held = brainstem.try_hold(key)
+        held = brainstem.try_hold(key, keep_alive=keep_alive)
         if held is not None:
             return ChatStream(native=self._open(held, messages, config))
+        stream = ChatStream()
+
+        async def acquire() -> tuple[_native.Engine, Callable[[], None]]:
+            hold = await brainstem.acquire(key, keep_alive=keep_alive)
+            stream.load_seconds = hold.load_seconds
+            return hold.engine, hold.release
 
         async def open_async() -> TokenStream:
-            return self._open(await brainstem.hold(key), messages, config)
+            return self._open(await acquire(), messages, config)
 
         def open_sync() -> TokenStream:
             if self._portal is None:
@@ -276,9 +309,10 @@ class Genius:
                     f"{key} is not loaded yet: iterate this stream with 'async for' (or use Genius as a plain "
                     "context manager for 'for' loops)"
                 )
-            return self._open(self._portal.call(brainstem.hold, key), messages, config)
+            return self._open(self._portal.call(acquire), messages, config)
 
-        return ChatStream(open_async=open_async, open_sync=open_sync)
+        stream._open_async, stream._open_sync = open_async, open_sync
+        return stream
 
     @staticmethod
     def _open(
@@ -318,6 +352,11 @@ class Genius:
     def loaded(self) -> list[str]:
         """The models loaded now; never loads one."""
         return self._brainstem.loaded() if self._brainstem is not None else []
+
+    def is_loaded(self, model: EngineSpec | None = None) -> bool:
+        """Whether ``model`` (default: the default model) is loaded now; never loads it."""
+        spec = self._default if model is None else self._choose(model, self._engine_choice)
+        return key_of(spec) in self.loaded()
 
     @property
     def engine(self) -> _native.Engine:

@@ -1,8 +1,8 @@
 """brainstem: orchestration and model lifecycle (see :mod:`.orchestrator`), with its message protocol."""
 
 from rusty_genius.brainstem.dispatch import Dispatcher
-from rusty_genius.brainstem.lifecycle import CortexStrategy, HibernateAfter, Immediate, KeepAlive
-from rusty_genius.brainstem.orchestrator import Brainstem
+from rusty_genius.brainstem.lifecycle import CortexStrategy, HibernateAfter, Immediate, KeepAlive, strategy_of
+from rusty_genius.brainstem.orchestrator import Brainstem, Hold
 from rusty_genius.brainstem.protocol import (
     BrainstemInput,
     BrainstemOutput,
@@ -28,6 +28,7 @@ __all__ = [
     "ErrorOutput",
     "EventOutput",
     "HibernateAfter",
+    "Hold",
     "Immediate",
     "Infer",
     "KeepAlive",
@@ -35,4 +36,5 @@ __all__ = [
     "Notice",
     "Shutdown",
     "Unload",
+    "strategy_of",
 ]

@@ -33,3 +33,13 @@ class KeepAlive:
 
 
 CortexStrategy = Immediate | HibernateAfter | KeepAlive
+
+
+def strategy_of(seconds: float | None) -> CortexStrategy:
+    """The strategy for "unload after ``seconds`` idle": None or negative, :class:`KeepAlive`; 0,
+    :class:`Immediate`; more, :class:`HibernateAfter` (as Ollama's ``keep_alive`` reads a number of seconds)."""
+    if seconds is None or seconds < 0:
+        return KeepAlive()
+    if seconds == 0:
+        return Immediate()
+    return HibernateAfter(seconds)

@@ -7,7 +7,9 @@ Rules:
   once. A caller that leaves cancels only itself: its stream is dropped, the worker skips or stops it.
 - Loads are shared: every request that arrives during a load awaits that one load. A failed load fails its waiters
   and the next request tries again.
-- Unloading follows the CortexStrategy, and only when no request holds the model. At most ``max_loaded`` models are
+- Unloading follows the CortexStrategy, and only when no request holds the model. A request may bring its own
+  strategy (``keep_alive``, as Ollama's): the last request to take a place in a model's queue sets how long that
+  model stays loaded once idle; a request without one restores the Brainstem's. At most ``max_loaded`` models are
   loaded; to load another, the least recently used idle one is unloaded first.
 - Listing and health calls never wake a model. Slot bookkeeping is under a threading lock (sync callers and the
   ``on_done`` callback may run on other threads); loads and unloads run on the loop.
@@ -41,12 +43,27 @@ class Slot:
     key: str
     loader: Loader
     engine: _native.Engine | None = None
-    load: asyncio.Task[_native.Engine] | None = None
+    load: asyncio.Task[tuple[_native.Engine, float]] | None = None
     holders: int = 0
     idle_token: int = 0
     loaded_before: bool = False
     unloading: bool = False
     last_used: float = field(default_factory=time.monotonic)
+    keep_alive: CortexStrategy | None = None
+    """The strategy the last request asked for (None: the Brainstem's)."""
+    load_seconds: float | None = None
+    """How long the last load took."""
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A place in a model's queue, from :meth:`Brainstem.acquire`."""
+
+    engine: _native.Engine
+    release: Callable[[], None]
+    """Gives the place back (once-only, any thread); pass it as the stream's ``on_done``."""
+    load_seconds: float | None = None
+    """How long the load this request waited for took; None when the model was already loaded."""
 
 
 class Brainstem:
@@ -88,26 +105,45 @@ class Brainstem:
             slot = self._slots.get(key)
             return slot.engine if slot else None
 
-    def try_hold(self, key: str) -> tuple[_native.Engine, Callable[[], None]] | None:
-        """Sync fast path, any thread: if ``key`` is loaded, take a place; returns its engine and the release."""
+    def load_seconds(self, key: str) -> float | None:
+        """How long the last load of ``key`` took (None if it never loaded)."""
+        with self._lock:
+            slot = self._slots.get(key)
+            return slot.load_seconds if slot else None
+
+    def try_hold(
+        self, key: str, *, keep_alive: CortexStrategy | None = None
+    ) -> tuple[_native.Engine, Callable[[], None]] | None:
+        """Sync fast path, any thread: if ``key`` is loaded, take a place; returns its engine and the release.
+
+        ``keep_alive``: how long the model stays loaded once idle after this request (None: the Brainstem's
+        strategy); it applies only if a place is taken."""
         with self._lock:
             slot = self._slot(key)
             if slot.engine is None:
                 return None
-            self._take_place(slot)
+            self._take_place(slot, keep_alive)
             return slot.engine, self._releaser(slot)
 
-    async def hold(self, key: str) -> tuple[_native.Engine, Callable[[], None]]:
+    async def hold(
+        self, key: str, *, keep_alive: CortexStrategy | None = None
+    ) -> tuple[_native.Engine, Callable[[], None]]:
         """Takes a place in ``key``'s queue and returns its engine (loading it if needed) and the release."""
+        held = await self.acquire(key, keep_alive=keep_alive)
+        return held.engine, held.release
+
+    async def acquire(self, key: str, *, keep_alive: CortexStrategy | None = None) -> Hold:
+        """Like :meth:`hold`, and also says how long the load this request waited for took."""
         with self._lock:
             slot = self._slot(key)
-            self._take_place(slot)
+            self._take_place(slot, keep_alive)
         release = self._releaser(slot)
         try:
-            return await self._ensure(slot), release
+            engine, load_seconds = await self._ensure(slot)
         except BaseException:
             release()
             raise
+        return Hold(engine, release, load_seconds)
 
     async def preload(self, key: str) -> None:
         """Loads ``key`` now (then applies the strategy as if a request had just finished)."""
@@ -153,7 +189,7 @@ class Brainstem:
         except KeyError:
             raise GeniusError(f"unknown model {key!r} in the brainstem") from None
 
-    def _take_place(self, slot: Slot) -> None:
+    def _take_place(self, slot: Slot, keep_alive: CortexStrategy | None = None) -> None:
         if slot.holders >= self.max_queue:
             raise BusyError(
                 f"{slot.key} already has {slot.holders} requests queued or running (max_queue={self.max_queue}); "
@@ -162,6 +198,7 @@ class Brainstem:
         slot.holders += 1
         slot.idle_token += 1
         slot.last_used = time.monotonic()
+        slot.keep_alive = keep_alive
 
     def _releaser(self, slot: Slot) -> Callable[[], None]:
         """A once-only release, safe to call from any thread."""
@@ -186,10 +223,11 @@ class Brainstem:
 
     def _idle(self, slot: Slot, token: int) -> None:
         """On the loop: the model just became idle; unload it now, later, or never."""
-        if isinstance(self.strategy, Immediate):
+        strategy = self.strategy if slot.keep_alive is None else slot.keep_alive
+        if isinstance(strategy, Immediate):
             self._loop.create_task(self._unload_if_idle(slot, token))
-        elif isinstance(self.strategy, HibernateAfter):
-            self._loop.call_later(self.strategy.seconds, lambda: self._loop.create_task(self._unload_if_idle(slot, token)))
+        elif isinstance(strategy, HibernateAfter):
+            self._loop.call_later(strategy.seconds, lambda: self._loop.create_task(self._unload_if_idle(slot, token)))
 
     async def _unload_if_idle(self, slot: Slot, token: int) -> None:
         with self._lock:
@@ -212,17 +250,18 @@ class Brainstem:
         log.info("unloaded %s", slot.key)
         return True
 
-    async def _ensure(self, slot: Slot) -> _native.Engine:
+    async def _ensure(self, slot: Slot) -> tuple[_native.Engine, float | None]:
+        """The slot's engine, loading it if needed, and how long the load waited for took (None: no wait)."""
         with self._lock:
             if slot.engine is not None:
-                return slot.engine
+                return slot.engine, None
             if slot.load is None:
                 slot.load = self._loop.create_task(self._load(slot))
             load = slot.load
         # shield: a waiter that gives up must not cancel the load the others share.
         return await asyncio.shield(load)
 
-    async def _load(self, slot: Slot) -> _native.Engine:
+    async def _load(self, slot: Slot) -> tuple[_native.Engine, float]:
         try:
             await self._make_room(slot)
             started = time.monotonic()
@@ -233,6 +272,7 @@ class Brainstem:
                 slot.load = None
         with self._lock:
             slot.engine = engine
+            slot.load_seconds = took
             reloaded, slot.loaded_before = slot.loaded_before, True
             idle = slot.holders == 0
             token = slot.idle_token
@@ -244,7 +284,7 @@ class Brainstem:
             self._notice(Notice("loaded", slot.key, f"loaded {slot.key} in {took:.2f}s"))
         if idle:
             self._idle(slot, token)
-        return engine
+        return engine, took
 
     async def _make_room(self, slot: Slot) -> None:
         """Unloads least recently used idle models until one more fits; waits while all are busy."""

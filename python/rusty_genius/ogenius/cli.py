@@ -16,6 +16,7 @@ from rusty_genius import GeniusError
 from rusty_genius.brainteaser import cli as teaser_cli
 from rusty_genius.ogenius import flags, friendly, models_cli
 from rusty_genius.ogenius.repl import PlainChat
+from rusty_genius.ogenius.serve import add_command as add_serve_command
 from rusty_genius.ogenius.session import HELP, Session
 
 EPILOG = """\
@@ -25,6 +26,7 @@ examples:
   printf 'hi\\n' | ogenius chat --engine pinky     a line REPL when stdin or stdout is not a terminal
   ogenius download Qwen/Qwen2.5-3B-Instruct --quant Q4_K_M
   ogenius list
+  ogenius serve --model qwen2.5-1.5b             OpenAI API on 127.0.0.1:8080, WebSocket on :8081
 
 environment: RUSTY_GENIUS_HOME (config and registry), HF_HOME (model cache), HF_ENDPOINT, HF_TOKEN,
 HF_HUB_OFFLINE=1 (never touch the network), NO_COLOR."""
@@ -65,7 +67,7 @@ def _chat(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ogenius",
-        description="Run local LLMs (GGUF, llama.cpp) from the terminal: download, chat, serve.",
+        description="Run local LLMs (GGUF, llama.cpp): download them, chat in a terminal, serve an OpenAI API.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_inference_flags(chat)
     chat.set_defaults(run=_chat)
     models_cli.add_commands(commands)
+    add_serve_command(commands)
     teaser_cli.add_command(commands)
     return parser
 

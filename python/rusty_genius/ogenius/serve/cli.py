@@ -1,0 +1,183 @@
+"""``ogenius serve``: its flags and what runs them.
+
+Output discipline: one startup line per listener on stderr; logs (the NOTICE line of a cold reload, unloads,
+shutdown) on stderr through ``logging``; nothing on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import os
+import sys
+from collections.abc import Callable
+
+from rusty_genius import KeepAlive, Pinky
+from rusty_genius.brainstem import strategy_of
+from rusty_genius.ogenius.flags import ModelChoice, add_inference_flags, config_of, resolve_model
+from rusty_genius.ogenius.serve.settings import DEFAULT_MAX_BODY, Address, AddressError, ServeSettings
+
+API_KEY_ENV = "OGENIUS_API_KEY"
+
+
+def _bounded(kind: type[float] | type[int], low: float, high: float | None, what: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {what}")
+        return value
+
+    return parse
+
+
+def _address(text: str) -> Address:
+    try:
+        return Address.parse(text)
+    except AddressError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    """The listener, lifecycle, security and Pinky flags of ``serve``, and the shared inference flags."""
+    listen = parser.add_argument_group("listeners")
+    listen.add_argument(
+        "--addr", type=_address, default=Address("127.0.0.1", 8080), metavar="HOST:PORT",
+        help="the OpenAI-compatible HTTP API (default 127.0.0.1:8080; port 0 picks a free one)",
+    )  # fmt: skip
+    listen.add_argument(
+        "--ws-addr", type=_address, default=Address("127.0.0.1", 8081), metavar="HOST:PORT",
+        help="the WebSocket stream, see docs/websocket.md (default 127.0.0.1:8081)",
+    )  # fmt: skip
+    life = parser.add_argument_group("lifecycle")
+    unload = life.add_mutually_exclusive_group()
+    unload.add_argument(
+        "--unload-after", type=_bounded(float, 0.0, None, "0 or more seconds"), default=300.0, metavar="SECONDS",
+        help="unload the model after this long idle; the next request reloads it (default 300; 0: after each)",
+    )  # fmt: skip
+    unload.add_argument("--no-unload", action="store_true", help="keep the model loaded")
+    life.add_argument(
+        "--max-queue", type=_bounded(int, 1, None, "1 or more"), default=32, metavar="N",
+        help="requests queued or running before the server answers 503 (default 32)",
+    )  # fmt: skip
+    security = parser.add_argument_group("security")
+    security.add_argument(
+        "--api-key", metavar="KEY",
+        help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}); needed to bind a non-loopback address",
+    )  # fmt: skip
+    security.add_argument(
+        "--allow-host", action="append", default=[], metavar="NAME",
+        help="also answer to this Host name (a reverse proxy's, a LAN name); repeatable",
+    )  # fmt: skip
+    security.add_argument(
+        "--allow-origin", action="append", default=[], metavar="ORIGIN",
+        help="let browser pages from this origin (scheme://host:port) call the API and the WebSocket; repeatable",
+    )  # fmt: skip
+    security.add_argument(
+        "--max-body-bytes", type=_bounded(int, 1024, None, "at least 1024"), default=DEFAULT_MAX_BODY, metavar="N",
+        help=f"largest request body and WebSocket message (default {DEFAULT_MAX_BODY})",
+    )  # fmt: skip
+    pinky = parser.add_argument_group("pinky (with --engine pinky and --pinky-delay, to test clients)")
+    pinky.add_argument("--pinky-tokens", type=_bounded(int, 0, None, "0 or more"), default=24, metavar="N",
+                       help="'Narf!' tokens per answer (default 24)")  # fmt: skip
+    pinky.add_argument("--pinky-load-delay", type=_bounded(float, 0.0, 600.0, "0 to 600 seconds"), default=0.0,
+                       metavar="SECONDS", help="seconds a load takes (default 0)")  # fmt: skip
+    pinky.add_argument("--pinky-no-think", action="store_true", help="answer without a <think> block")
+    add_inference_flags(parser)
+    for action in parser._actions:
+        if action.dest == "show_thinking":
+            action.help = "ignored by serve: reasoning always comes back apart, in reasoning_content"
+
+
+def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """Adds ``serve`` to the ``ogenius`` subcommands."""
+    parser = commands.add_parser(
+        "serve",
+        help="serve a model: OpenAI-compatible HTTP API and a WebSocket stream",
+        description="Serve a model: the OpenAI-compatible HTTP API on --addr (POST /v1/chat/completions, "
+        "GET /v1/models, GET /health) and a WebSocket stream on --ws-addr (docs/websocket.md).",
+    )
+    add_serve_flags(parser)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def settings_of(args: argparse.Namespace) -> ServeSettings:
+    return ServeSettings(
+        addr=args.addr,
+        ws_addr=args.ws_addr,
+        api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+        allow_hosts=tuple(args.allow_host),
+        allow_origins=tuple(args.allow_origin),
+        max_body=args.max_body_bytes,
+    )
+
+
+def setup_logging() -> None:
+    """Logs to stderr: rusty_genius at INFO (the NOTICE line, unloads, shutdown), uvicorn's warnings and errors."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    for name, level in (("rusty_genius", logging.INFO), ("uvicorn", logging.WARNING)):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here: BlackSheep and uvicorn are for serving only; `ogenius chat` should not pay for them.
+    from rusty_genius.ogenius.serve.runner import BindError, Listeners, serve
+
+    setup_logging()
+    try:
+        listeners = Listeners(settings_of(args))
+    except (AddressError, BindError) as err:
+        print(f"ogenius serve: {err}", file=sys.stderr)
+        return 2 if isinstance(err, AddressError) else 1
+    try:
+        choice = resolve_model(args)
+        if isinstance(choice.engine, Pinky):
+            pinky = dataclasses.replace(
+                choice.engine,
+                reply_tokens=args.pinky_tokens,
+                load_delay=args.pinky_load_delay,
+                think=not args.pinky_no_think,
+            )
+            choice = ModelChoice(pinky, choice.label)
+        defaults = config_of(args)
+    except BaseException:
+        listeners.close()
+        raise
+    strategy = KeepAlive() if args.no_unload else strategy_of(args.unload_after)
+
+    def announce(settings: ServeSettings) -> None:
+        key = ", API key required" if settings.api_key else ""
+        print(f"ogenius serve: {choice.label} on {settings.addr.url('http')}/v1 (OpenAI API{key})", file=sys.stderr)
+        print(f"ogenius serve: WebSocket on {settings.ws_addr.url('ws')}/ (docs/websocket.md)", file=sys.stderr)
+        sys.stderr.flush()
+
+    return serve(listeners, choice, defaults, strategy=strategy, max_queue=args.max_queue, on_ready=announce)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rusty_genius.ogenius.serve``: the same as ``ogenius serve``."""
+    from rusty_genius.core.errors import GeniusError
+
+    parser = argparse.ArgumentParser(prog="ogenius serve", description="Serve a model over HTTP and WebSocket.")
+    add_serve_flags(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except GeniusError as err:
+        print(f"ogenius: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+__all__ = ["add_command", "add_serve_flags", "main", "run"]

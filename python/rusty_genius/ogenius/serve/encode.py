@@ -1,0 +1,140 @@
+"""Responses in OpenAI's shape: the non-streaming completion, SSE chunks, usage and timings.
+
+The per-token path is :meth:`ChunkEncoder.deltas`: one batch of ready events becomes one write, consecutive deltas
+of one kind are merged into one chunk, and each chunk is a precomputed prefix and suffix around the JSON string of
+its text (``encode_basestring`` is the C encoder ``json.dumps`` uses for a str), so no dict is built per token.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from json.encoder import encode_basestring
+from typing import Any
+
+from rusty_genius.core.events import Event, Timings, Usage
+from rusty_genius.ogenius.serve.openai_api import ApiError, dumps
+
+DONE = b"data: [DONE]\n\n"
+
+
+def completion_id() -> str:
+    return "chatcmpl-" + secrets.token_hex(12)
+
+
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_prompt_tokens},
+    }
+
+
+def timings_dict(timings: Timings, usage: Usage | None) -> dict[str, Any]:
+    """llama-server's ``timings`` object (extra field; OpenAI clients ignore it)."""
+    return {
+        "prompt_n": usage.prompt_tokens - usage.cached_prompt_tokens if usage else None,
+        "prompt_ms": round(timings.prompt_ms, 3),
+        "prompt_per_second": round(timings.prompt_tokens_per_s, 3),
+        "predicted_n": usage.completion_tokens if usage else None,
+        "predicted_ms": round(timings.decode_ms, 3),
+        "predicted_per_second": round(timings.decode_tokens_per_s, 3),
+    }
+
+
+def finish_reason(event: Event) -> str:
+    """OpenAI's finish_reason: ``length`` when max_tokens ended it, else ``stop`` (a cancel ends it too)."""
+    return "length" if event.finish_reason == "length" else "stop"
+
+
+def completion(model: str, events: Sequence[Event]) -> dict[str, Any]:
+    """The non-streaming ``chat.completion`` object for a finished stream (its last event is ``complete``)."""
+    end = events[-1]
+    content = "".join(e.text or "" for e in events if e.kind == "content")
+    reasoning = "".join(e.text or "" for e in events if e.kind == "thought_delta")
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    body: dict[str, Any] = {
+        "id": completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(end)}],
+    }
+    if end.usage is not None:
+        body["usage"] = usage_dict(end.usage)
+    if end.timings is not None:
+        body["timings"] = timings_dict(end.timings, end.usage)
+    return body
+
+
+class ChunkEncoder:
+    """The SSE chunks of one streamed completion."""
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self.id = completion_id()
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+        head = f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},"model":'
+        head += encode_basestring(model) + ',"choices":[{"index":0,"delta":{'
+        self._content = (head + '"content":').encode()
+        self._reasoning = (head + '"reasoning_content":').encode()
+        self._tail = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+
+    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        body = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            **extra,
+        }
+        return b"data: " + dumps(body).encode() + b"\n\n"
+
+    def start(self) -> bytes:
+        """The first chunk: the assistant role."""
+        choice = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+        return self._chunk([choice])
+
+    def deltas(self, events: Sequence[Event]) -> bytes:
+        """One write for a batch of events: content and reasoning deltas, merged by kind (other kinds skipped)."""
+        out: list[bytes] = []
+        kind, texts = "", list[str]()
+        for ev in events:
+            k = ev.kind
+            if k != "content" and k != "thought_delta":
+                continue
+            if k != kind and texts:
+                out.append(self._delta(kind, "".join(texts)))
+                texts = []
+            kind = k
+            texts.append(ev.text or "")
+        if texts:
+            out.append(self._delta(kind, "".join(texts)))
+        return b"".join(out)
+
+    def _delta(self, kind: str, text: str) -> bytes:
+        prefix = self._content if kind == "content" else self._reasoning
+        return prefix + encode_basestring(text).encode() + self._tail
+
+    def finish(self, end: Event) -> bytes:
+        """The closing chunks: finish_reason (with timings), the usage chunk when asked for, and ``[DONE]``."""
+        choice = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish_reason(end)}
+        extra: dict[str, Any] = {}
+        if end.timings is not None:
+            extra["timings"] = timings_dict(end.timings, end.usage)
+        out = [self._chunk([choice], **extra)]
+        if self.include_usage and end.usage is not None:
+            out.append(self._chunk([], usage=usage_dict(end.usage)))
+        out.append(DONE)
+        return b"".join(out)
+
+    @staticmethod
+    def error(error: ApiError) -> bytes:
+        """An error in the middle of a stream, as OpenAI sends it (the official client raises APIError)."""
+        return b"data: " + error.body() + b"\n\n"

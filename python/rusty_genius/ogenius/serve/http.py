@@ -1,0 +1,239 @@
+"""The OpenAI-compatible HTTP app on ``--addr`` (BlackSheep, its own Router).
+
+Routes: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health``,
+``GET /v1/ws-info`` (where the WebSocket listens, for the web page) and ``GET /`` (the page's place).
+
+Rules:
+- Each request is read up to ``--max-body-bytes``, checked (openai_api), then queued. The response starts once the
+  stream's first event arrives, so a full queue, a bad setting or a prompt too long for the context still get a
+  proper status code; an error after that arrives as an SSE ``error`` chunk.
+- A client that leaves stops its generation: a task waits on the server's ``receive`` (which reports
+  ``http.disconnect``) beside the handler and closes the stream, even while the request waits in the queue or for a
+  load. Other clients are never touched.
+- No per-token logging; one write per batch of ready events (reader.py, encode.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import cast
+
+from blacksheep import Application, Content, Request, Response, Router, StreamedContent
+
+from rusty_genius.core.errors import GeniusError
+from rusty_genius.core.events import Event
+from rusty_genius.genius import ChatStream
+from rusty_genius.ogenius.serve import encode
+from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error, dumps, parse_chat
+from rusty_genius.ogenius.serve.reader import BatchReader
+from rusty_genius.ogenius.serve.security import RECEIVE, Receive, is_loopback_name, read_body, split_host
+from rusty_genius.ogenius.serve.service import Service
+
+log = logging.getLogger("rusty_genius.serve")
+
+LOAD_HEADER = b"x-model-load-seconds"
+"""Set when the request waited for the model to (re)load: how long the load took."""
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(body: object, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
+    return Response(status, headers, Content(b"application/json", dumps(body).encode()))
+
+
+def error_response(error: ApiError) -> Response:
+    return Response(error.status, list(error.headers), Content(b"application/json", error.body()))
+
+
+def _api(handler: Handler) -> Handler:
+    """Turns ApiError into its response, and anything unexpected into a logged 500 in OpenAI's shape."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as err:
+            return error_response(err)
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            return error_response(ApiError(500, "internal server error", type="server_error"))
+
+    return wrapped
+
+
+def _watch(request: Request, stream: ChatStream) -> asyncio.Task[None] | None:
+    """Closes ``stream`` when the client disconnects (the body has been read, so receive() only reports that)."""
+    receive = cast("Receive | None", request.scope.get(RECEIVE) if request.scope else None)
+    if receive is None:
+        return None
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        stream.close()
+
+    return asyncio.get_running_loop().create_task(watch())
+
+
+def _load_headers(stream: ChatStream) -> list[tuple[bytes, bytes]]:
+    if stream.load_seconds is None:
+        return []
+    return [(LOAD_HEADER, f"{stream.load_seconds:.3f}".encode())]
+
+
+class Completions:
+    """``POST /v1/chat/completions``."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def __call__(self, request: Request) -> Response:
+        body = await read_body(request, self.service.settings.max_body)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise ApiError(400, "the request body is not valid JSON") from None
+        chat = parse_chat(data)
+        stream = self.service.open(chat)
+        watcher = _watch(request, stream)
+        reader = BatchReader(stream)
+        handed_over = False
+        try:
+            first = await self._next(reader, chat)
+            if chat.stream:
+                response = Response(
+                    200,
+                    [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"), *_load_headers(stream)],
+                    StreamedContent(b"text/event-stream", self._sse(chat, stream, reader, first, watcher)),
+                )
+                handed_over = True
+                return response
+            events = list(first)
+            while not (events and events[-1].kind == "complete"):
+                batch = await self._next(reader, chat)
+                events.extend(batch)
+            return json_response(encode.completion(self.service.model, events), headers=_load_headers(stream))
+        finally:
+            if not handed_over:
+                _stop(self.service, stream, watcher)
+
+    async def _next(self, reader: BatchReader, chat: ChatRequest) -> list[Event]:
+        try:
+            batch = await reader.batch()
+        except GeniusError as err:
+            raise api_error_of(err, chat.params) from None
+        if not batch:  # closed under us: shutdown, or the client left (then nobody reads this)
+            raise closing_error() if self.service.closing else ApiError(499, "the client closed the request")
+        return batch
+
+    def _sse(
+        self,
+        chat: ChatRequest,
+        stream: ChatStream,
+        reader: BatchReader,
+        first: list[Event],
+        watcher: asyncio.Task[None] | None,
+    ) -> Callable[[], AsyncIterator[bytes]]:
+        """The response body: one write per batch of ready events (BlackSheep wants an async generator function)."""
+        service = self.service
+
+        async def body() -> AsyncIterator[bytes]:
+            encoder = encode.ChunkEncoder(service.model, chat.include_usage)
+            events = first
+            try:
+                out = encoder.start()
+                while True:
+                    out += encoder.deltas(events)
+                    if events[-1].kind == "complete":
+                        yield out + encoder.finish(events[-1])
+                        return
+                    if out:
+                        yield out
+                    try:
+                        events = await reader.batch()
+                    except GeniusError as err:
+                        yield encoder.error(api_error_of(err, chat.params))
+                        return
+                    if not events:
+                        if service.closing:
+                            yield encoder.error(closing_error())
+                        return
+                    out = b""
+            finally:
+                _stop(service, stream, watcher)
+
+        return body
+
+
+def _stop(service: Service, stream: ChatStream, watcher: asyncio.Task[None] | None) -> None:
+    if watcher is not None:
+        watcher.cancel()
+    service.done(stream)
+
+
+def build(service: Service) -> Application:
+    """The HTTP app (wrap it in security.Guard before serving)."""
+    router = Router()  # its own: two Applications on BlackSheep's module-level router raise SharedRouterError
+    app = Application(router=router)
+    settings = service.settings
+
+    async def models(request: Request) -> Response:
+        return json_response({"object": "list", "data": [service.model_card()]})
+
+    async def model(request: Request) -> Response:
+        name = request.route_values.get("tail", "")
+        service.check_model(name or "?")
+        return json_response(service.model_card())
+
+    async def health(request: Request) -> Response:
+        status = "shutting_down" if service.closing else "ok"
+        return json_response({"status": status, "model": service.model, "loaded": service.loaded})
+
+    async def ws_info(request: Request) -> Response:
+        host, _ = split_host((request.get_first_header(b"host") or b"").decode("latin-1"))
+        return json_response(
+            {
+                "url": ws_url(service, host),
+                "protocol": 1,
+                "auth": "bearer" if settings.api_key else "none",
+                "max_message_bytes": settings.max_body,
+            }
+        )
+
+    async def index(request: Request) -> Response:
+        # The place of the web chat page (a later issue): it will be served here and learn the WebSocket address
+        # from GET /v1/ws-info (whose origin check admits this page's origin).
+        return Response(200, None, Content(b"text/plain; charset=utf-8", PLACEHOLDER.encode()))
+
+    async def not_found(request: Request) -> Response:
+        return error_response(ApiError(404, f"no route {request.method} {request.path}", code="not_found"))
+
+    router.add_post("/v1/chat/completions", _api(Completions(service)))
+    router.add_get("/v1/models", _api(models))
+    router.add_get("/v1/models/*", _api(model))
+    router.add_get("/health", _api(health))
+    router.add_get("/v1/ws-info", _api(ws_info))
+    router.add_get("/", index)
+    router.fallback = not_found
+    return app
+
+
+def ws_url(service: Service, request_host: str) -> str:
+    """The WebSocket URL as a page reached at ``request_host`` should use it."""
+    ws = service.settings.ws_addr
+    if request_host and (ws.is_wildcard or (is_loopback_name(ws.host) and is_loopback_name(request_host))):
+        host = request_host
+    else:
+        host = ws.host
+    return f"ws://{f'[{host}]' if ':' in host else host}:{ws.port}/"
+
+
+PLACEHOLDER = """ogenius serve
+
+The OpenAI-compatible API is under /v1 (POST /v1/chat/completions, GET /v1/models).
+The WebSocket address is at /v1/ws-info. Health: /health.
+"""
+
+__all__ = ["LOAD_HEADER", "build", "error_response", "json_response", "ws_url"]

@@ -1,0 +1,248 @@
+"""The OpenAI chat-completions request as rusty-genius understands it, and errors in OpenAI's shape.
+
+Rules:
+- A request is checked here before it reaches the engine; what the engine checks itself (value ranges, roles) comes
+  back as a :class:`~rusty_genius.GeniusError` that :func:`api_error_of` maps to the same shape.
+- Fields this server does not know are ignored (clients send many); known fields it cannot honour (``n`` > 1,
+  ``logprobs``, a JSON ``response_format``) are refused with 400 rather than silently dropped.
+- Extensions beyond OpenAI: ``top_k``, ``min_p``, ``repeat_penalty`` (as llama-server), ``keep_alive`` (as
+  Ollama: seconds or a duration such as ``"5m"``; negative keeps the model loaded, 0 unloads it after the request)
+  and ``include_reasoning`` (false drops the reasoning instead of returning it in ``reasoning_content``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rusty_genius.brainstem import CortexStrategy, strategy_of
+from rusty_genius.core.errors import (
+    BusyError,
+    ConfigError,
+    ContextOverflowError,
+    EngineClosedError,
+    GeniusError,
+    ModelLoadError,
+    RequestError,
+)
+
+
+def dumps(value: object) -> str:
+    """Compact JSON, non-ASCII kept (what every response and frame uses)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class ApiError(Exception):
+    """An error response: HTTP ``status`` and OpenAI's ``{"error": {message, type, param, code}}``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.headers = headers
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+
+    def body(self) -> bytes:
+        return dumps({"error": self.to_dict()}).encode()
+
+
+def busy_error(message: str) -> ApiError:
+    return ApiError(503, message, type="server_error", code="server_busy", headers=((b"retry-after", b"1"),))
+
+
+def closing_error() -> ApiError:
+    return ApiError(503, "the server is shutting down", type="server_error", code="server_shutting_down")
+
+
+_FIELD = re.compile(r"^invalid (\w+)")
+
+
+def api_error_of(err: GeniusError, params: Mapping[str, str] | None = None) -> ApiError:
+    """The response for a rusty-genius error; ``params`` maps a setting to the request field that set it."""
+    message = str(err)
+    if isinstance(err, BusyError):
+        return busy_error(message)
+    if isinstance(err, ConfigError):
+        match = _FIELD.match(message)
+        name = match.group(1) if match else None
+        return ApiError(400, message, param=(params or {}).get(name or "", name))
+    if isinstance(err, ContextOverflowError):
+        return ApiError(400, message, code="context_length_exceeded", param="messages")
+    if isinstance(err, RequestError):
+        return ApiError(400, message, param="messages")
+    if isinstance(err, EngineClosedError):
+        return closing_error()
+    if isinstance(err, ModelLoadError):
+        return ApiError(500, message, type="server_error", code="model_load_failed")
+    return ApiError(500, message, type="server_error", code="engine_error")
+
+
+# -- the request ------------------------------------------------------------------------------------------------
+
+_ROLES = {"developer": "system"}
+_NUMBERS = {
+    # request field: (setting, kind)
+    "temperature": ("temperature", float),
+    "top_p": ("top_p", float),
+    "top_k": ("top_k", int),
+    "min_p": ("min_p", float),
+    "repeat_penalty": ("repeat_penalty", float),
+    "presence_penalty": ("presence_penalty", float),
+    "frequency_penalty": ("frequency_penalty", float),
+    "seed": ("seed", int),
+    "max_tokens": ("max_tokens", int),
+    "max_completion_tokens": ("max_tokens", int),  # listed after max_tokens: it wins when both are given
+}
+
+
+@dataclass
+class ChatRequest:
+    """A parsed ``/v1/chat/completions`` body (or a WebSocket ``chat`` frame)."""
+
+    messages: list[dict[str, str]]
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Flat InferenceConfig keywords, applied over the server's defaults."""
+    params: dict[str, str] = field(default_factory=dict)
+    """For error messages: which request field set each setting."""
+    model: str | None = None
+    stream: bool = False
+    include_usage: bool = False
+    keep_alive: CortexStrategy | None = None
+
+
+def parse_chat(body: object) -> ChatRequest:
+    """Checks a request body; raises :class:`ApiError` (400) naming the field at fault."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    request = ChatRequest(messages=_messages(body.get("messages")))
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ApiError(400, "'model' must be a string", param="model")
+    request.model = model or None
+    for name, (setting, kind) in _NUMBERS.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not _integral(value)):
+            raise ApiError(400, f"'{name}' must be {'an integer' if kind is int else 'a number'}", param=name)
+        request.settings[setting] = int(value) if kind is int else float(value)
+        request.params[setting] = name
+    stop = body.get("stop")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+            raise ApiError(400, "'stop' must be a non-empty string or a list of them", param="stop")
+        request.settings["stop"] = tuple(stops)
+        request.params["stop"] = "stop"
+    request.settings["show_thinking"] = _flag(body, "include_reasoning", True)
+    request.stream = _flag(body, "stream", False)
+    options = body.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise ApiError(400, "'stream_options' must be an object", param="stream_options")
+        request.include_usage = _flag(options, "include_usage", False, "stream_options.include_usage")
+    if "keep_alive" in body:
+        request.keep_alive = parse_keep_alive(body["keep_alive"])
+    _refuse_unsupported(body)
+    return request
+
+
+def _integral(value: float) -> bool:
+    return isinstance(value, int) or (math.isfinite(value) and value == int(value))
+
+
+def _flag(body: Mapping[str, Any], name: str, default: bool, param: str | None = None) -> bool:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ApiError(400, f"'{param or name}' must be true or false", param=param or name)
+    return value
+
+
+def _messages(value: object) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise ApiError(400, "'messages' must be a non-empty list of messages", param="messages")
+    out: list[dict[str, str]] = []
+    for i, message in enumerate(value):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise ApiError(400, f"{where} must be an object with 'role' and 'content'", param=where)
+        role = message.get("role")
+        if not isinstance(role, str):
+            raise ApiError(400, f"{where}.role must be a string", param=f"{where}.role")
+        out.append({"role": _ROLES.get(role, role), "content": _content(message.get("content"), where)})
+    return out
+
+
+def _content(content: object, where: str) -> str:
+    """Text content: a string, null (an assistant turn that only called tools) or a list of text parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
+                raise ApiError(400, f"{where}.content: only text parts are supported", param=f"{where}.content")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise ApiError(400, f"{where}.content must be a string or a list of text parts", param=f"{where}.content")
+
+
+def _refuse_unsupported(body: Mapping[str, Any]) -> None:
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise ApiError(400, "only n=1 is supported", param="n")
+    if body.get("logprobs") or body.get("top_logprobs"):
+        raise ApiError(400, "logprobs are not supported", param="logprobs")
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
+        raise ApiError(400, f"response_format {fmt.get('type')!r} is not supported", param="response_format")
+
+
+_DURATION = re.compile(r"(-?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_keep_alive(value: object) -> CortexStrategy | None:
+    """Ollama's ``keep_alive``: seconds (a number or a numeric string) or a Go duration (``"5m"``, ``"1h30m"``);
+    negative keeps the model loaded, 0 unloads it once idle, null means the server's default."""
+    if value is None:
+        return None
+    seconds: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            if _DURATION.fullmatch(text):
+                sign = -1.0 if text.startswith("-") else 1.0
+                seconds = sign * sum(float(n) * _UNIT[u] for n, u in _PART.findall(text))
+    if seconds is None or not math.isfinite(seconds):
+        raise ApiError(
+            400, "'keep_alive' must be seconds or a duration such as \"5m\" (negative: stay loaded)", param="keep_alive"
+        )
+    return strategy_of(seconds)

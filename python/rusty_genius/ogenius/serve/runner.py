@@ -1,0 +1,179 @@
+"""Running both listeners: two uvicorn servers in one process and one event loop, sharing one Genius.
+
+Rules:
+- Both sockets are bound (and listening) before anything else starts, so a port that cannot be bound fails at once
+  with a clear message and leaves nothing running; connections that arrive while the model loads wait in the
+  backlog and are served once the apps start.
+- uvicorn's servers would each capture SIGINT/SIGTERM (and raise them again on exit); ours leave signals alone and
+  the runner handles them: the first signal refuses new requests, closes every running stream and asks both
+  servers to exit; a second one forces them out.
+- If either server stops on its own, the other is stopped too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable, Generator
+from typing import Any
+
+import uvicorn
+
+from rusty_genius import Genius, InferenceConfig
+from rusty_genius.brainstem import CortexStrategy
+from rusty_genius.ogenius.flags import ModelChoice
+from rusty_genius.ogenius.serve import http, ws
+from rusty_genius.ogenius.serve.security import Guard, Policy
+from rusty_genius.ogenius.serve.service import Service
+from rusty_genius.ogenius.serve.settings import Address, ServeSettings
+
+log = logging.getLogger("rusty_genius.serve")
+
+GRACE_SECONDS = 5
+"""How long a shutdown waits for connections to finish before cutting them."""
+
+
+class BindError(OSError):
+    """A listen address that cannot be used; the message names it and the flag that set it."""
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the runner."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind(addr: Address, flag: str) -> socket.socket:
+    """A socket bound to ``addr`` and listening; raises :class:`BindError`."""
+    try:
+        infos = socket.getaddrinfo(addr.host, addr.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as err:
+        raise BindError(f"cannot listen on {addr} ({flag}): {err.strerror or err}") from None
+    family, kind, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(2048)
+    except OSError as err:
+        sock.close()
+        raise BindError(f"cannot listen on {addr} ({flag}): {err.strerror or err}") from None
+    return sock
+
+
+def _config(app: Any, settings: ServeSettings, websocket: bool) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        lifespan="off",  # the runner starts and stops the apps and the Genius itself
+        log_config=None,
+        access_log=False,  # no per-request logging; never a header (the API key) in a log
+        proxy_headers=False,
+        server_header=False,
+        ws="websockets-sansio" if websocket else "none",
+        ws_max_size=settings.max_body,
+        ws_per_message_deflate=False,  # token frames are tiny; compressing each costs more than it saves
+        timeout_graceful_shutdown=GRACE_SECONDS,
+    )
+
+
+class Listeners:
+    """The two bound, listening sockets (a context manager that closes them)."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        settings.check()
+        self.http = bind(settings.addr, "--addr")
+        try:
+            self.ws = bind(settings.ws_addr, "--ws-addr")
+        except BindError:
+            self.http.close()
+            raise
+        self.settings = settings.bound(self.http.getsockname()[1], self.ws.getsockname()[1])
+
+    def close(self) -> None:
+        self.http.close()
+        self.ws.close()
+
+    def __enter__(self) -> Listeners:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def serve(
+    listeners: Listeners,
+    choice: ModelChoice,
+    defaults: InferenceConfig,
+    *,
+    strategy: CortexStrategy,
+    max_queue: int,
+    on_ready: Callable[[ServeSettings], None] = lambda _: None,
+) -> int:
+    """Loads the model and serves on ``listeners`` until SIGINT/SIGTERM; returns the exit code. A model that does
+    not load raises its GeniusError. The sockets are closed on return."""
+    with listeners:
+        genius = Genius(choice.engine, strategy=strategy, max_queue=max_queue)
+        return asyncio.run(_main(genius, choice, defaults, listeners, on_ready))
+
+
+async def _main(
+    genius: Genius,
+    choice: ModelChoice,
+    defaults: InferenceConfig,
+    listeners: Listeners,
+    on_ready: Callable[[ServeSettings], None],
+) -> int:
+    loop = asyncio.get_running_loop()
+    settings = listeners.settings
+    async with genius:
+        service = Service(genius, choice, defaults, settings)
+        policy = Policy(settings)
+        http_app, ws_app = http.build(service), ws.build(service, policy)
+        await http_app.start()  # type: ignore[no-untyped-call]
+        await ws_app.start()  # type: ignore[no-untyped-call]
+        servers = [
+            _Server(_config(Guard(http_app, policy, settings.max_body), settings, websocket=False)),
+            _Server(_config(Guard(ws_app, policy, settings.max_body), settings, websocket=True)),
+        ]
+
+        def stop(reason: str) -> None:
+            if not service.closing:
+                log.info("shutting down (%s)", reason)
+            service.close_all()
+            for server in servers:
+                server.should_exit = True
+
+        def on_signal(name: str) -> None:
+            if service.closing:  # a second signal: stop waiting for connections
+                for server in servers:
+                    server.force_exit = True
+            stop(name)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal, signal.Signals(sig).name)
+        try:
+            tasks = [
+                loop.create_task(servers[0].serve(sockets=[listeners.http])),
+                loop.create_task(servers[1].serve(sockets=[listeners.ws])),
+            ]
+            while not all(s.started for s in servers) and not any(t.done() for t in tasks):
+                await asyncio.sleep(0.01)
+            if all(s.started for s in servers):
+                on_ready(settings)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            stop("a listener stopped")
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await http_app.stop()  # type: ignore[no-untyped-call]
+            await ws_app.stop()  # type: ignore[no-untyped-call]
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for failure in failures:
+        log.error("a listener failed: %r", failure)
+    return 1 if failures else 0

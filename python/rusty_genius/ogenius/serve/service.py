@@ -1,0 +1,100 @@
+"""What the HTTP and WebSocket apps share: the Genius, the served model, the defaults, and the running streams.
+
+Rules:
+- The served model is the one ``ogenius serve`` resolved at startup; a request naming another model gets 404 and
+  never starts a download (DESIGN.md §6). Omitting ``model`` means the served one.
+- Listing and health never wake the model (:meth:`Service.model_card` reads ``Genius.is_loaded``).
+- Every stream a request opens is tracked until it ends, so shutdown can stop them all at once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from rusty_genius import Brain, Genius, InferenceConfig
+from rusty_genius.genius import ChatStream
+from rusty_genius.ogenius.flags import ModelChoice
+from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error
+from rusty_genius.ogenius.serve.settings import ServeSettings
+from rusty_genius.core.errors import GeniusError
+
+
+class Service:
+    """One served model behind both listeners."""
+
+    def __init__(
+        self, genius: Genius, choice: ModelChoice, defaults: InferenceConfig, settings: ServeSettings
+    ) -> None:
+        self.genius = genius
+        self.model = choice.label
+        self.defaults = defaults
+        self.settings = settings
+        self.created = _created(choice)
+        self.closing = False
+        self._streams: set[ChatStream] = set()
+
+    # -- models -------------------------------------------------------------------------------------------------
+
+    def check_model(self, name: str | None) -> None:
+        """Raises 404 unless ``name`` is the served model, with or without its ``:QUANT`` (or omitted)."""
+        served = {self.model.lower(), self.model.lower().rsplit(":", 1)[0]}
+        if name and name.lower() not in served:
+            raise ApiError(
+                404,
+                f"The model '{name}' does not exist on this server; it serves '{self.model}'.",
+                code="model_not_found",
+                param="model",
+            )
+
+    @property
+    def loaded(self) -> bool:
+        return self.genius.is_loaded()
+
+    def model_card(self) -> dict[str, Any]:
+        return {
+            "id": self.model,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "rusty-genius",
+            "status": "loaded" if self.loaded else "unloaded",
+        }
+
+    # -- requests -----------------------------------------------------------------------------------------------
+
+    def open(self, request: ChatRequest) -> ChatStream:
+        """Queues a request; raises :class:`ApiError` (bad settings, busy, shutting down)."""
+        if self.closing:
+            raise closing_error()
+        self.check_model(request.model)
+        try:
+            stream = self.genius.chat(
+                request.messages, self.defaults, keep_alive=request.keep_alive, **request.settings
+            )
+        except GeniusError as err:
+            raise api_error_of(err, request.params) from None
+        self._streams.add(stream)
+        return stream
+
+    def done(self, stream: ChatStream) -> None:
+        """Stops ``stream`` if it still runs and forgets it (call once its request is over, however it ended)."""
+        self._streams.discard(stream)
+        if not stream.finished:
+            stream.close()
+
+    def close_all(self) -> None:
+        """Shutdown: refuse new requests and stop every running generation now."""
+        self.closing = True
+        for stream in list(self._streams):
+            stream.close()
+
+
+def _created(choice: ModelChoice) -> int:
+    """OpenAI's ``created``: the model file's modification time (the server's start for Pinky)."""
+    if isinstance(choice.engine, Brain):
+        try:
+            return int(os.stat(choice.engine.model_path).st_mtime)
+        except OSError:
+            pass
+    return int(time.time())

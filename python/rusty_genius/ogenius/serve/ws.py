@@ -1,0 +1,290 @@
+"""The WebSocket app on ``--ws-addr``: several conversations per socket, typed JSON frames (docs/websocket.md).
+
+Rules:
+- The handler's own loop is the receiver; each conversation is a task that reads its stream in batches and sends
+  frames. A disconnect only surfaces inside ``receive``: the receiver then closes every stream of the socket, so
+  each generation stops within a token, and waits for the tasks.
+- ``cancel`` stops one conversation: a running one through ``ChatStream.cancel`` (it still ends with ``done``,
+  finish_reason ``cancelled``, with usage); one still queued or waiting for the model load at once (``done`` with
+  usage null), without waiting for its turn.
+- A bad frame gets an ``error`` frame and the socket stays open; only a failed ``auth`` closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from json.encoder import encode_basestring
+from typing import Any
+
+from blacksheep import Application, Router, WebSocket
+from blacksheep.server.websocket import WebSocketDisconnectError
+
+from rusty_genius.core.errors import GeniusError
+from rusty_genius.core.events import Event
+from rusty_genius.genius import ChatStream
+from rusty_genius.ogenius.serve import encode
+from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error, dumps, parse_chat
+from rusty_genius.ogenius.serve.reader import BatchReader
+from rusty_genius.ogenius.serve.security import AUTHENTICATED, Policy
+from rusty_genius.ogenius.serve.service import Service
+
+log = logging.getLogger("rusty_genius.serve")
+
+PROTOCOL = 1
+
+
+@dataclass(eq=False)
+class _Conversation:
+    id: Any
+    chat: ChatRequest
+    stream: ChatStream
+    head: str
+    """``{"id":<id>,"type":`` with the id already encoded."""
+    task: asyncio.Task[None] | None = None
+    cancelled: bool = False
+    running: bool = False
+    """Its task has begun."""
+    started: bool = False
+    """The engine has begun it (its first event arrived)."""
+
+
+def error_frame(error: ApiError, request_id: Any = None) -> str:
+    return dumps({"type": "error", "id": request_id, "error": {**error.to_dict(), "status": error.status}})
+
+
+class Connection:
+    """One accepted socket."""
+
+    def __init__(self, ws: WebSocket, service: Service, policy: Policy) -> None:
+        self.ws = ws
+        self.service = service
+        self.policy = policy
+        self.authenticated = bool(ws.scope.get(AUTHENTICATED, True))
+        self.conversations: dict[str, _Conversation] = {}
+        self.open = True
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        await self.send(
+            dumps(
+                {
+                    "type": "hello",
+                    "protocol": PROTOCOL,
+                    "model": self.service.model,
+                    "status": "loaded" if self.service.loaded else "unloaded",
+                    "auth": "ok" if self.authenticated else "required",
+                }
+            )
+        )
+        try:
+            while self.open:
+                message = await self.ws.receive()
+                text = message.get("text")
+                if text is None:
+                    await self.send(error_frame(ApiError(400, "send JSON text frames", code="invalid_frame")))
+                    continue
+                await self.handle(str(text))
+        except WebSocketDisconnectError:
+            pass
+        finally:
+            self.open = False
+            await self.stop_all()
+
+    async def stop_all(self) -> None:
+        """Closes every stream of this socket (each worker stops within a token) and waits for the tasks."""
+        conversations = list(self.conversations.values())
+        for conv in conversations:
+            self.service.done(conv.stream)  # closes it (a task cancelled before it ran never reaches its finally)
+        tasks = [c.task for c in conversations if c.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.conversations.clear()
+
+    async def send(self, text: str) -> None:
+        """Sends one frame; a socket that is gone stops the whole connection."""
+        if not self.open:
+            return
+        try:
+            await self.ws.send_text(text)
+        except Exception:  # noqa: BLE001 - closed under us: the receiver sees the disconnect and cleans up
+            self.open = False
+            for conv in list(self.conversations.values()):
+                conv.stream.close()
+
+    # -- frames from the client ---------------------------------------------------------------------------------
+
+    async def handle(self, text: str) -> None:
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            await self.send(error_frame(ApiError(400, "the frame is not valid JSON", code="invalid_json")))
+            return
+        if not isinstance(frame, dict):
+            await self.send(error_frame(ApiError(400, "a frame must be a JSON object", code="invalid_frame")))
+            return
+        kind = frame.get("type")
+        if kind == "auth":
+            await self._auth(frame)
+        elif kind == "ping":
+            await self.send('{"type":"pong"}')
+        elif not self.authenticated:
+            await self.send(error_frame(_unauthorized(), frame.get("id")))
+        elif kind == "chat":
+            await self._chat(frame)
+        elif kind == "cancel":
+            self._cancel(frame.get("id"))
+        else:
+            error = ApiError(400, f"unknown frame type {kind!r}; use chat, cancel, auth or ping", code="invalid_frame")
+            await self.send(error_frame(error, frame.get("id")))
+
+    async def _auth(self, frame: dict[str, Any]) -> None:
+        key = frame.get("api_key")
+        if isinstance(key, str) and self.policy.key_ok(key):
+            self.authenticated = True
+            await self.send('{"type":"auth","auth":"ok"}')
+            return
+        await self.send(error_frame(_unauthorized()))
+        self.open = False
+        await self.ws.close(1008, "unauthorized")
+
+    async def _chat(self, frame: dict[str, Any]) -> None:
+        request_id = frame.get("id")
+        if not (isinstance(request_id, str) and 0 < len(request_id) <= 256) and not (
+            isinstance(request_id, int) and not isinstance(request_id, bool)
+        ):
+            error = ApiError(400, "a chat frame needs an 'id': a string (up to 256 characters) or an integer", param="id")
+            await self.send(error_frame(error, request_id))
+            return
+        key = json.dumps(request_id)
+        if key in self.conversations:
+            error = ApiError(400, f"conversation {key} is still running", code="duplicate_id", param="id")
+            await self.send(error_frame(error, request_id))
+            return
+        if len(self.conversations) >= self.service.settings.max_conversations_per_socket:
+            limit = self.service.settings.max_conversations_per_socket
+            error = ApiError(429, f"at most {limit} conversations at once per socket", code="too_many_conversations")
+            await self.send(error_frame(error, request_id))
+            return
+        try:
+            chat = parse_chat(frame)
+            stream = self.service.open(chat)
+        except ApiError as err:
+            await self.send(error_frame(err, request_id))
+            return
+        conv = _Conversation(request_id, chat, stream, '{"id":' + key + ',"type":')
+        self.conversations[key] = conv
+        conv.task = asyncio.get_running_loop().create_task(self._converse(key, conv))
+
+    def _cancel(self, request_id: Any) -> None:
+        conv = self.conversations.get(json.dumps(request_id))
+        if conv is None or conv.cancelled:
+            return  # already finished: the client's cancel crossed our done
+        conv.cancelled = True
+        if conv.started:
+            conv.stream.cancel()  # the engine stops within a token and still reports usage
+            return
+        # Queued behind other requests or waiting for the model load: end it now rather than in its turn. Closing
+        # ends a queued stream's wait at once; a wait for the load (which others may share) needs the task cancelled.
+        loading = conv.running and conv.stream.cold
+        conv.stream.close()
+        if loading and conv.task is not None:
+            conv.task.cancel()
+
+    # -- frames to the client -----------------------------------------------------------------------------------
+
+    async def _converse(self, key: str, conv: _Conversation) -> None:
+        stream = conv.stream
+        conv.running = True
+        try:
+            if stream.cold:
+                await self.send(conv.head + '"loading","model":' + encode_basestring(self.service.model) + "}")
+            reader = BatchReader(stream)
+            while self.open:
+                try:
+                    events = await reader.batch()
+                except GeniusError as err:
+                    await self.send(error_frame(api_error_of(err, conv.chat.params), conv.id))
+                    return
+                if not events:
+                    await self._done_without_usage(conv)
+                    return
+                conv.started = True
+                for frame in self._frames(conv, events):
+                    await self.send(frame)
+                if events[-1].kind == "complete":
+                    return
+        except asyncio.CancelledError:
+            if conv.cancelled and self.open:
+                await self._done_without_usage(conv)
+            else:
+                raise
+        finally:
+            self.conversations.pop(key, None)
+            self.service.done(stream)
+
+    async def _done_without_usage(self, conv: _Conversation) -> None:
+        """The stream ended before ``complete``: cancelled before it started, or closed by the shutdown."""
+        if self.service.closing and not conv.cancelled:
+            await self.send(error_frame(closing_error(), conv.id))
+            return
+        done = {"type": "done", "id": conv.id, "finish_reason": "cancelled", "usage": None, "timings": None}
+        await self.send(dumps({**done, "load_seconds": conv.stream.load_seconds}))
+
+    def _frames(self, conv: _Conversation, events: list[Event]) -> list[str]:
+        """The frames for a batch: deltas merged by kind, then ``done`` if the batch completes the stream."""
+        frames: list[str] = []
+        kind, texts = "", list[str]()
+        for ev in events:
+            k = ev.kind
+            if k == "content" or k == "thought_delta":
+                if k != kind and texts:
+                    frames.append(self._delta(conv, kind, texts))
+                    texts = []
+                kind = k
+                texts.append(ev.text or "")
+            elif k == "complete":
+                if texts:
+                    frames.append(self._delta(conv, kind, texts))
+                    texts = []
+                frames.append(self._done(conv, ev))
+        if texts:
+            frames.append(self._delta(conv, kind, texts))
+        return frames
+
+    @staticmethod
+    def _delta(conv: _Conversation, kind: str, texts: list[str]) -> str:
+        name = '"content"' if kind == "content" else '"thinking"'
+        return conv.head + name + ',"delta":' + encode_basestring("".join(texts)) + "}"
+
+    @staticmethod
+    def _done(conv: _Conversation, end: Event) -> str:
+        body = {
+            "type": "done",
+            "id": conv.id,
+            "finish_reason": end.finish_reason or "stop",
+            "usage": encode.usage_dict(end.usage) if end.usage else None,
+            "timings": encode.timings_dict(end.timings, end.usage) if end.timings else None,
+            "load_seconds": conv.stream.load_seconds,
+        }
+        return dumps(body)
+
+
+def _unauthorized() -> ApiError:
+    return ApiError(401, "send {\"type\": \"auth\", \"api_key\": \"...\"} first", code="invalid_api_key")
+
+
+def build(service: Service, policy: Policy) -> Application:
+    """The WebSocket app (wrap it in security.Guard before serving)."""
+    router = Router()  # its own, as in http.py
+    app = Application(router=router)
+
+    async def socket(ws: WebSocket) -> None:
+        await Connection(ws, service, policy).run()
+
+    router.add_ws("/", socket)
+    router.add_ws("/v1/ws", socket)
+    return app

@@ -1,0 +1,46 @@
+"""``ogenius serve`` on the real engine (SmolLM2-135M): the openai client end to end, greedy answers identical over
+JSON and SSE, and the KV cache reported as cached prompt tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import smollm2_path
+from tests.servers import LiveServer, live_server
+
+pytestmark = pytest.mark.real_engine
+
+USER: Any = [{"role": "user", "content": "Name a primary color."}]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LiveServer]:
+    with live_server("--model", str(smollm2_path()), "--temperature", "0", "--no-unload") as live:
+        yield live
+
+
+def test_openai_client_streaming_and_not_agree_on_the_real_model(server: LiveServer) -> None:
+    with openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0) as client:
+        [model] = client.models.list().data
+        assert model.id == "SmolLM2-135M-Instruct.Q4_1.gguf"
+        answer = client.chat.completions.create(model=model.id, messages=USER, max_tokens=16)
+        content = answer.choices[0].message.content
+        assert content and "<think>" not in content
+        assert answer.choices[0].finish_reason in ("stop", "length")
+        assert answer.usage is not None and 0 < answer.usage.completion_tokens <= 16
+
+        chunks = list(
+            client.chat.completions.create(
+                messages=USER, model=model.id, max_tokens=16, stream=True, stream_options={"include_usage": True}
+            )
+        )
+        streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert streamed == content, "greedy decoding gives the same answer over SSE"
+        usage = [c.usage for c in chunks if c.usage is not None]
+        assert len(usage) == 1 and usage[0].completion_tokens == answer.usage.completion_tokens
+        assert usage[0].prompt_tokens_details is not None
+        assert (usage[0].prompt_tokens_details.cached_tokens or 0) > 0, "the same prompt again reuses the KV cache"

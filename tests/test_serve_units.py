@@ -1,0 +1,208 @@
+"""The server's pieces in-process: addresses, keep_alive durations, Host/Origin/key policy, error mapping, SSE encoding
+and the batch reader."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rusty_genius import (
+    BusyError,
+    ConfigError,
+    ContextOverflowError,
+    EngineError,
+    Genius,
+    HibernateAfter,
+    Immediate,
+    InferenceConfig,
+    KeepAlive,
+    Pinky,
+    RequestError,
+)
+from rusty_genius.ogenius.serve.encode import ChunkEncoder
+from rusty_genius.ogenius.serve.openai_api import ApiError, api_error_of, parse_chat, parse_keep_alive
+from rusty_genius.ogenius.serve.reader import BatchReader
+from rusty_genius.ogenius.serve.security import Policy, split_host
+from rusty_genius.ogenius.serve.settings import Address, AddressError, ServeSettings
+from tests.conftest import USER
+
+pytestmark = pytest.mark.pinky
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [("127.0.0.1:8080", "127.0.0.1", 8080), ("[::1]:80", "::1", 80), ("9000", "127.0.0.1", 9000),
+     ("LocalHost:0", "localhost", 0), ("0.0.0.0:1", "0.0.0.0", 1)],
+)  # fmt: skip
+def test_addresses(text: str, host: str, port: int) -> None:
+    assert Address.parse(text) == Address(host, port)
+
+
+@pytest.mark.parametrize("text", ["nowhere", "::1:80", "host:99999", "host:", ":80", "[::1]80"])
+def test_bad_addresses(text: str) -> None:
+    with pytest.raises(AddressError):
+        Address.parse(text)
+
+
+def test_loopback_and_the_key_rule() -> None:
+    assert Address("127.0.0.1", 1).is_loopback and Address("localhost", 1).is_loopback
+    assert Address("::1", 1).is_loopback and not Address("0.0.0.0", 1).is_loopback
+    ServeSettings().check()
+    with pytest.raises(AddressError, match="without an API key"):
+        ServeSettings(addr=Address("0.0.0.0", 80)).check()
+    ServeSettings(addr=Address("0.0.0.0", 80), api_key="k").check()
+    with pytest.raises(AddressError, match="own port"):
+        ServeSettings(addr=Address("127.0.0.1", 80), ws_addr=Address("127.0.0.1", 80)).check()
+
+
+@pytest.mark.parametrize(
+    ("value", "strategy"),
+    [(None, None), (0, Immediate()), ("0", Immediate()), (-1, KeepAlive()), ("-1", KeepAlive()), ("-5m", KeepAlive()),
+     (10, HibernateAfter(10)), ("10", HibernateAfter(10)), ("5m", HibernateAfter(300)), ("1h30m", HibernateAfter(5400)),
+     ("1.5s", HibernateAfter(1.5)), ("250ms", HibernateAfter(0.25))],
+)  # fmt: skip
+def test_keep_alive_durations(value: object, strategy: object) -> None:
+    assert parse_keep_alive(value) == strategy
+
+
+@pytest.mark.parametrize("value", ["soon", "5 m", "m5", True, [], {}, float("inf"), "1d"])
+def test_bad_keep_alive(value: object) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_keep_alive(value)
+    assert info.value.status == 400 and info.value.param == "keep_alive"
+
+
+def test_parse_chat_maps_fields_to_settings() -> None:
+    chat = parse_chat(
+        {
+            "model": "m",
+            "messages": [{"role": "developer", "content": "s"}, {"role": "user", "content": [{"type": "text", "text": "q"}]}],
+            "max_tokens": 5,
+            "max_completion_tokens": 7,
+            "stop": "END",
+            "seed": 3.0,
+            "temperature": 1,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "include_reasoning": False,
+        }
+    )
+    assert chat.messages == [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]
+    assert chat.settings == {
+        "max_tokens": 7, "stop": ("END",), "seed": 3, "temperature": 1.0, "show_thinking": False,
+    }  # fmt: skip
+    assert chat.params["max_tokens"] == "max_completion_tokens"
+    assert chat.model == "m" and chat.stream and chat.include_usage
+    InferenceConfig.of(**chat.settings)
+
+
+def test_host_origin_and_key_policy() -> None:
+    policy = Policy(ServeSettings(addr=Address("127.0.0.1", 8080), api_key="secret", allow_hosts=("box.lan",)))
+    assert split_host("[::1]:8080") == ("::1", 8080) and split_host("Box.LAN.") == ("box.lan", None)
+    for host in ("localhost", "127.0.0.1", "::1", "box.lan", "10.0.0.2", "x.localhost"):
+        assert policy.host_ok(host), host
+    for host in ("", "evil.example", "localhost.evil.example", "box.lan.evil"):
+        assert not policy.host_ok(host), host
+    assert policy.origin_ok("http://127.0.0.1:8080", "127.0.0.1", 8081), "the page on --addr, at the WS port"
+    assert policy.origin_ok("http://localhost:8080", "127.0.0.1", 8081), "a loopback sibling of the page"
+    assert policy.origin_ok("https://box.lan", "box.lan", None), "same origin behind a proxy"
+    assert not policy.origin_ok("http://localhost:3000", "127.0.0.1", 8081)
+    assert not policy.origin_ok("http://evil.example:8080", "127.0.0.1", 8081)
+    assert not policy.origin_ok("http://10.0.0.9:8080", "127.0.0.1", 8081)
+    assert not policy.origin_ok("null", "127.0.0.1", 8081)
+    assert policy.key_ok("Bearer secret") and policy.key_ok("bearer  secret ")
+    assert not policy.key_ok("Bearer secre") and not policy.key_ok("") and not policy.key_ok("Basic secret")
+
+
+def test_errors_map_to_openai_statuses() -> None:
+    busy = api_error_of(BusyError("full"))
+    assert busy.status == 503 and busy.code == "server_busy" and (b"retry-after", b"1") in busy.headers
+    config = api_error_of(ConfigError("invalid max_tokens = 0: must be at least 1"), {"max_tokens": "max_completion_tokens"})
+    assert config.status == 400 and config.param == "max_completion_tokens"
+    assert api_error_of(ContextOverflowError("too long")).code == "context_length_exceeded"
+    assert api_error_of(RequestError("bad role")).param == "messages"
+    assert api_error_of(EngineError("boom")).status == 500
+    assert json.loads(busy.body()) == {
+        "error": {"message": "full", "type": "server_error", "param": None, "code": "server_busy"}
+    }
+
+
+@pytest.mark.anyio
+async def test_batches_merge_into_few_chunks_and_an_error_comes_after_the_events_before_it() -> None:
+    async with Genius(engine=Pinky(delay=0, reply_tokens=50)) as g:
+        stream = g.chat(USER)
+        reader, encoder = BatchReader(stream), ChunkEncoder("pinky", include_usage=False)
+        out = b""
+        while events := await reader.batch():
+            out += encoder.deltas(events)
+            if events[-1].kind == "complete":
+                out += encoder.finish(events[-1])
+        chunks = [json.loads(line[6:]) for line in out.decode().split("\n\n") if line.startswith("data: {")]
+        content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+        reasoning = "".join(c["choices"][0]["delta"].get("reasoning_content", "") for c in chunks if c["choices"])
+        assert content == " ".join(["Narf!"] * 50) and reasoning == "Narf! Poit!"
+        assert len(chunks) < 20, "ready events leave together"
+        assert reader.ended and await reader.batch() == []
+
+    async with Genius(engine=Pinky(delay=0, fail_after=6, think=False)) as g:
+        reader = BatchReader(g.chat(USER))
+        seen: list[str | None] = []
+        with pytest.raises(EngineError, match="injected failure"):
+            while events := await reader.batch():
+                seen.extend(e.text for e in events if e.kind == "content")
+        assert len(seen) == 6
+
+
+def test_add_command_wires_serve_into_a_command_line() -> None:
+    import argparse
+
+    from rusty_genius.ogenius.serve import add_command
+    from rusty_genius.ogenius.serve.cli import run, settings_of
+
+    parser = argparse.ArgumentParser(prog="ogenius")
+    add_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["serve", "--engine", "pinky", "--addr", "0.0.0.0:9", "--api-key", "k", "--no-unload"])
+    assert args.run is run and args.no_unload and args.unload_after == 300.0
+    settings = settings_of(args)
+    assert settings.addr == Address("0.0.0.0", 9) and settings.ws_addr == Address("127.0.0.1", 8081)
+    settings.check()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--unload-after", "-1"])
+
+
+@pytest.mark.anyio
+async def test_the_guard_refuses_a_header_sent_twice() -> None:
+    from typing import Any
+
+    from rusty_genius.ogenius.serve.security import Guard
+
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the app must not be reached")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    guard = Guard(app, Policy(ServeSettings()), 1024)
+    headers = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1:8080"), (b"origin", b"https://evil.example")]
+    await guard({"type": "http", "path": "/health", "method": "GET", "headers": headers}, receive, send)
+    assert sent[0]["status"] == 400
+
+
+def test_the_served_model_answers_to_its_name_with_or_without_its_quant() -> None:
+    from rusty_genius import Brain
+    from rusty_genius.ogenius.flags import ModelChoice
+    from rusty_genius.ogenius.serve.service import Service
+
+    choice = ModelChoice(Brain(model_path="unused.gguf"), "smollm2-135m:Q4_1")
+    service = Service(Genius(engine=Pinky()), choice, InferenceConfig(), ServeSettings())
+    for name in (None, "", "smollm2-135m:Q4_1", "SmolLM2-135M", "smollm2-135m"):
+        service.check_model(name)
+    with pytest.raises(ApiError) as err:
+        service.check_model("smollm2-135m:Q8_0")
+    assert err.value.status == 404

@@ -31,7 +31,17 @@ is_ready() {
     && "$PY" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("llama_cpp") is None)' 2>/dev/null
 }
 
+# The peer's OpenAI server (benchmarks/concurrency.py) needs llama-cpp-python's [server] extras: plain Python
+# packages, installed on top of a ready build without rebuilding it.
+SERVER_EXTRAS=("uvicorn>=0.22.0" "fastapi>=0.100.0" "pydantic-settings>=2.0.1" "sse-starlette>=1.6.1"
+  "starlette-context>=0.3.6,<0.4" "PyYAML>=5.1")
+ensure_server_extras() {
+  "$PY" -c 'import fastapi, sse_starlette, starlette_context, pydantic_settings, uvicorn, yaml' 2>/dev/null \
+    || "$PY" -m pip install -q "${SERVER_EXTRAS[@]}" >&2
+}
+
 if is_ready; then
+  ensure_server_extras
   echo "$PY"
   exit 0
 fi
@@ -43,6 +53,7 @@ LOG="$TMPDIR/peer-build.log"
 exec 9>"$TMPDIR/peer-venv.lock"
 flock 9
 if is_ready; then
+  ensure_server_extras
   echo "$PY"
   exit 0
 fi
@@ -80,4 +91,5 @@ fi
     | sed -e 's/^[[:space:]]*//' -e 's/^-- //'
 } >"$PEER_VENV/rusty-genius-peer-build.txt"
 echo "$EXPECTED" >"$STAMP"
+ensure_server_extras
 echo "$PY"

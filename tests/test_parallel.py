@@ -132,3 +132,18 @@ async def test_parallel_pinky_streams_share_step_time() -> None:
         took = time.monotonic() - t0
         assert all(text.count("Narf!") == 10 for text, _ in results)
         assert took < 10 * 0.02 * 2.5, f"4 parallel answers of 10 steps took {took:.2f}s"
+
+
+@pytest.mark.pinky
+async def test_cancelling_a_queued_request_ends_it_at_once_with_cancelled() -> None:
+    async with Genius(engine=Pinky(delay=0.05, reply_tokens=1000, think=False, parallel=1)) as g:
+        running = g.chat(ask("first"))
+        assert (await running.__anext__()).kind == "process_start"
+        queued = g.chat(ask("second"))
+        queued.cancel()
+        t0 = time.monotonic()
+        kinds = [(ev.kind, ev.finish_reason) async for ev in queued]
+        assert time.monotonic() - t0 < 2, "the queued request waited for the running one"
+        assert kinds == [("process_start", None), ("complete", "cancelled")]
+        assert g.engine.running == 1
+        running.close()

@@ -118,11 +118,11 @@ class ChatStream:
         return next(self._native)
 
     def cancel(self) -> None:
-        """Asks the engine to stop; the stream still ends with ``complete`` (finish_reason ``cancelled``) once the
-        engine has begun the request.
+        """Asks the engine to stop; the stream still ends with ``complete`` (finish_reason ``cancelled``), at once
+        even when the request is still queued behind others.
 
-        A request the engine has not begun (not iterated yet, waiting for the model load, or queued behind others)
-        may simply end, without events; during a load, the load itself finishes (others may share it)."""
+        A stream not iterated yet, or waiting for the model load, simply ends without events; during a load, the load
+        itself finishes (others may share it)."""
         if self._native is not None:
             self._native.cancel()
         else:

@@ -387,6 +387,23 @@ mod tests {
     }
 
     #[test]
+    fn a_request_cancelled_while_queued_ends_at_once_with_cancelled() {
+        let options = PinkyOptions { delay: Duration::from_millis(50), reply_tokens: 1_000, ..fast() };
+        let worker = pinky(options);
+        let running = worker.submit(request(Behavior::default())).unwrap();
+        let queued = worker.submit(request(Behavior::default())).unwrap();
+        running.receiver.recv_blocking().unwrap().unwrap();
+        queued.cancel.cancel();
+        let started = std::time::Instant::now();
+        let items = drain(&queued);
+        assert!(started.elapsed() < Duration::from_secs(2), "waited for the running request's slot");
+        assert_eq!(items[0], Ok(InferenceEvent::ProcessStart));
+        let done = completion(&items);
+        assert_eq!((done.finish_reason, done.usage.completion_tokens), (FinishReason::Cancelled, 0));
+        assert!(worker.stats().busy(), "the running request is undisturbed");
+    }
+
+    #[test]
     fn parallel_is_checked() {
         assert!(matches!(
             Pinky::new(PinkyOptions { parallel: 0, ..fast() }),

@@ -2,13 +2,14 @@
 //!
 //! Rules: the engine is built on the worker thread and never leaves it. Requests arrive over an mpsc queue; each
 //! gets its own bounded event channel and cancel token. Between engine steps the worker admits queued requests to
-//! free slots (FIFO), so a finished or cancelled sequence's slot is reused at the next step. A request whose stream
-//! was dropped while it waited is skipped. The worker never blocks on a reader: a full channel only holds back that
+//! free slots (FIFO), so a finished or cancelled sequence's slot is reused at the next step. A request cancelled
+//! while it waits ends at once (`complete`, cancelled; nothing at all when its stream was dropped). The worker never blocks on a reader: a full channel only holds back that
 //! one sequence (see `pipeline`), and a finished sequence whose last events wait for room is kept until they are
 //! sent. A panic inside an engine fails every running request and stops the worker (the engine may be
 //! inconsistent); later requests get `EngineClosed`. Closing cuts every running stream off (closing its channel)
 //! and fails queued ones.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -214,35 +215,43 @@ fn serve(mut engine: Box<dyn Engine>, jobs: &mpsc::Receiver<Job>, shared: &Share
     let parallel = engine.parallel().max(1);
     let mut free: Vec<usize> = (0..parallel).collect();
     let mut seqs: Vec<Seq> = Vec::with_capacity(parallel);
+    let mut waiting: VecDeque<Job> = VecDeque::new();
     let mut draining: Vec<Generation> = Vec::new();
     let mut open = true;
     loop {
-        while open && !free.is_empty() {
-            let job = if seqs.is_empty() && draining.is_empty() {
-                jobs.recv().map_err(|_| mpsc::TryRecvError::Disconnected)
-            } else {
-                jobs.try_recv()
-            };
-            let job = match job {
-                Ok(job) => job,
+        // Take every request that has arrived; block only when there is nothing else to do.
+        while open {
+            let idle = seqs.is_empty() && waiting.is_empty() && draining.is_empty();
+            let next = if idle { jobs.recv().map_err(|_| mpsc::TryRecvError::Disconnected) } else { jobs.try_recv() };
+            match next {
+                Ok(job) => waiting.push_back(job),
                 Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    open = false;
-                    break;
-                }
-            };
+                Err(mpsc::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        // A request cancelled while it waited ends now (`complete`, cancelled), without waiting for a slot.
+        waiting.retain(|job| {
+            let cancelled = job.cancel.is_cancelled() || job.tx.is_closed();
+            if cancelled {
+                draining.extend(end_unstarted(job, shared));
+            }
+            !cancelled
+        });
+        while !free.is_empty()
+            && let Some(job) = waiting.pop_front()
+        {
             match admit(engine.as_mut(), job, &free, shared) {
                 Admitted::Running(seq) => {
                     free.retain(|&s| s != seq.slot);
                     seqs.push(seq);
                 }
                 Admitted::Ended(generation) => draining.extend(generation),
-                Admitted::Panicked(msg) => return fail_all(seqs, draining, &msg, shared),
+                Admitted::Panicked(msg) => return fail_all(seqs, waiting, draining, &msg, shared),
             }
         }
         draining.retain_mut(|g| g.flush() && g.backlogged());
         if seqs.is_empty() {
-            if !open && draining.is_empty() {
+            if !open && waiting.is_empty() && draining.is_empty() {
                 return;
             }
             if !draining.is_empty() {
@@ -264,7 +273,7 @@ fn serve(mut engine: Box<dyn Engine>, jobs: &mpsc::Receiver<Job>, shared: &Share
             Ok(Err(err)) => seqs.iter_mut().filter(|s| s.done.is_none()).for_each(|s| s.done = Some(Err(err.clone()))),
             Err(panic) => {
                 let msg = format!("{} panicked: {}", engine.name(), panic_message(&*panic));
-                return fail_all(seqs, draining, &msg, shared);
+                return fail_all(seqs, waiting, draining, &msg, shared);
             }
         }
         let mut i = 0;
@@ -297,13 +306,28 @@ enum Admitted {
     Panicked(String),
 }
 
+/// Ends a request cancelled before it started: `ProcessStart` then `complete` (cancelled), if anyone still reads.
+fn end_unstarted(job: &Job, shared: &Shared) -> Option<Generation> {
+    if job.tx.is_closed() {
+        return None;
+    }
+    shared.stats.begin_request();
+    let mut out = Generation::new(&job.request, job.tx.clone(), job.cancel.clone(), Arc::clone(&shared.stats));
+    if out.start() {
+        out.complete();
+    } else {
+        shared.stats.end_request();
+    }
+    out.backlogged().then_some(out)
+}
+
 fn admit(engine: &mut dyn Engine, job: Job, free: &[usize], shared: &Shared) -> Admitted {
     if shared.closing.load(Ordering::Acquire) {
         let _ = job.tx.try_send(Err(CortexError::EngineClosed));
         return Admitted::Ended(None);
     }
     if job.cancel.is_cancelled() || job.tx.is_closed() {
-        return Admitted::Ended(None); // Its stream was dropped while it waited.
+        return Admitted::Ended(end_unstarted(&job, shared));
     }
     let stats = &shared.stats;
     stats.begin_request();
@@ -336,7 +360,7 @@ fn admit(engine: &mut dyn Engine, job: Job, free: &[usize], shared: &Shared) -> 
 }
 
 /// After a panic: every running request fails (its error queued behind its waiting events) and the worker stops.
-fn fail_all(seqs: Vec<Seq>, draining: Vec<Generation>, msg: &str, shared: &Shared) {
+fn fail_all(seqs: Vec<Seq>, waiting: VecDeque<Job>, draining: Vec<Generation>, msg: &str, shared: &Shared) {
     // Blocking sends: the worker is about to stop, and `close` closes the channels of readers that never read.
     for mut seq in seqs {
         seq.out.fail(CortexError::Engine(msg.to_owned()));
@@ -344,6 +368,9 @@ fn fail_all(seqs: Vec<Seq>, draining: Vec<Generation>, msg: &str, shared: &Share
     }
     for mut generation in draining {
         generation.flush_blocking();
+    }
+    for job in waiting {
+        let _ = job.tx.send_blocking(Err(CortexError::EngineClosed));
     }
     lock(&shared.current).clear();
 }

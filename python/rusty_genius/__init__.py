@@ -12,7 +12,7 @@ See :class:`Genius`, :class:`InferenceConfig` and the event kinds in :mod:`rusty
 import atexit
 
 from rusty_genius import _native, core
-from rusty_genius._native import __version__
+from rusty_genius._native import __version__, build_info
 from rusty_genius.core import *  # noqa: F403 (the shared vocabulary: events, config, errors)
 from rusty_genius.brainstem import CortexStrategy, HibernateAfter, Immediate, KeepAlive
 from rusty_genius.genius import Answer, Brain, ChatStream, Genius, Message, Pinky
@@ -29,6 +29,7 @@ __all__ = [
     "Message",
     "Pinky",
     "__version__",
+    "build_info",
 ]
 __all__ += core.__all__
 

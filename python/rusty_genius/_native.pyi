@@ -185,6 +185,14 @@ class Engine:
     def completed_requests(self) -> int:
         """Requests finished (completed, cancelled or failed) over the engine's life."""
 
+def build_info() -> dict[str, Any]:
+    """What this build was compiled with, read from the compiler's configuration: ``version`` (str),
+    ``distribution`` (``"rusty-genius"`` or ``"rusty-genius-cuda"``/``"rusty-genius-vulkan"``), ``backends`` (list of
+    str: ``"cuda"``/``"metal"``/``"vulkan"`` when compiled in, then ``"cpu"``), ``real_engine`` (bool),
+    ``cpu_features`` (list of str, e.g. ``["avx", "avx2", "fma", "f16c", "bmi2"]``), ``target`` (e.g.
+    ``"x86_64-linux-gnu"``), ``profile`` (``"release"``/``"debug"``) and ``llama_system_info`` (llama.cpp's own
+    report, or ``None`` without the real engine)."""
+
 def check_gguf(path: str) -> dict[str, Any]:
     """Checks that a file is a whole, well-formed GGUF (without loading it); returns ``version``, ``tensor_count``,
     ``metadata_count``, ``architecture``, ``context_length`` and ``file_size``. Raises ``ModelLoadError``."""

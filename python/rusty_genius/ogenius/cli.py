@@ -64,6 +64,14 @@ def _chat(args: argparse.Namespace) -> int:
         return chat.run()
 
 
+def version_text() -> str:
+    """``ogenius 0.1.0 (rusty-genius, cpu; avx2 fma f16c)``: the version and what this build was compiled with."""
+    info = rusty_genius.build_info()
+    backends = " ".join(info["backends"]) + ("" if info["real_engine"] else " (stub engine only)")
+    features = " ".join(info["cpu_features"]) or "baseline"
+    return f"ogenius {info['version']} ({info['distribution']}, {backends}; {features})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ogenius",
@@ -71,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"ogenius {rusty_genius.__version__}")
+    parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (to stderr)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chat = commands.add_parser(

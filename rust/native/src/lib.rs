@@ -3,6 +3,7 @@
 //! Rules: this crate converts and bridges, nothing more — engines, text shaping and threads live in cortex. Every
 //! blocking call releases the GIL; every cortex error becomes a `GeniusError` subclass in `errors`.
 
+mod build_info;
 mod convert;
 mod engine;
 mod errors;
@@ -65,6 +66,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ModelLoadError", py.get_type::<errors::ModelLoadError>())?;
     m.add("EngineError", py.get_type::<errors::EngineError>())?;
     m.add("EngineClosedError", py.get_type::<errors::EngineClosedError>())?;
+    m.add_function(wrap_pyfunction!(build_info::build_info, m)?)?;
     m.add_function(wrap_pyfunction!(check_gguf, m)?)?;
     m.add_function(wrap_pyfunction!(_drain_callbacks, m)?)?;
     m.add_function(wrap_pyfunction!(validate_behavior, m)?)?;

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -40,6 +41,16 @@ def _address(text: str) -> Address:
         return Address.parse(text)
     except AddressError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _script(text: str) -> list[str]:
+    try:
+        pieces = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON") from None
+    if not isinstance(pieces, list) or not all(isinstance(p, str) for p in pieces):
+        raise argparse.ArgumentTypeError('give a JSON list of strings, e.g. \'["<think>", "hm", "</think>", "ok"]\'')
+    return pieces
 
 
 def add_serve_flags(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +98,9 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     pinky.add_argument("--pinky-load-delay", type=_bounded(float, 0.0, 600.0, "0 to 600 seconds"), default=0.0,
                        metavar="SECONDS", help="seconds a load takes (default 0)")  # fmt: skip
     pinky.add_argument("--pinky-no-think", action="store_true", help="answer without a <think> block")
+    pinky.add_argument("--pinky-script", type=_script, metavar="JSON",
+                       help="answer with these pieces instead, replayed exactly (a JSON list of strings; "
+                       "<think>...</think> in them is reasoning)")  # fmt: skip
     add_inference_flags(parser)
     for action in parser._actions:
         if action.dest == "show_thinking":
@@ -147,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
                 reply_tokens=args.pinky_tokens,
                 load_delay=args.pinky_load_delay,
                 think=not args.pinky_no_think,
+                script=args.pinky_script,
             )
             choice = ModelChoice(pinky, choice.label)
         defaults = config_of(args)

@@ -1,7 +1,9 @@
 """The OpenAI-compatible HTTP app on ``--addr`` (BlackSheep, its own Router).
 
 Routes: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health``,
-``GET /v1/ws-info`` (where the WebSocket listens, for the web page) and ``GET /`` (the page's place).
+``GET /v1/ws-info`` (where the WebSocket listens, for the web page) and ``GET /`` (the web chat page, static/index.html,
+served with a strict Content-Security-Policy: its inline script and style by hash, connections only to this origin
+and the WebSocket address it is told).
 
 Rules:
 - Each request is read up to ``--max-body-bytes``, checked (openai_api), then queued. The response starts once the
@@ -16,9 +18,14 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
+import hashlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib.resources import files
 from typing import cast
 
 from blacksheep import Application, Content, Request, Response, Router, StreamedContent
@@ -203,9 +210,8 @@ def build(service: Service) -> Application:
         )
 
     async def index(request: Request) -> Response:
-        # The place of the web chat page (a later issue): it will be served here and learn the WebSocket address
-        # from GET /v1/ws-info (whose origin check admits this page's origin).
-        return Response(200, None, Content(b"text/plain; charset=utf-8", PLACEHOLDER.encode()))
+        host, _ = split_host((request.get_first_header(b"host") or b"").decode("latin-1"))
+        return page_response(ws_url(service, host))
 
     async def not_found(request: Request) -> Response:
         return error_response(ApiError(404, f"no route {request.method} {request.path}", code="not_found"))
@@ -230,10 +236,37 @@ def ws_url(service: Service, request_host: str) -> str:
     return f"ws://{f'[{host}]' if ':' in host else host}:{ws.port}/"
 
 
-PLACEHOLDER = """ogenius serve
+@functools.cache
+def _page() -> tuple[bytes, str, str]:
+    """The web page (read once) and the CSP sources of its inline scripts and styles: their sha256 hashes."""
+    html = (files("rusty_genius.ogenius.serve") / "static" / "index.html").read_text("utf-8")
 
-The OpenAI-compatible API is under /v1 (POST /v1/chat/completions, GET /v1/models).
-The WebSocket address is at /v1/ws-info. Health: /health.
-"""
+    def hashes(tag: str) -> str:
+        bodies = re.findall(rf"<{tag}>(.*?)</{tag}>", html, re.S)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in bodies)
 
-__all__ = ["LOAD_HEADER", "build", "error_response", "json_response", "ws_url"]
+    return html.encode(), hashes("script"), hashes("style")
+
+
+def page_response(ws: str) -> Response:
+    """The page, allowed to connect only to its own origin and to ``ws`` (the URL GET /v1/ws-info gives it)."""
+    body, scripts, styles = _page()
+    socket = ws.rstrip("/")
+    if "[" in socket:  # CSP host sources cannot name an IPv6 address: allow WebSockets, the page dials only ``ws``
+        socket = "ws:"
+    csp = (
+        f"default-src 'none'; script-src {scripts}; style-src {styles}; connect-src 'self' {socket}; "
+        "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
+        "require-trusted-types-for 'script'; trusted-types 'none'"
+    )
+    headers = [
+        (b"content-security-policy", csp.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+        (b"cache-control", b"no-cache"),
+    ]
+    return Response(200, headers, Content(b"text/html; charset=utf-8", body))
+
+
+__all__ = ["LOAD_HEADER", "build", "error_response", "json_response", "page_response", "ws_url"]

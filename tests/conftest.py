@@ -7,6 +7,7 @@ under TMPDIR, and HF_HUB_OFFLINE=1. Tests of downloads run ogenius in subprocess
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import shutil
@@ -48,6 +49,16 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.002)
+    return True
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
+    """The async form of :func:`wait_until`: polls without blocking the event loop."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
     return True
 
 

@@ -21,20 +21,11 @@ from rusty_genius import (
     _native,
 )
 from rusty_genius.brainstem import Brainstem
-from tests.conftest import USER
+from tests.conftest import USER, wait_for
 
 pytestmark = [pytest.mark.pinky, pytest.mark.anyio]
 
 FAST = Pinky(delay=0, reply_tokens=3)
-
-
-async def wait_for(condition: object, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 async def test_idle_unload_then_transparent_reload_with_a_notice(caplog: pytest.LogCaptureFixture) -> None:

@@ -4,27 +4,17 @@ a cancel or close that arrives while the model loads."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from rusty_genius import Genius, HibernateAfter, Immediate, KeepAlive, Pinky, _native
 from rusty_genius.brainstem import Brainstem, strategy_of
 from rusty_genius.core.errors import ConfigError
-from tests.conftest import USER
+from tests.conftest import USER, wait_for
 
 pytestmark = [pytest.mark.pinky, pytest.mark.anyio]
 
 FAST = Pinky(delay=0, reply_tokens=3)
-
-
-async def wait_for(condition: object, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 def test_strategy_of_seconds() -> None:

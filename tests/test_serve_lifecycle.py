@@ -6,28 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 import websockets
 
+from tests.conftest import wait_until
 from tests.servers import live_server
 
 pytestmark = pytest.mark.pinky
 
 USER = [{"role": "user", "content": "hi"}]
 CHAT = {"messages": USER, "max_tokens": 4}
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_idle_unload_then_a_cold_reload_logs_the_notice_and_tells_the_client() -> None:

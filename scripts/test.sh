@@ -13,14 +13,8 @@ fi
 # The web page's browser tests drive Debian's chromium (Playwright never downloads a browser here); only the tests
 # need it, so it is installed here rather than by setup.sh.
 if [ "$(uname -s)" = "Linux" ] && ! command -v chromium >/dev/null; then
-  if command -v apt-get >/dev/null; then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "test: installing chromium (for the web page's browser tests)" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
-  else
-    echo "test: the web page's browser tests need chromium at /usr/bin/chromium; install it" >&2
-  fi
+  echo "test: installing chromium (for the web page's browser tests)" >&2
+  apt_install chromium || echo "test: the web page's browser tests need chromium at /usr/bin/chromium; install it" >&2
 fi
 
 echo "== no tokio, no async-std (the async runtime is smol)" >&2
@@ -32,18 +26,18 @@ fi
 echo "== cargo test (cortex, no C++)" >&2
 cargo test --locked -p rusty-genius-cortex --no-default-features
 
-echo "== build (maturin develop --release)" >&2
-"$VENV/bin/maturin" develop --release -q --skip-install
+echo "== build (maturin develop --release ${NATIVE_FEATURES[*]-})" >&2
+build_native
 
 echo "== stubtest (_native.pyi against the built module)" >&2
-"$VENV/bin/python" -m mypy.stubtest rusty_genius._native --ignore-missing-stub
+"$VENV/bin/python" -m mypy.stubtest rusty_genius._native --ignore-missing-stub --mypy-config-file pyproject.toml
 
 echo "== mypy" >&2
 "$VENV/bin/python" -m mypy
 
 echo "== every test is marked pinky or real_engine" >&2
-if "$VENV/bin/python" -m pytest -q --collect-only -m "not pinky and not real_engine" -p no:cacheprovider | grep -q '::'; then
-  "$VENV/bin/python" -m pytest -q --collect-only -m "not pinky and not real_engine" -p no:cacheprovider >&2
+if "$VENV/bin/python" -m pytest -q --collect-only -m "not pinky and not real_engine" | grep -q '::'; then
+  "$VENV/bin/python" -m pytest -q --collect-only -m "not pinky and not real_engine" >&2
   echo "test: the tests above have neither marker, so neither pinky.sh nor metal.sh runs them" >&2
   exit 1
 fi

@@ -183,10 +183,9 @@ def test_teaser_cli_reports_each_fixture_and_exits_1_on_a_failure(tmp_path: Path
 def test_pytest_plugin_makes_each_fixture_a_marked_item(tmp_path: Path) -> None:
     root = _tree(tmp_path)
     args = [sys.executable, "-m", "pytest", str(root), "-p", "rusty_genius.brainteaser.plugin", "-rs", "-q"]
-    out = subprocess.run([*args, "-p", "no:cacheprovider"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert "1 failed, 1 passed, 1 skipped" in out.stdout, out.stdout
     assert "pinky/narf/default/bad failed:" in out.stdout
     assert "cannot be had here" in out.stdout
-    pinky = subprocess.run([*args, "-m", "pinky", "-p", "no:cacheprovider"], capture_output=True, text=True,
-                           timeout=60, cwd=tmp_path)  # fmt: skip
+    pinky = subprocess.run([*args, "-m", "pinky"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert "1 failed, 1 passed, 1 deselected" in pinky.stdout, pinky.stdout

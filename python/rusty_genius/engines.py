@@ -17,8 +17,9 @@ Message = Mapping[str, str]
 def key_of(spec: Loadable) -> str:
     """The brainstem's name for a loadable model."""
     if isinstance(spec, Pinky):
-        digest = hashlib.sha1(repr(spec).encode(), usedforsecurity=False).hexdigest()[:8]
-        return "pinky" if spec == Pinky() else f"pinky-{digest}"
+        if spec == _DEFAULT_PINKY:
+            return "pinky"
+        return "pinky-" + hashlib.sha1(repr(spec).encode(), usedforsecurity=False).hexdigest()[:8]
     if isinstance(spec, Brain):
         return os.fspath(spec.model_path)
     return spec.name
@@ -100,6 +101,8 @@ class _Named:
 
         return Brain(model_path=facecrab.ensure_model(self.name).path)._load()
 
+
+_DEFAULT_PINKY = Pinky()
 
 EngineSpec = str | os.PathLike[str] | Pinky | Brain
 

@@ -8,7 +8,6 @@ shares loads, and unloads idle models by its strategy.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -19,30 +18,12 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from rusty_genius import _native
 from rusty_genius.brainstem import Brainstem, CortexStrategy, Immediate
-from rusty_genius.core.config import Behavior, InferenceConfig, Sampling
-from rusty_genius.core.errors import ConfigError, EngineClosedError
+from rusty_genius.core.config import InferenceConfig
+from rusty_genius.core.errors import EngineClosedError
 from rusty_genius.core.events import Event, Timings, TokenStream, Usage
 from rusty_genius.engines import Brain, EngineSpec, Loadable, Message, Pinky, key_of, loadable
 
 __all__ = ["Answer", "Brain", "ChatStream", "Genius", "Message", "Pinky"]
-
-_BEHAVIOR = {f.name for f in dataclasses.fields(Behavior)}
-_SAMPLING = {f.name for f in dataclasses.fields(Sampling)}
-
-
-def _config(config: InferenceConfig | None, settings: dict[str, Any]) -> InferenceConfig | None:
-    """``config`` with flat keyword ``settings`` applied over it."""
-    if not settings:
-        return config
-    unknown = sorted(settings.keys() - _BEHAVIOR - _SAMPLING)
-    if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_BEHAVIOR | _SAMPLING))}")
-    base = config or InferenceConfig()
-    return InferenceConfig(
-        behavior=dataclasses.replace(base.behavior, **{k: v for k, v in settings.items() if k in _BEHAVIOR}),
-        sampling=dataclasses.replace(base.sampling, **{k: v for k, v in settings.items() if k in _SAMPLING}),
-    )
-
 
 @dataclass(frozen=True)
 class Answer:
@@ -64,15 +45,11 @@ class ChatStream:
     generation and frees its place in the queue.
     """
 
-    def __init__(
-        self,
-        native: TokenStream | None = None,
-        open_async: Callable[[], Awaitable[TokenStream]] | None = None,
-        open_sync: Callable[[], TokenStream] | None = None,
-    ) -> None:
+    def __init__(self, native: TokenStream | None = None) -> None:
         self._native = native
-        self._open_async = open_async
-        self._open_sync = open_sync
+        # How to open the native stream once the model is loaded (set by Genius.chat for a cold request).
+        self._open_async: Callable[[], Awaitable[TokenStream]] | None = None
+        self._open_sync: Callable[[], TokenStream] | None = None
         self._closed = False
         self._cancelled = False
         self.load_seconds: float | None = None
@@ -169,6 +146,7 @@ class Genius:
         max_queue: int = 32,
     ) -> None:
         self._default = self._choose(model, engine)
+        self._default_key = key_of(self._default)
         self._engine_choice = engine
         self._strategy = strategy
         self._max_loaded = max_loaded
@@ -191,7 +169,7 @@ class Genius:
 
     def _key(self, model: EngineSpec | None) -> str:
         spec = self._default if model is None else self._choose(model, self._engine_choice)
-        key = key_of(spec)
+        key = self._default_key if model is None else key_of(spec)
         self._require().register(key, spec._load)
         return key
 
@@ -287,7 +265,8 @@ class Genius:
         ``HibernateAfter(60)``, ``Immediate()`` or ``KeepAlive()``; None: the Genius's strategy. The last request to
         arrive sets it (see :func:`rusty_genius.brainstem.strategy_of` to make one from seconds).
         """
-        config = _config(config, settings)
+        if settings:
+            config = (config or InferenceConfig()).updated(**settings)
         brainstem = self._require()
         key = self._key(model)
         held = brainstem.try_hold(key, keep_alive=keep_alive)
@@ -356,12 +335,12 @@ class Genius:
     def is_loaded(self, model: EngineSpec | None = None) -> bool:
         """Whether ``model`` (default: the default model) is loaded now; never loads it."""
         spec = self._default if model is None else self._choose(model, self._engine_choice)
-        return key_of(spec) in self.loaded()
+        return (self._default_key if model is None else key_of(spec)) in self.loaded()
 
     @property
     def engine(self) -> _native.Engine:
         """The default model's native engine (its ``busy`` and token counters), if it is loaded."""
-        engine = self._require().engine_of(key_of(self._default))
+        engine = self._require().engine_of(self._default_key)
         if engine is None:
             raise EngineClosedError("the default model is not loaded")
         return engine

@@ -93,7 +93,8 @@ class Brainstem:
     def register(self, key: str, loader: Loader) -> None:
         """Makes ``key`` known (not loaded)."""
         with self._lock:
-            self._slots.setdefault(key, Slot(key, loader))
+            if key not in self._slots:
+                self._slots[key] = Slot(key, loader)
 
     def loaded(self) -> list[str]:
         """The models loaded now, or still releasing their memory (never loads anything)."""

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+import rusty_genius
 from rusty_genius import Brain, Genius, GeniusError, InferenceConfig, Pinky
 from rusty_genius.brainteaser.fixture import Check, Fixture
 from rusty_genius.core.errors import DownloadError
@@ -22,11 +23,24 @@ Status = Literal["passed", "failed", "skipped"]
 
 @dataclass
 class Answer:
+    """What the checks look at in a model's answer."""
+
     content: str = ""
     thinking: str = ""
     finish_reason: str = ""
     tokens: int = 0
     tokens_per_s: float = 0.0
+
+    @classmethod
+    def of(cls, answer: rusty_genius.Answer) -> Answer:
+        """From the facade's whole answer (:meth:`Genius.complete_sync`)."""
+        return cls(
+            answer.content,
+            answer.thinking,
+            answer.finish_reason,
+            answer.usage.completion_tokens,
+            answer.timings.decode_tokens_per_s,
+        )
 
 
 @dataclass
@@ -70,10 +84,10 @@ def _leaks(answer: Answer) -> str | None:
 
 
 class ModelSource:
-    """Loads each model fixtures ask for, once; ``load`` may be replaced (tests, the pytest plugin)."""
+    """Gives fixtures their model, one loaded at a time (fixtures run grouped by model, so each loads once)."""
 
     def __init__(self) -> None:
-        self._genius: dict[str, Genius] = {}
+        self._loaded: tuple[str, Genius] | None = None
         self._unavailable: dict[str, str] = {}
 
     def genius(self, fixture: Fixture) -> Genius | str:
@@ -81,8 +95,8 @@ class ModelSource:
         key = fixture.model_id
         if key in self._unavailable:
             return self._unavailable[key]
-        if key not in self._genius:
-            self.close()  # one model in memory at a time
+        if self._loaded is None or self._loaded[0] != key:
+            self.close()
             try:
                 engine = self._engine(fixture)
             except DownloadError as err:  # offline, or the hub cannot be reached; a wrong name still fails
@@ -90,8 +104,8 @@ class ModelSource:
                 return self._unavailable[key]
             g = Genius(engine)
             g.start_sync()
-            self._genius[key] = g
-        return self._genius[key]
+            self._loaded = (key, g)
+        return self._loaded[1]
 
     def _engine(self, fixture: Fixture) -> Pinky | Brain:
         if fixture.is_pinky:
@@ -102,26 +116,9 @@ class ModelSource:
         return Brain(model_path=spec.path)
 
     def close(self) -> None:
-        for g in self._genius.values():
-            g.close()
-        self._genius.clear()
-
-
-def _answer(g: Genius, messages: list[dict[str, str]], config: InferenceConfig) -> Answer:
-    answer = Answer()
-    content: list[str] = []
-    thinking: list[str] = []
-    for ev in g.chat(messages, config):
-        if ev.kind == "content":
-            content.append(ev.text or "")
-        elif ev.kind == "thought_delta":
-            thinking.append(ev.text or "")
-        elif ev.kind == "complete":
-            answer.finish_reason = ev.finish_reason or ""
-            answer.tokens = ev.usage.completion_tokens if ev.usage else 0
-            answer.tokens_per_s = ev.timings.decode_tokens_per_s if ev.timings else 0.0
-    answer.content, answer.thinking = "".join(content), "".join(thinking)
-    return answer
+        if self._loaded is not None:
+            self._loaded[1].close()
+            self._loaded = None
 
 
 def run_one(fixture: Fixture, source: ModelSource) -> Outcome:
@@ -143,7 +140,7 @@ def run_one(fixture: Fixture, source: ModelSource) -> Outcome:
             scripted = i + 1 < len(turns) and turns[i + 1].role == "assistant"
             if turn.role != "user" or scripted:
                 continue
-            answer = _answer(g, messages, config)
+            answer = Answer.of(g.complete_sync(messages, config))
             speeds.append(answer.tokens_per_s)
             problems = [check(c, answer) for c in turn.checks] + [_leaks(answer)]
             failures += [f"turn {i + 1} (line {c.line}): {p}" for c, p in zip(turn.checks, problems) if p]

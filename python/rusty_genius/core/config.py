@@ -73,14 +73,24 @@ class InferenceConfig:
     @classmethod
     def of(cls, **settings: object) -> InferenceConfig:
         """Builds a config from flat keywords, each a field of :class:`Behavior` or :class:`Sampling`."""
-        behavior_fields = {f.name for f in dataclasses.fields(Behavior)}
-        sampling_fields = {f.name for f in dataclasses.fields(Sampling)}
-        unknown = sorted(settings.keys() - behavior_fields - sampling_fields)
+        return cls().updated(**settings)
+
+    def updated(self, **settings: object) -> InferenceConfig:
+        """This config with flat keyword ``settings`` (fields of :class:`Behavior` or :class:`Sampling`) applied."""
+        unknown = sorted(settings.keys() - _BEHAVIOR - _SAMPLING)
         if unknown:
             raise _native.ConfigError(
-                f"unknown setting(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(behavior_fields | sampling_fields))}"
+                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_BEHAVIOR | _SAMPLING))}"
             )
-        behavior = Behavior(**{k: v for k, v in settings.items() if k in behavior_fields})  # type: ignore[arg-type]
-        sampling = Sampling(**{k: v for k, v in settings.items() if k in sampling_fields})  # type: ignore[arg-type]
-        return cls(behavior=behavior, sampling=sampling)
+        if not settings:
+            return self
+        behavior = {k: v for k, v in settings.items() if k in _BEHAVIOR}
+        sampling = {k: v for k, v in settings.items() if k in _SAMPLING}
+        return InferenceConfig(
+            behavior=dataclasses.replace(self.behavior, **behavior) if behavior else self.behavior,  # type: ignore[arg-type]
+            sampling=dataclasses.replace(self.sampling, **sampling) if sampling else self.sampling,  # type: ignore[arg-type]
+        )
+
+
+_BEHAVIOR = frozenset(f.name for f in dataclasses.fields(Behavior))
+_SAMPLING = frozenset(f.name for f in dataclasses.fields(Sampling))

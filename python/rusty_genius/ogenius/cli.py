@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import rusty_genius
 from rusty_genius import GeniusError
 from rusty_genius.brainteaser import cli as teaser_cli
-from rusty_genius.ogenius import flags, friendly, models_cli
+from rusty_genius.ogenius import flags, models_cli
 from rusty_genius.ogenius.repl import PlainChat
 from rusty_genius.ogenius.serve import add_command as add_serve_command
 from rusty_genius.ogenius.session import HELP, Session
@@ -46,10 +46,7 @@ def _session(args: argparse.Namespace) -> Session:
 
 def _chat(args: argparse.Namespace) -> int:
     session = _session(args)  # settings are checked before any model is fetched or loaded
-    try:
-        choice = flags.resolve_model(args)
-    except GeniusError as err:
-        raise friendly.unknown_model(err, args.model) from None
+    choice = flags.resolve_model(args)
     genius = rusty_genius.Genius(choice.engine)
     use_tui = not (args.plain or args.prompt) and sys.stdin.isatty() and sys.stdout.isatty()
     if use_tui:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rusty_genius import Brain, InferenceConfig, Pinky
-from rusty_genius.core.errors import ConfigError
+from rusty_genius.core.errors import ConfigError, GeniusError
+from rusty_genius.ogenius.friendly import unknown_model
 
 
 def bounded(kind: type, low: float | None = None, high: float | None = None, what: str = "") -> Any:
@@ -103,7 +104,15 @@ class ModelChoice:
 
 
 def resolve_model(args: argparse.Namespace) -> ModelChoice:
-    """The model the flags name, found or downloaded now (so progress and errors come before any UI starts)."""
+    """The model the flags name, found or downloaded now (so progress and errors come before any UI starts). A name
+    that names nothing raises an error listing close matches and the commands that help."""
+    try:
+        return _resolve(args)
+    except GeniusError as err:
+        raise unknown_model(err, args.model) from None
+
+
+def _resolve(args: argparse.Namespace) -> ModelChoice:
     if args.engine == "pinky":
         delay = Pinky().delay if args.pinky_delay is None else args.pinky_delay
         return ModelChoice(Pinky(delay=delay, parallel=args.parallel or 1), "pinky")

@@ -10,10 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from rusty_genius import facecrab
 from rusty_genius.core.errors import GeniusError
-from rusty_genius.facecrab.download import discard
 from rusty_genius.ogenius.friendly import unknown_model
+
+# facecrab (huggingface_hub, filelock) is imported inside each command: `ogenius --help`, `chat --engine pinky`
+# and `teaser` should not pay for it.
 
 
 def _size(n: int) -> str:
@@ -26,6 +27,8 @@ def _size(n: int) -> str:
 
 
 def download(args: argparse.Namespace) -> int:
+    from rusty_genius import facecrab
+
     try:
         spec = facecrab.ensure_model(args.model, args.quant)
     except GeniusError as err:
@@ -36,6 +39,8 @@ def download(args: argparse.Namespace) -> int:
 
 
 def list_models(args: argparse.Namespace) -> int:
+    from rusty_genius import facecrab
+
     models = facecrab.Registry().models()
     if not models:
         print("no models yet: try 'ogenius download smollm2-135m'", file=sys.stderr)
@@ -51,12 +56,17 @@ def list_models(args: argparse.Namespace) -> int:
 
 
 def import_model(args: argparse.Namespace) -> int:
+    from rusty_genius import facecrab
+
     spec = facecrab.import_model(args.path, args.name)
     print(f"registered {spec.name} ({spec.quant or 'unknown quant'}, {_size(spec.size)}) at {spec.path}", file=sys.stderr)
     return 0
 
 
 def remove(args: argparse.Namespace) -> int:
+    from rusty_genius import facecrab
+    from rusty_genius.facecrab.download import discard
+
     registry = facecrab.Registry()
     spec = facecrab.find_model(args.name, registry=registry)
     if spec is None:

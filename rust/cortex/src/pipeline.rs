@@ -249,11 +249,6 @@ impl Generation {
             }
         }
     }
-
-    /// When the worker took the request up (orders sequences by admission).
-    pub(crate) fn admitted_at(&self) -> Instant {
-        self.picked_up
-    }
 }
 
 fn ms(d: std::time::Duration) -> f64 {

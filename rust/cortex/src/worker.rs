@@ -3,9 +3,9 @@
 //! Rules: the engine is built on the worker thread and never leaves it. Requests arrive over an mpsc queue; each
 //! gets its own bounded event channel and cancel token. Between engine steps the worker admits queued requests to
 //! free slots (FIFO), so a finished or cancelled sequence's slot is reused at the next step. A request cancelled
-//! while it waits ends at once (`complete`, cancelled; nothing at all when its stream was dropped). The worker never blocks on a reader: a full channel only holds back that
-//! one sequence (see `pipeline`), and a finished sequence whose last events wait for room is kept until they are
-//! sent. A panic inside an engine fails every running request and stops the worker (the engine may be
+//! while it waits ends at once (`complete`, cancelled; nothing at all when its stream was dropped). The worker
+//! never blocks on a reader: a full channel only holds back that one sequence (see `pipeline`), and a finished
+//! sequence whose last events wait for room is kept until they are sent. A panic inside an engine fails every running request and stops the worker (the engine may be
 //! inconsistent); later requests get `EngineClosed`. Closing cuts every running stream off (closing its channel)
 //! and fails queued ones.
 
@@ -276,13 +276,8 @@ fn serve(mut engine: Box<dyn Engine>, jobs: &mpsc::Receiver<Job>, shared: &Share
                 return fail_all(seqs, waiting, draining, &msg, shared);
             }
         }
-        let mut i = 0;
-        while i < seqs.len() {
-            if seqs[i].done.is_none() {
-                i += 1;
-                continue;
-            }
-            let mut seq = seqs.swap_remove(i);
+        // `extract_if` keeps the running ones in admission order (FIFO fairness for prompt chunks).
+        for mut seq in seqs.extract_if(.., |s| s.done.is_some()) {
             engine.release(seq.slot);
             free.push(seq.slot);
             lock(&shared.current).retain(|(slot, _, _)| *slot != seq.slot);
@@ -294,8 +289,6 @@ fn serve(mut engine: Box<dyn Engine>, jobs: &mpsc::Receiver<Job>, shared: &Share
                 draining.push(seq.out);
             }
         }
-        // Keep admission order (FIFO fairness for prompt chunks) despite swap_remove.
-        seqs.sort_by_key(|s| s.out.admitted_at());
     }
 }
 

@@ -166,18 +166,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m rusty_genius.ogenius.serve``: the same as ``ogenius serve``."""
-    from rusty_genius.core.errors import GeniusError
+    from rusty_genius.ogenius.cli import main as ogenius_main
 
-    parser = argparse.ArgumentParser(prog="ogenius serve", description="Serve a model over HTTP and WebSocket.")
-    add_serve_flags(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except GeniusError as err:
-        print(f"ogenius: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return ogenius_main(["serve", *(sys.argv[1:] if argv is None else argv)])
 
 
 __all__ = ["add_command", "add_serve_flags", "main", "run"]

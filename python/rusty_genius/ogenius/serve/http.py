@@ -38,6 +38,8 @@ from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_err
 from rusty_genius.ogenius.serve.reader import BatchReader
 from rusty_genius.ogenius.serve.security import RECEIVE, Receive, is_loopback_name, read_body, split_host
 from rusty_genius.ogenius.serve.service import Service
+from rusty_genius.ogenius.serve.settings import Address
+from rusty_genius.ogenius.serve.ws import PROTOCOL
 
 log = logging.getLogger("rusty_genius.serve")
 
@@ -203,7 +205,7 @@ def build(service: Service) -> Application:
         return json_response(
             {
                 "url": ws_url(service, host),
-                "protocol": 1,
+                "protocol": PROTOCOL,
                 "auth": "bearer" if settings.api_key else "none",
                 "max_message_bytes": settings.max_body,
             }
@@ -233,7 +235,7 @@ def ws_url(service: Service, request_host: str) -> str:
         host = request_host
     else:
         host = ws.host
-    return f"ws://{f'[{host}]' if ':' in host else host}:{ws.port}/"
+    return Address(host, ws.port).url("ws") + "/"
 
 
 @functools.cache

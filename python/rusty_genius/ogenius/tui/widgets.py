@@ -150,6 +150,8 @@ class AssistantTurn(Vertical):
     def show_thinking(self, show: bool) -> None:
         """Shows (expanded) or hides the thinking block."""
         self._show = show
+        if show:
+            self.thought.update(Content(self._thought_text))
         self.thinking.display = show and bool(self._thought_text)
         self.thinking.collapsed = not show
 
@@ -158,7 +160,8 @@ class AssistantTurn(Vertical):
             return
         first = not self._thought_text
         self._thought_text += text
-        self.thought.update(Content(self._thought_text))
+        if self._show:  # hidden thoughts are drawn when shown, not on every token
+            self.thought.update(Content(self._thought_text))
         if first:
             self.thinking.display = self._show
 

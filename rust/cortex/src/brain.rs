@@ -35,9 +35,10 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::config::Sampling;
-use crate::engine::{ChatMessage, ChatRequest, Engine, Seq};
+use crate::engine::{Engine, Seq};
 use crate::error::CortexError;
 use crate::pipeline::{Flow, Generation, PromptInfo};
+use crate::request::{ChatMessage, ChatRequest};
 
 /// Default context window (per sequence) when neither the caller nor a small model says otherwise.
 const DEFAULT_CONTEXT: u32 = 4096;
@@ -568,7 +569,7 @@ impl Engine for Brain {
     }
 }
 
-/// Loads a model on the calling thread: use it as a [`crate::Worker`] factory.
+/// Loads a model on the calling thread: use it as a [`crate::worker::Worker`] factory.
 pub fn load_engine(options: &BrainOptions) -> Result<Box<dyn Engine>, CortexError> {
     Ok(Box::new(Brain::load(options)?))
 }

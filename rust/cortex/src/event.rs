@@ -2,7 +2,13 @@
 //!
 //! Rules: `ProcessStart` comes first, when the worker picks the request up. A thought is `Start`, any number of
 //! non-empty `Delta`s, then `Stop`. `Content` is never empty. `Complete` is the last event of a stream that was not
-//! ended by an error; after an error nothing follows.
+//! ended by an error; after an error nothing follows. A stream's channel carries [`StreamItem`]s: an event, or the
+//! error that ends it. This module references only `error`: every other part of the crate speaks in these types.
+
+use crate::error::CortexError;
+
+/// What travels on a stream's channel: the next event, or the error that ends the stream.
+pub type StreamItem = Result<InferenceEvent, CortexError>;
 
 /// One event of a generation stream.
 #[derive(Debug, Clone, PartialEq)]

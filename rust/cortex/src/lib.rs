@@ -5,6 +5,10 @@
 //! - Text is made correct here, once, for every engine: UTF-8 pieces split across tokens, stop strings that arrive in
 //!   pieces, and `<think>` tags split anywhere (see [`pipeline`]).
 //! - Every engine runs on its own OS thread ([`worker`]); callers talk to it over channels only.
+//! - No module refers to one that refers back to it (`scripts/check_imports.py` checks). From the bottom up:
+//!   `error`; `event`, `config`, `cancel`, `stats` and the text stages (`utf8`, `stop`, `think`); `request`;
+//!   `pipeline`; `engine`; the engines (`pinky`, `brain`, with `gguf`) and `worker`. Modules name each other by their
+//!   own paths (`crate::worker::Worker`), not through the re-exports below, which are for other crates.
 
 #[cfg(feature = "real-engine")]
 pub mod brain;
@@ -16,6 +20,8 @@ pub mod event;
 pub mod gguf;
 pub mod pinky;
 pub mod pipeline;
+pub mod request;
+pub mod stats;
 pub mod stop;
 pub mod think;
 pub mod utf8;
@@ -23,9 +29,11 @@ pub mod worker;
 
 pub use cancel::CancelToken;
 pub use config::{Behavior, InferenceConfig, Sampling};
-pub use engine::{ChatMessage, ChatRequest, Engine, Role};
+pub use engine::{Engine, Seq};
 pub use error::CortexError;
-pub use event::{Completion, FinishReason, InferenceEvent, ThoughtEvent, Timings, Usage};
+pub use event::{Completion, FinishReason, InferenceEvent, StreamItem, ThoughtEvent, Timings, Usage};
 pub use pinky::{Pinky, PinkyOptions};
 pub use pipeline::{Flow, Generation, PromptInfo};
-pub use worker::{EventStream, StreamItem, Worker, WorkerStats};
+pub use request::{ChatMessage, ChatRequest, Role};
+pub use stats::WorkerStats;
+pub use worker::{EventStream, Worker};

@@ -10,9 +10,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::{ChatRequest, Engine, Seq};
+use crate::engine::{Engine, Seq};
 use crate::error::CortexError;
 use crate::pipeline::{Flow, Generation, PromptInfo};
+use crate::request::ChatRequest;
 
 /// How often a step's wait looks for a cancelled sequence.
 const WAIT_SLICE: Duration = Duration::from_millis(5);
@@ -177,9 +178,9 @@ impl Engine for Pinky {
 mod tests {
     use super::*;
     use crate::config::{Behavior, InferenceConfig};
-    use crate::engine::{ChatMessage, Role};
-    use crate::event::{FinishReason, InferenceEvent, ThoughtEvent};
-    use crate::worker::{StreamItem, Worker};
+    use crate::event::{FinishReason, InferenceEvent, StreamItem, ThoughtEvent};
+    use crate::request::{ChatMessage, Role};
+    use crate::worker::Worker;
 
     fn pinky(options: PinkyOptions) -> Worker {
         Worker::spawn("pinky", move || Ok(Box::new(Pinky::new(options)?) as Box<dyn Engine>)).unwrap()

@@ -4,7 +4,8 @@
 //! Generation owns cancellation (checked before every token), `max_tokens`, usage counting and timings, so engines
 //! cannot disagree on them. Events are sent as soon as they are complete, never blocking the worker: when a reader
 //! lets its channel fill, the events wait here and the generation is *backlogged* — engines do not advance it
-//! until the reader catches up, while the other sequences in the batch go on.
+//! until the reader catches up, while the other sequences in the batch go on. Layering: below `engine` and `worker`
+//! (both hold Generations); it references only the text stages, `request`, `event`, `stats`, `cancel` and `error`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,13 +14,13 @@ use std::time::Instant;
 use async_channel::{Sender, TrySendError};
 
 use crate::cancel::CancelToken;
-use crate::engine::ChatRequest;
 use crate::error::CortexError;
-use crate::event::{Completion, FinishReason, InferenceEvent, Timings, Usage};
+use crate::event::{Completion, FinishReason, InferenceEvent, StreamItem, Timings, Usage};
+use crate::request::ChatRequest;
+use crate::stats::WorkerStats;
 use crate::stop::StopMatcher;
 use crate::think::{ThinkParser, ThinkTags};
 use crate::utf8::Utf8Stream;
-use crate::worker::{StreamItem, WorkerStats};
 
 /// What an engine reports once its prompt is evaluated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

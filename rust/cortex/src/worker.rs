@@ -5,13 +5,14 @@
 //! free slots (FIFO), so a finished or cancelled sequence's slot is reused at the next step. A request cancelled
 //! while it waits ends at once (`complete`, cancelled; nothing at all when its stream was dropped). The worker
 //! never blocks on a reader: a full channel only holds back that one sequence (see `pipeline`), and a finished
-//! sequence whose last events wait for room is kept until they are sent. A panic inside an engine fails every running request and stops the worker (the engine may be
-//! inconsistent); later requests get `EngineClosed`. Closing cuts every running stream off (closing its channel)
-//! and fails queued ones.
+//! sequence whose last events wait for room is kept until they are sent. A panic inside an engine fails every
+//! running request and stops the worker (the engine may be inconsistent); later requests get `EngineClosed`.
+//! Closing cuts every running stream off (closing its channel) and fails queued ones. Layering: the worker is the
+//! top of the engine stack (it drives `engine`, `pipeline`, `request` and `stats`); none of those refers to it.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -19,65 +20,18 @@ use std::time::Duration;
 use async_channel::{Receiver, Sender};
 
 use crate::cancel::CancelToken;
-use crate::engine::{ChatRequest, Engine, Seq};
+use crate::engine::{Engine, Seq};
 use crate::error::CortexError;
-use crate::event::InferenceEvent;
+use crate::event::StreamItem;
 use crate::pipeline::Generation;
-
-/// What travels on a stream's channel.
-pub type StreamItem = Result<InferenceEvent, CortexError>;
+use crate::request::ChatRequest;
+use crate::stats::WorkerStats;
 
 /// Events buffered per stream before the worker waits for the reader.
 pub const STREAM_CAPACITY: usize = 256;
 
 /// How long the worker waits before looking again when every running sequence waits for its reader.
 const BACKLOG_POLL: Duration = Duration::from_millis(1);
-
-/// Counters a caller can read while the worker runs.
-#[derive(Debug, Default)]
-pub struct WorkerStats {
-    running: AtomicUsize,
-    parallel: AtomicUsize,
-    generated_tokens: AtomicU64,
-    completed_requests: AtomicU64,
-}
-
-impl WorkerStats {
-    /// True while a request is being generated.
-    pub fn busy(&self) -> bool {
-        self.running() > 0
-    }
-    /// Requests being generated now.
-    pub fn running(&self) -> usize {
-        self.running.load(Ordering::Acquire)
-    }
-    /// Requests the engine runs at once.
-    pub fn parallel(&self) -> usize {
-        self.parallel.load(Ordering::Acquire)
-    }
-    /// Tokens generated over the worker's life.
-    pub fn generated_tokens(&self) -> u64 {
-        self.generated_tokens.load(Ordering::Relaxed)
-    }
-    /// Requests finished (completed, cancelled or failed) over the worker's life.
-    pub fn completed_requests(&self) -> u64 {
-        self.completed_requests.load(Ordering::Acquire)
-    }
-    /// Marks the running request as finished. Called before its last event is sent, so a reader that has seen
-    /// `complete` (or the error) also sees the counters updated.
-    pub(crate) fn end_request(&self) {
-        self.running.fetch_sub(1, Ordering::AcqRel);
-        self.completed_requests.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn begin_request(&self) {
-        self.running.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub(crate) fn count_token(&self) {
-        self.generated_tokens.fetch_add(1, Ordering::Relaxed);
-    }
-}
 
 /// The receiving end of one request. Dropping it cancels the request.
 #[derive(Debug)]
@@ -141,7 +95,7 @@ impl Worker {
                         return;
                     }
                 };
-                thread_shared.stats.parallel.store(engine.parallel().max(1), Ordering::Release);
+                thread_shared.stats.set_parallel(engine.parallel().max(1));
                 let _ = ready_tx.send(Ok(()));
                 serve(engine, &jobs_rx, &thread_shared);
                 thread_shared.closing.store(true, Ordering::Release);

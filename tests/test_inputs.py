@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 import rusty_genius
 from rusty_genius import Behavior, ConfigError, InferenceConfig, RequestError, Sampling
+
 from tests.conftest import USER
 
 pytestmark = pytest.mark.pinky
@@ -34,8 +34,9 @@ pytestmark = pytest.mark.pinky
     ],
 )
 def test_bad_settings_raise_config_error_naming_the_field(make: Any, field: str) -> None:
-    with pytest.raises(ConfigError, match=field):
+    with pytest.raises(ConfigError, match=field) as refused:
         make()
+    assert refused.value.field == field, "the field is data on the error, not only words in its message"
 
 
 def test_good_settings_round_trip() -> None:
@@ -65,17 +66,23 @@ def test_bad_messages_raise_request_error(messages: Any, pattern: str) -> None:
 
 
 def test_a_config_of_the_wrong_type_is_refused() -> None:
-    with rusty_genius.Genius() as g, pytest.raises(ConfigError, match="InferenceConfig, not int"):
+    with rusty_genius.Genius() as g, pytest.raises(ConfigError, match="InferenceConfig, not int") as refused:
         g.chat(USER, 42)  # type: ignore[arg-type]
+    assert refused.value.field is None, "not one setting: the whole config"
 
 
 def test_bad_engine_settings() -> None:
     with pytest.raises(ConfigError, match="unknown model 'llama'"):
         rusty_genius.Genius(engine="llama").start_sync()
-    with pytest.raises(ConfigError, match="delay"):
+    with pytest.raises(ConfigError, match="delay") as refused:
         rusty_genius.Genius(engine=rusty_genius.Pinky(delay=-1)).start_sync()
-    with pytest.raises(ConfigError, match=r"script\[1\]"):
+    assert refused.value.field == "delay"
+    with pytest.raises(ConfigError, match=r"script\[1\]") as refused:
         rusty_genius.Genius(engine=rusty_genius.Pinky(script=["ok", 3])).start_sync()  # type: ignore[list-item]
+    assert refused.value.field == "script"
+    with pytest.raises(ConfigError, match="parallel") as refused:
+        rusty_genius.Genius(engine=rusty_genius.Pinky(parallel=0)).start_sync()
+    assert refused.value.field == "parallel", "an option the engine checks (cortex's InvalidConfig) keeps its field"
 
 
 def test_every_error_is_a_genius_error() -> None:

@@ -1,12 +1,11 @@
 """The server's pieces in-process: addresses, keep_alive durations, Host/Origin/key policy, error mapping, SSE encoding
-and the batch reader."""
+of batched events."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-
 from rusty_genius import (
     BusyError,
     ConfigError,
@@ -22,9 +21,9 @@ from rusty_genius import (
 )
 from rusty_genius.ogenius.serve.encode import ChunkEncoder
 from rusty_genius.ogenius.serve.openai_api import ApiError, api_error_of, parse_chat, parse_keep_alive
-from rusty_genius.ogenius.serve.reader import BatchReader
 from rusty_genius.ogenius.serve.security import Policy, split_host
 from rusty_genius.ogenius.serve.settings import Address, AddressError, ServeSettings
+
 from tests.conftest import USER
 
 pytestmark = pytest.mark.pinky
@@ -77,7 +76,10 @@ def test_parse_chat_maps_fields_to_settings() -> None:
     chat = parse_chat(
         {
             "model": "m",
-            "messages": [{"role": "developer", "content": "s"}, {"role": "user", "content": [{"type": "text", "text": "q"}]}],
+            "messages": [
+                {"role": "developer", "content": "s"},
+                {"role": "user", "content": [{"type": "text", "text": "q"}]},
+            ],
             "max_tokens": 5,
             "max_completion_tokens": 7,
             "stop": "END",
@@ -118,7 +120,10 @@ def test_host_origin_and_key_policy() -> None:
 def test_errors_map_to_openai_statuses() -> None:
     busy = api_error_of(BusyError("full"))
     assert busy.status == 503 and busy.code == "server_busy" and (b"retry-after", b"1") in busy.headers
-    config = api_error_of(ConfigError("invalid max_tokens = 0: must be at least 1"), {"max_tokens": "max_completion_tokens"})
+    config = api_error_of(
+        ConfigError("invalid max_tokens = 0: must be at least 1", field="max_tokens"),
+        {"max_tokens": "max_completion_tokens"},
+    )
     assert config.status == 400 and config.param == "max_completion_tokens"
     assert api_error_of(ContextOverflowError("too long")).code == "context_length_exceeded"
     assert api_error_of(RequestError("bad role")).param == "messages"
@@ -132,9 +137,9 @@ def test_errors_map_to_openai_statuses() -> None:
 async def test_batches_merge_into_few_chunks_and_an_error_comes_after_the_events_before_it() -> None:
     async with Genius(engine=Pinky(delay=0, reply_tokens=50)) as g:
         stream = g.chat(USER)
-        reader, encoder = BatchReader(stream), ChunkEncoder("pinky", include_usage=False)
+        encoder = ChunkEncoder("pinky", include_usage=False)
         out = b""
-        while events := await reader.batch():
+        while events := await stream.batch():
             out += encoder.deltas(events)
             if events[-1].kind == "complete":
                 out += encoder.finish(events[-1])
@@ -143,13 +148,13 @@ async def test_batches_merge_into_few_chunks_and_an_error_comes_after_the_events
         reasoning = "".join(c["choices"][0]["delta"].get("reasoning_content", "") for c in chunks if c["choices"])
         assert content == " ".join(["Narf!"] * 50) and reasoning == "Narf! Poit!"
         assert len(chunks) < 20, "ready events leave together"
-        assert reader.ended and await reader.batch() == []
+        assert stream.finished and await stream.batch() == []
 
     async with Genius(engine=Pinky(delay=0, fail_after=6, think=False)) as g:
-        reader = BatchReader(g.chat(USER))
+        stream = g.chat(USER)
         seen: list[str | None] = []
         with pytest.raises(EngineError, match="injected failure"):
-            while events := await reader.batch():
+            while events := await stream.batch():
                 seen.extend(e.text for e in events if e.kind == "content")
         assert len(seen) == 6
 

@@ -6,11 +6,12 @@ import asyncio
 import gc
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
-
 import rusty_genius
-from rusty_genius import EngineClosedError, EngineError, Event, InferenceConfig, Pinky
+from rusty_genius import EngineClosedError, EngineError, Event, Immediate, InferenceConfig, Pinky
+
 from tests.conftest import USER, wait_until
 
 pytestmark = [pytest.mark.pinky, pytest.mark.anyio]
@@ -159,7 +160,7 @@ async def test_an_awaiter_cancelled_after_its_event_arrived_leaves_it_for_the_ne
 
         task = asyncio.create_task(next_event())
         await asyncio.sleep(0)  # the task now waits on the receive
-        time.sleep(0.3)  # the first token arrives while the loop is blocked
+        time.sleep(0.3)  # noqa: ASYNC251 - on purpose: the first token arrives while the loop is blocked
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -290,4 +291,138 @@ async def test_requests_queued_behind_a_closed_engine_fail_clearly() -> None:
             async for _ in queued:
                 pass
         with pytest.raises(EngineClosedError):
-            engine.chat(USER)
+            engine.chat(USER, InferenceConfig())
+
+
+# -- batch(): one wait, then every event already waiting (what the server writes at once) -------------------------
+
+
+async def read_in_batches(stream: rusty_genius.ChatStream, limit: int = 256) -> list[list[Event]]:
+    batches: list[list[Event]] = []
+    while batch := await stream.batch(limit):
+        batches.append(batch)
+    return batches
+
+
+def flat(batches: list[list[Event]]) -> list[Event]:
+    return [event for batch in batches for event in batch]
+
+
+async def test_batches_give_the_same_events_in_order(fast_genius: rusty_genius.Genius) -> None:
+    via_anext = [(e.kind, e.text) async for e in fast_genius.chat(USER)]
+    stream = fast_genius.chat(USER)
+    batches = await read_in_batches(stream)
+    assert [(e.kind, e.text) for batch in batches for e in batch] == via_anext
+    assert all(batches), "a batch holds at least one event until the stream ends"
+    # It ends after `complete`, and stays ended.
+    assert batches[-1][-1].kind == "complete" and stream.finished
+    assert await stream.batch() == [] and await stream.batch() == []
+
+
+async def test_ready_events_leave_together_and_a_batch_keeps_its_limit() -> None:
+    async with rusty_genius.Genius(engine=Pinky(delay=0, think=False, reply_tokens=2_000)) as g:
+        stream = g.chat(USER)
+        await asyncio.sleep(0.2)  # the channel fills up (256 events), the rest waits in the worker
+        batches = await read_in_batches(stream)
+        assert sum(map(len, batches)) == 2_002 and text(flat(batches), "content") == " ".join(["Narf!"] * 2_000)
+        # The first call takes the whole channel; later ones take what the worker produced meanwhile.
+        assert len(batches[0]) == 256 and max(map(len, batches)) == 256, [len(b) for b in batches]
+        assert len(batches) < 2_002 / 4, f"{len(batches)} batches for 2,002 events: ready events did not leave together"
+
+        small = await read_in_batches(g.chat(USER), limit=3)
+        assert max(map(len, small)) == 3 and sum(map(len, small)) == 2_002
+        with pytest.raises(ValueError, match="at least 1"):
+            await g.chat(USER).batch(0)
+
+
+async def wait_until_async(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            await asyncio.sleep(0.05)  # the last events leave the worker just after its counters change
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+async def test_an_error_after_events_comes_from_the_next_call_and_loses_none_of_them() -> None:
+    async with rusty_genius.Genius(engine=Pinky(delay=0, fail_after=3)) as g:
+        for take_the_error in ("batch", "anext"):
+            stream = g.chat(USER)
+            await wait_until_async(lambda: not g.engine.busy)  # the events and the error wait in the channel
+            first = await stream.batch()
+            assert kinds(first) == ["process_start", "thought_start", "thought_delta", "thought_delta"]
+            assert not stream.finished, "the error is not delivered yet"
+            with pytest.raises(EngineError, match="injected failure after 3 tokens"):
+                await (stream.batch() if take_the_error == "batch" else stream.__anext__())
+            assert stream.finished and await stream.batch() == []
+
+
+async def test_timeouts_around_batch_lose_and_reorder_nothing() -> None:
+    """The server's idle-check pattern, with batches: an awaiter cancelled by a timeout leaves its events waiting."""
+    async with rusty_genius.Genius(engine=Pinky(delay=0.003, think=False, reply_tokens=150)) as g:
+        stream = g.chat(USER)
+        events: list[Event] = []
+        timeouts = 0
+        while not stream.finished:
+            try:
+                batch = await asyncio.wait_for(stream.batch(), timeout=0.002)
+            except asyncio.TimeoutError:
+                timeouts += 1
+                continue
+            if not batch:
+                break
+            events.extend(batch)
+    assert timeouts > 0, "the test never timed out, so it proved nothing"
+    assert kinds(events) == ["process_start", *["content"] * 150, "complete"]
+    assert text(events, "content") == " ".join(["Narf!"] * 150)
+
+
+async def test_a_batch_cancelled_after_its_event_arrived_leaves_it_for_the_next_reader() -> None:
+    async with rusty_genius.Genius(engine=Pinky(delay=0.05, think=False, reply_tokens=3)) as g:
+        stream = g.chat(USER)
+        assert kinds(await stream.batch()) == ["process_start"]
+
+        async def next_batch() -> list[Event]:
+            return await stream.batch()
+
+        task = asyncio.create_task(next_batch())
+        await asyncio.sleep(0)  # the task now waits on the receive
+        time.sleep(0.3)  # noqa: ASYNC251 - on purpose: tokens arrive while the loop is blocked
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        rest = flat(await read_in_batches(stream))
+    assert text(rest, "content") == "Narf! Narf! Narf!" and rest[-1].kind == "complete"
+
+
+async def test_a_cold_stream_batch_waits_for_the_load_and_a_closed_one_ends() -> None:
+    async with rusty_genius.Genius(engine=Pinky(delay=0, reply_tokens=2, load_delay=0.1), strategy=Immediate()) as g:
+        stream = g.chat(USER)
+        assert stream.cold
+        events = flat(await read_in_batches(stream))
+        assert kinds(events)[0] == "process_start" and events[-1].kind == "complete"
+        assert stream.load_seconds is not None and stream.load_seconds >= 0.1
+        closed = g.chat(USER)
+        closed.close()
+        assert await closed.batch() == []
+
+
+async def test_batches_of_a_fast_stream_leave_the_event_loop_room() -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async with rusty_genius.Genius(engine=Pinky(delay=0, think=False, reply_tokens=20_000)) as g:
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = ticks
+        batches = await read_in_batches(g.chat(USER))
+        during = ticks - before
+        task.cancel()
+    assert sum(map(len, batches)) == 20_002
+    # A call after YIELD_EVERY (64) events taken without suspending gives the loop a turn first.
+    assert during >= 100, f"the other task ran only {during} times while 20,000 events streamed in batches"

@@ -3,20 +3,44 @@
 Users import from ``rusty_genius``; this module is private.
 """
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Generator, final
+from typing import Any, final
 
 from rusty_genius.core.config import Behavior, InferenceConfig, Sampling
+
+__all__ = [
+    "HAS_REAL_ENGINE",
+    "ContextOverflowError",
+    "Engine",
+    "EngineClosedError",
+    "EngineError",
+    "Event",
+    "GeniusError",
+    "ModelLoadError",
+    "RequestError",
+    "Timings",
+    "TokenStream",
+    "Usage",
+    "_Batch",
+    "_Next",
+    "_Ready",
+    "__version__",
+    "_drain_callbacks",
+    "build_info",
+    "check_gguf",
+    "validate_behavior",
+    "validate_sampling",
+]
 
 __version__: str
 HAS_REAL_ENGINE: bool
 
+# ConfigError is not defined here: it is rusty_genius.core.errors.ConfigError (a Python class, with ``field``), which
+# this module raises for a bad setting.
+
 class GeniusError(Exception):
     """Base class of every rusty-genius error."""
-
-class ConfigError(GeniusError):
-    """An inference or engine setting is invalid."""
 
 class RequestError(GeniusError):
     """A chat request is malformed (messages, roles)."""
@@ -97,6 +121,14 @@ class _Next:
     def __next__(self) -> Any: ...
 
 @final
+class _Batch:
+    """What ``TokenStream.batch`` returns: awaiting it takes the next event, then every event already waiting."""
+
+    def __await__(self) -> Generator[Any, None, list[Event]]: ...
+    def __iter__(self) -> _Batch: ...
+    def __next__(self) -> Any: ...
+
+@final
 class TokenStream:
     """The events of one generation, for ``async for`` (asyncio) and ``for``.
 
@@ -106,6 +138,12 @@ class TokenStream:
 
     def __aiter__(self) -> TokenStream: ...
     def __anext__(self) -> _Next: ...
+    def batch(self, limit: int = 256) -> _Batch:
+        """Waits for the next event, then takes every event already waiting (at most ``limit`` in all) without
+        suspending; for writers that pay per write, not per event. Returns ``[]`` once the stream has ended; ends
+        after ``complete``. An error that comes after some events is raised by the next call, so the events before
+        it are never lost; an awaiter cancelled while it waits loses nothing either. ``limit`` must be at least 1
+        (``ValueError``)."""
     def __iter__(self) -> TokenStream: ...
     def __next__(self) -> Event: ...
     def cancel(self) -> None:
@@ -157,12 +195,13 @@ class Engine:
     def chat(
         self,
         messages: Sequence[Mapping[str, str]],
-        config: InferenceConfig | None = None,
+        config: InferenceConfig,
         *,
         on_done: Callable[[], object] | None = None,
     ) -> TokenStream:
-        """Queues a chat request and returns its event stream. ``on_done`` is called once, with no arguments, when
-        the stream is finished (completed, failed, closed or dropped)."""
+        """Queues a chat request with its complete config (``InferenceConfig()`` for the defaults: the engine fills
+        none in) and returns its event stream. ``on_done`` is called once, with no arguments, when the stream is
+        finished (completed, failed, closed or dropped)."""
     def close(self) -> None:
         """Stops the running generation, fails queued ones, and ends the worker thread."""
     @property
@@ -201,7 +240,7 @@ def _drain_callbacks() -> None:
     """Waits (at most a second) for asyncio results still being handed over by runtime threads; run at exit."""
 
 def validate_behavior(behavior: Behavior) -> None:
-    """Checks a ``Behavior`` (raises ``ConfigError`` naming the bad field)."""
+    """Checks a ``Behavior`` (raises ``rusty_genius.ConfigError`` whose ``field`` names the bad field)."""
 
 def validate_sampling(sampling: Sampling) -> None:
-    """Checks a ``Sampling`` (raises ``ConfigError`` naming the bad field)."""
+    """Checks a ``Sampling`` (raises ``rusty_genius.ConfigError`` whose ``field`` names the bad field)."""

@@ -1,7 +1,7 @@
 //! Python inputs to cortex types: messages, `InferenceConfig`, Pinky's script.
 //!
 //! Rules: configs are read by attribute (the Python dataclasses in `rusty_genius.core.config`, or any object with
-//! those attributes); integers are read wide and range-checked here so a negative or huge value is a `ConfigError`
+//! those attributes), always whole: a request carries its complete config, never None for "the defaults"; integers are read wide and range-checked here so a negative or huge value is a `ConfigError`
 //! naming the field, not an OverflowError; messages must be mappings with a known `role` and a `str` `content`, and
 //! an error names the index of the bad message.
 
@@ -9,16 +9,16 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMapping, PyString};
 use rusty_genius_cortex::{Behavior, ChatMessage, CortexError, InferenceConfig, Role, Sampling};
 
-use crate::errors::{ConfigError, RequestError, to_py};
+use crate::errors::{RequestError, config_error, to_py};
 
 fn attr<'py, T: FromPyObjectOwned<'py>>(obj: &Bound<'py, PyAny>, owner: &str, name: &str) -> PyResult<T> {
-    let value = obj
-        .getattr(name)
-        .map_err(|_| ConfigError::new_err(format!("{owner} has no attribute {name:?}; pass a rusty_genius.{owner}")))?;
+    let value = obj.getattr(name).map_err(|_| {
+        config_error(format!("{owner} has no attribute {name:?}; pass a rusty_genius.{owner}"), Some(name))
+    })?;
     value.extract::<T>().map_err(|e| {
         let type_name = value.get_type().name().map(|n| n.to_string()).unwrap_or_default();
         let cause: PyErr = e.into();
-        ConfigError::new_err(format!("invalid {name}: a {type_name} is not accepted ({cause})"))
+        config_error(format!("invalid {name}: a {type_name} is not accepted ({cause})"), Some(name))
     })
 }
 
@@ -68,21 +68,18 @@ pub fn sampling(obj: &Bound<'_, PyAny>) -> PyResult<Sampling> {
     Ok(s)
 }
 
-/// Reads an `InferenceConfig` (None gives the defaults).
-pub fn config(obj: Option<&Bound<'_, PyAny>>) -> PyResult<InferenceConfig> {
-    match obj {
-        None => Ok(InferenceConfig::default()),
-        Some(o) if o.is_none() => Ok(InferenceConfig::default()),
-        Some(o) => Ok(InferenceConfig {
-            behavior: behavior(&o.getattr("behavior").map_err(|_| not_a_config(o))?)?,
-            sampling: sampling(&o.getattr("sampling").map_err(|_| not_a_config(o))?)?,
-        }),
-    }
+/// Reads a complete `InferenceConfig`. There is no "None means the defaults" here: the Python dataclasses are the
+/// one schema and own the defaults, so every request arrives with all of its settings.
+pub fn config(obj: &Bound<'_, PyAny>) -> PyResult<InferenceConfig> {
+    Ok(InferenceConfig {
+        behavior: behavior(&obj.getattr("behavior").map_err(|_| not_a_config(obj))?)?,
+        sampling: sampling(&obj.getattr("sampling").map_err(|_| not_a_config(obj))?)?,
+    })
 }
 
 fn not_a_config(obj: &Bound<'_, PyAny>) -> PyErr {
     let type_name = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
-    ConfigError::new_err(format!("config must be a rusty_genius.InferenceConfig, not {type_name}"))
+    config_error(format!("config must be a rusty_genius.InferenceConfig, not {type_name}"), None)
 }
 
 /// Reads chat messages: a sequence of `{"role": ..., "content": ...}` mappings.
@@ -117,7 +114,7 @@ fn message(i: usize, item: &Bound<'_, PyAny>) -> PyResult<ChatMessage> {
 /// Pinky script pieces: each a `str` (UTF-8 encoded) or `bytes` (kept as is, to split characters on purpose).
 pub fn script(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
     let items: Vec<Bound<'_, PyAny>> =
-        obj.extract().map_err(|_| ConfigError::new_err("script must be a list of str or bytes pieces"))?;
+        obj.extract().map_err(|_| config_error("script must be a list of str or bytes pieces", Some("script")))?;
     items
         .iter()
         .enumerate()
@@ -127,7 +124,7 @@ pub fn script(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
             } else if let Ok(s) = piece.cast::<PyString>() {
                 Ok(s.to_str()?.as_bytes().to_vec())
             } else {
-                Err(ConfigError::new_err(format!("script[{i}] must be str or bytes")))
+                Err(config_error(format!("script[{i}] must be str or bytes"), Some("script")))
             }
         })
         .collect()

@@ -1,8 +1,9 @@
 //! `Engine`: a loaded engine on its worker thread, as Python sees it.
 //!
-//! Rules: constructors build the engine on its worker thread with the GIL released; `chat` validates and queues a
-//! request and returns its `TokenStream` at once (no await: streaming starts when it is iterated); `close` joins
-//! the worker with the GIL released and is idempotent.
+//! Rules: constructors build the engine on its worker thread with the GIL released; `chat` takes the request's
+//! complete config (no defaults are filled in here), validates and queues the request and returns its
+//! `TokenStream` at once (no await: streaming starts when it is iterated); `close` joins the worker with the GIL
+//! released and is idempotent.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use pyo3::prelude::*;
 use rusty_genius_cortex::{ChatRequest, CortexError, Engine, Pinky, PinkyOptions, Worker};
 
 use crate::convert;
-use crate::errors::{ConfigError, to_py};
+use crate::errors::{config_error, to_py};
 use crate::stream::TokenStream;
 
 /// A loaded engine.
@@ -61,7 +62,7 @@ impl PyEngine {
     ) -> PyResult<Self> {
         let seconds = |name: &str, value: f64| {
             Duration::try_from_secs_f64(value).map_err(|_| {
-                ConfigError::new_err(format!("invalid {name} = {value}: must be a number of seconds >= 0"))
+                config_error(format!("invalid {name} = {value}: must be a number of seconds >= 0"), Some(name))
             })
         };
         let delay = seconds("delay", delay)?;
@@ -123,12 +124,12 @@ impl PyEngine {
         }
     }
 
-    /// Queues a chat request and returns its event stream.
-    #[pyo3(signature = (messages, config=None, *, on_done=None))]
+    /// Queues a chat request with its complete config and returns its event stream.
+    #[pyo3(signature = (messages, config, *, on_done=None))]
     fn chat(
         &self,
         messages: &Bound<'_, PyAny>,
-        config: Option<&Bound<'_, PyAny>>,
+        config: &Bound<'_, PyAny>,
         on_done: Option<Py<PyAny>>,
     ) -> PyResult<TokenStream> {
         let request = ChatRequest { messages: convert::messages(messages)?, config: convert::config(config)? };

@@ -13,13 +13,13 @@ mod stream;
 
 use pyo3::prelude::*;
 
-/// Checks a `Behavior` (raises `ConfigError` naming the bad field).
+/// Checks a `Behavior` (raises `rusty_genius.ConfigError` whose `field` names the bad field).
 #[pyfunction]
 fn validate_behavior(behavior: &Bound<'_, PyAny>) -> PyResult<()> {
     convert::behavior(behavior).map(drop)
 }
 
-/// Checks a `Sampling` (raises `ConfigError` naming the bad field).
+/// Checks a `Sampling` (raises `rusty_genius.ConfigError` whose `field` names the bad field).
 #[pyfunction]
 fn validate_sampling(sampling: &Bound<'_, PyAny>) -> PyResult<()> {
     convert::sampling(sampling).map(drop)
@@ -56,11 +56,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::TokenStream>()?;
     m.add_class::<stream::Ready>()?;
     m.add_class::<stream::Next>()?;
+    m.add_class::<stream::Batch>()?;
     m.add_class::<events::PyEvent>()?;
     m.add_class::<events::PyUsage>()?;
     m.add_class::<events::PyTimings>()?;
     m.add("GeniusError", py.get_type::<errors::GeniusError>())?;
-    m.add("ConfigError", py.get_type::<errors::ConfigError>())?;
     m.add("RequestError", py.get_type::<errors::RequestError>())?;
     m.add("ContextOverflowError", py.get_type::<errors::ContextOverflowError>())?;
     m.add("ModelLoadError", py.get_type::<errors::ModelLoadError>())?;

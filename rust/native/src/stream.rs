@@ -11,6 +11,10 @@
 //!   within one token and never blocks on a reader that is gone.
 //! - Events are taken on the reader's thread, never handed to an asyncio future (see [`Gate`]), so an awaiter
 //!   cancelled by a timeout never loses or reorders an event.
+//! - `batch()` (see [`Batch`]) waits like `__anext__` for one event, then takes every event already waiting, up to
+//!   its limit, without suspending; events it takes count toward `YIELD_EVERY` like single ones. It never takes the
+//!   error (or the end) that follows events: that stays in the stash and the next read (of either kind) delivers it,
+//!   so a batch is never lost to an error behind it.
 //! - A stream that ends without `complete` or an error (its engine was closed under it) raises `EngineClosedError`,
 //!   unless the caller cancelled it.
 
@@ -19,9 +23,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_channel::TryRecvError;
-use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration};
+use pyo3::exceptions::{PyStopAsyncIteration, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
-use rusty_genius_cortex::{EventStream, StreamItem};
+use pyo3::types::PyList;
+use rusty_genius_cortex::{EventStream, InferenceEvent, StreamItem};
 use smol::lock::Mutex;
 
 use crate::errors::{EngineClosedError, to_py};
@@ -91,17 +96,47 @@ impl TokenStream {
         })
     }
 
+    /// Takes the events already waiting after a first one, at most `limit`, ending after `complete`. Whatever is not
+    /// an event (an error, the channel's end) goes back to the stash for the next read. Never waits: when a receive
+    /// holds the gate, nothing is ready anyway.
+    fn take_more(&self, limit: usize) -> Vec<InferenceEvent> {
+        let mut events = Vec::new();
+        let Some(mut stash) = self.gate.try_lock() else {
+            return events;
+        };
+        while events.len() < limit {
+            match self.take_ready(&mut stash) {
+                Some(Received::Item(Ok(event))) => {
+                    let complete = matches!(event, InferenceEvent::Complete(_));
+                    events.push(event);
+                    if complete {
+                        break;
+                    }
+                }
+                Some(other) => {
+                    *stash = Some(other);
+                    break;
+                }
+                None => break,
+            }
+        }
+        events
+    }
+
+    /// An event as Python sees it; `complete` finishes the stream.
+    fn deliver(&self, py: Python<'_>, event: InferenceEvent) -> PyEvent {
+        let event = PyEvent::new(py, event);
+        if event.is_complete() {
+            self.finished.store(true, Ordering::Release);
+            self.done(py);
+        }
+        event
+    }
+
     /// Turns what the channel gave into the next event, `Ok(None)` at the end, or the stream's error.
     fn next_event(&self, py: Python<'_>, received: Received) -> PyResult<Option<PyEvent>> {
         match received.into_item() {
-            Some(Ok(event)) => {
-                let event = PyEvent::new(py, event);
-                if event.is_complete() {
-                    self.finished.store(true, Ordering::Release);
-                    self.done(py);
-                }
-                Ok(Some(event))
-            }
+            Some(Ok(event)) => Ok(Some(self.deliver(py, event))),
             Some(Err(err)) => {
                 self.finished.store(true, Ordering::Release);
                 self.done(py);
@@ -153,7 +188,19 @@ impl TokenStream {
         if slf.get().is_finished() {
             return None;
         }
-        Some(Next { stream: slf.clone().unbind(), waiting: None, yielded: false })
+        Some(Next { wait: Wait::new(slf) })
+    }
+
+    /// Waits for the next event, then takes every event already waiting (at most `limit` in all) without
+    /// suspending. Returns `[]` once the stream has ended; ends after `complete`. An error that comes after some
+    /// events is raised by the next call, so the events before it are never lost.
+    // The default is written as a literal so that the signature Python sees (and stubtest checks) shows it.
+    #[pyo3(signature = (limit=256))]
+    fn batch(slf: &Bound<'_, Self>, limit: usize) -> PyResult<Batch> {
+        if limit == 0 {
+            return Err(PyValueError::new_err("batch limit must be at least 1"));
+        }
+        Ok(Batch { wait: Wait::new(slf), limit })
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {
@@ -243,54 +290,53 @@ impl Drop for TokenStream {
     }
 }
 
-/// The awaitable `__anext__` returns. Awaiting it takes the next event on the event loop's thread:
-/// - ready in the stash or the channel: returned at once, no thread hop (after `YIELD_EVERY` such events in a row
-///   it first yields `None` once, which an asyncio task takes as "let the other tasks run, then resume me");
-/// - not ready: a receive-into-stash future runs on smol, and this awaitable delegates to its asyncio future
-///   (yielding it to the task), then takes the stashed event once resumed.
-#[pyclass(name = "_Next", module = "rusty_genius._native")]
+/// What one step of an awaitable got: something to hand the event loop, the first item, or the stream's end.
+enum Step {
+    /// Yield this to the awaiting task: an asyncio future's yield, or `None` for one turn of the loop.
+    Yield(Py<PyAny>),
+    Took(Received),
+    Finished,
+}
+
+/// The waiting part shared by `_Next` and `_Batch`: each step takes the first ready item on the event loop's thread:
+/// - ready in the stash or the channel: taken at once, no thread hop (after `YIELD_EVERY` ready events in a row it
+///   first yields `None` once, which an asyncio task takes as "let the other tasks run, then resume me");
+/// - not ready: a receive-into-stash future runs on smol, and the awaitable delegates to its asyncio future
+///   (yielding it to the task), then takes the stashed item once resumed.
 #[derive(Debug)]
-pub struct Next {
+struct Wait {
     stream: Py<TokenStream>,
     /// The `__await__` iterator of the asyncio future of a pending receive.
     waiting: Option<Py<PyAny>>,
     yielded: bool,
 }
 
-#[pymethods]
-impl Next {
-    fn __await__(slf: Py<Self>) -> Py<Self> {
-        slf
+impl Wait {
+    fn new(stream: &Bound<'_, TokenStream>) -> Self {
+        Self { stream: stream.clone().unbind(), waiting: None, yielded: false }
     }
 
-    fn __iter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    fn step(&mut self, py: Python<'_>) -> PyResult<Step> {
         if let Some(waiting) = &self.waiting {
             match waiting.bind(py).call_method0(pyo3::intern!(py, "__next__")) {
-                Ok(yielded) => return Ok(yielded.unbind()),
+                Ok(yielded) => return Ok(Step::Yield(yielded.unbind())),
                 Err(err) if err.is_instance_of::<PyStopIteration>(py) => self.waiting = None,
                 Err(err) => return Err(err),
             }
         }
         let stream = self.stream.get();
         if stream.is_finished() {
-            return Err(PyStopAsyncIteration::new_err(()));
+            return Ok(Step::Finished);
         }
         if !self.yielded && stream.ready_streak.load(Ordering::Relaxed) >= YIELD_EVERY {
             stream.ready_streak.store(0, Ordering::Relaxed);
             self.yielded = true;
-            return Ok(py.None());
+            return Ok(Step::Yield(py.None()));
         }
         match stream.gate.try_lock().and_then(|mut stash| stream.take_ready(&mut stash)) {
             Some(received) => {
                 stream.ready_streak.fetch_add(1, Ordering::Relaxed);
-                match stream.next_event(py, received)? {
-                    Some(event) => Err(PyStopIteration::new_err((event,))),
-                    None => Err(PyStopAsyncIteration::new_err(())),
-                }
+                Ok(Step::Took(received))
             }
             None => {
                 stream.ready_streak.store(0, Ordering::Relaxed);
@@ -307,9 +353,78 @@ impl Next {
                 let waiting = future.call_method0(pyo3::intern!(py, "__await__"))?;
                 let yielded = waiting.call_method0(pyo3::intern!(py, "__next__"))?;
                 self.waiting = Some(waiting.unbind());
-                Ok(yielded.unbind())
+                Ok(Step::Yield(yielded.unbind()))
             }
         }
+    }
+}
+
+/// The awaitable `__anext__` returns: awaiting it takes the next event (see [`Wait`]).
+#[pyclass(name = "_Next", module = "rusty_genius._native")]
+#[derive(Debug)]
+pub struct Next {
+    wait: Wait,
+}
+
+#[pymethods]
+impl Next {
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self.wait.step(py)? {
+            Step::Yield(yielded) => Ok(yielded),
+            Step::Finished => Err(PyStopAsyncIteration::new_err(())),
+            Step::Took(received) => match self.wait.stream.get().next_event(py, received)? {
+                Some(event) => Err(PyStopIteration::new_err((event,))),
+                None => Err(PyStopAsyncIteration::new_err(())),
+            },
+        }
+    }
+}
+
+/// The awaitable `batch()` returns: awaiting it takes the next event (see [`Wait`]), then every event already
+/// waiting (see [`TokenStream::take_more`]), and returns them as a list; `[]` once the stream has ended.
+#[pyclass(name = "_Batch", module = "rusty_genius._native")]
+#[derive(Debug)]
+pub struct Batch {
+    wait: Wait,
+    limit: usize,
+}
+
+#[pymethods]
+impl Batch {
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let step = self.wait.step(py)?;
+        let stream = self.wait.stream.get();
+        let events = match step {
+            Step::Yield(yielded) => return Ok(yielded),
+            Step::Finished => Vec::new(),
+            Step::Took(received) => match stream.next_event(py, received)? {
+                None => Vec::new(),
+                Some(first) if first.is_complete() => vec![first],
+                Some(first) => {
+                    let more = stream.take_more(self.limit - 1);
+                    let taken = u32::try_from(more.len()).unwrap_or(u32::MAX);
+                    stream.ready_streak.fetch_add(taken, Ordering::Relaxed);
+                    std::iter::once(first).chain(more.into_iter().map(|event| stream.deliver(py, event))).collect()
+                }
+            },
+        };
+        Err(PyStopIteration::new_err((PyList::new(py, events)?.unbind(),)))
     }
 }
 

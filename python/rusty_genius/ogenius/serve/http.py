@@ -12,7 +12,7 @@ Rules:
 - A client that leaves stops its generation: a task waits on the server's ``receive`` (which reports
   ``http.disconnect``) beside the handler and closes the stream, even while the request waits in the queue or for a
   load. Other clients are never touched.
-- No per-token logging; one write per batch of ready events (reader.py, encode.py).
+- No per-token logging; one write per batch of ready events (``ChatStream.batch``, encode.py).
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ from typing import cast
 
 from blacksheep import Application, Content, Request, Response, Router, StreamedContent
 
+from rusty_genius import ChatStream
 from rusty_genius.core.errors import GeniusError
 from rusty_genius.core.events import Event
-from rusty_genius.genius import ChatStream
 from rusty_genius.ogenius.serve import encode
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error, dumps, parse_chat
-from rusty_genius.ogenius.serve.reader import BatchReader
 from rusty_genius.ogenius.serve.security import RECEIVE, Receive, is_loopback_name, read_body, split_host
 from rusty_genius.ogenius.serve.service import Service
 from rusty_genius.ogenius.serve.settings import Address
@@ -107,30 +106,29 @@ class Completions:
         chat = parse_chat(data)
         stream = self.service.open(chat)
         watcher = _watch(request, stream)
-        reader = BatchReader(stream)
         handed_over = False
         try:
-            first = await self._next(reader, chat)
+            first = await self._next(stream, chat)
             if chat.stream:
                 response = Response(
                     200,
                     [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"), *_load_headers(stream)],
-                    StreamedContent(b"text/event-stream", self._sse(chat, stream, reader, first, watcher)),
+                    StreamedContent(b"text/event-stream", self._sse(chat, stream, first, watcher)),
                 )
                 handed_over = True
                 return response
             events = list(first)
             while not (events and events[-1].kind == "complete"):
-                batch = await self._next(reader, chat)
+                batch = await self._next(stream, chat)
                 events.extend(batch)
             return json_response(encode.completion(self.service.model, events), headers=_load_headers(stream))
         finally:
             if not handed_over:
                 _stop(self.service, stream, watcher)
 
-    async def _next(self, reader: BatchReader, chat: ChatRequest) -> list[Event]:
+    async def _next(self, stream: ChatStream, chat: ChatRequest) -> list[Event]:
         try:
-            batch = await reader.batch()
+            batch = await stream.batch()
         except GeniusError as err:
             raise api_error_of(err, chat.params) from None
         if not batch:  # closed under us: shutdown, or the client left (then nobody reads this)
@@ -141,7 +139,6 @@ class Completions:
         self,
         chat: ChatRequest,
         stream: ChatStream,
-        reader: BatchReader,
         first: list[Event],
         watcher: asyncio.Task[None] | None,
     ) -> Callable[[], AsyncIterator[bytes]]:
@@ -161,7 +158,7 @@ class Completions:
                     if out:
                         yield out
                     try:
-                        events = await reader.batch()
+                        events = await stream.batch()
                     except GeniusError as err:
                         yield encoder.error(api_error_of(err, chat.params))
                         return

@@ -22,12 +22,11 @@ from typing import Any
 from blacksheep import Application, Router, WebSocket
 from blacksheep.server.websocket import WebSocketDisconnectError
 
+from rusty_genius import ChatStream
 from rusty_genius.core.errors import GeniusError
 from rusty_genius.core.events import Event
-from rusty_genius.genius import ChatStream
 from rusty_genius.ogenius.serve import encode
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error, dumps, parse_chat
-from rusty_genius.ogenius.serve.reader import BatchReader
 from rusty_genius.ogenius.serve.security import AUTHENTICATED, Policy
 from rusty_genius.ogenius.serve.service import Service
 
@@ -156,7 +155,9 @@ class Connection:
         if not (isinstance(request_id, str) and 0 < len(request_id) <= 256) and not (
             isinstance(request_id, int) and not isinstance(request_id, bool)
         ):
-            error = ApiError(400, "a chat frame needs an 'id': a string (up to 256 characters) or an integer", param="id")
+            error = ApiError(
+                400, "a chat frame needs an 'id': a string (up to 256 characters) or an integer", param="id"
+            )
             await self.send(error_frame(error, request_id))
             return
         key = json.dumps(request_id)
@@ -202,10 +203,9 @@ class Connection:
         try:
             if stream.cold:
                 await self.send(conv.head + '"loading","model":' + encode_basestring(self.service.model) + "}")
-            reader = BatchReader(stream)
             while self.open:
                 try:
-                    events = await reader.batch()
+                    events = await stream.batch()
                 except GeniusError as err:
                     await self.send(error_frame(api_error_of(err, conv.chat.params), conv.id))
                     return
@@ -274,7 +274,7 @@ class Connection:
 
 
 def _unauthorized() -> ApiError:
-    return ApiError(401, "send {\"type\": \"auth\", \"api_key\": \"...\"} first", code="invalid_api_key")
+    return ApiError(401, 'send {"type": "auth", "api_key": "..."} first', code="invalid_api_key")
 
 
 def build(service: Service, policy: Policy) -> Application:

@@ -128,6 +128,8 @@ def test_ctrl_c_stops_a_piped_repl_at_once() -> None:
         (["--temperature", "-1"], ["--temperature", "out of range"]),
         (["--temperature", "hot"], ["--temperature", "'hot' is not a number"]),
         (["--top-p", "1.5"], ["--top-p"]),
+        (["--top-p", "0"], ["--top-p", "out of range", "(0, 1]"]),  # refused by the engine too: (0, 1]
+        (["--min-p", "2"], ["--min-p", "out of range"]),
         (["--top-k", "-3"], ["--top-k"]),
         (["--seed", "-1"], ["--seed"]),
         (["--max-tokens", "0"], ["--max-tokens"]),

@@ -13,20 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rusty_genius.core import config
 from rusty_genius.core.errors import GeniusError
 
-SETTINGS = {
-    "temperature": float,
-    "top_k": int,
-    "top_p": float,
-    "min_p": float,
-    "repeat_penalty": float,
-    "seed": int,
-    "max_tokens": int,
-    "show_thinking": bool,
-    "stop": list,
-}
-"""Front-matter keys that become InferenceConfig settings, with their types."""
+SETTINGS: dict[str, type] = {s.name: list if s.kind is tuple else s.kind for s in config.SETTINGS.values()}
+"""Front-matter keys that become InferenceConfig settings, with their types: every setting of the config schema."""
 
 FRONT_MATTER = {**SETTINGS, "system": str, "skip": str, "description": str}
 

@@ -1,30 +1,118 @@
 """Inference configuration: :class:`Behavior` (what you see) and :class:`Sampling` (how tokens are chosen).
 
+The dataclasses are the one config schema. Each field carries its description in ``metadata`` (a one-line help, the
+accepted range, what None means); :data:`SETTINGS` reads it into a :class:`Setting` per field, and the CLI flags,
+the ``/set`` keys and the server's request fields are derived from those, never listed again.
+
 Defaults follow llama.cpp's. Every value is checked when the object is made, by the same Rust code the engine
-uses; a bad value raises :class:`~rusty_genius.ConfigError` naming the field and the accepted range.
+uses; a bad value raises :class:`~rusty_genius.ConfigError` naming the field and the accepted range. The ranges in
+the metadata describe that check (a test holds them equal at every bound); they let a front end refuse a value
+early (a usage error naming the flag), they are not a second check.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from rusty_genius import _native
+from rusty_genius.core.errors import ConfigError
+
+U32_MAX = 2**32 - 1
+"""The engine holds every integer setting as an unsigned 32-bit number: the most any of them accepts."""
+
+
+def _num(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers a setting accepts: ``low``..``high`` (None: unbounded on that side); an open end excludes the
+    bound itself. ``str(Range(0, 1, low_open=True))`` is ``"(0, 1]"``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+    def __str__(self) -> str:
+        low = "-inf" if self.low is None else _num(self.low)
+        high = "inf" if self.high is None else _num(self.high)
+        left = "(" if self.low_open or self.low is None else "["
+        right = ")" if self.high_open or self.high is None else "]"
+        return f"{left}{low}, {high}{right}"
+
+    def describe(self) -> str:
+        """In words: ``"between 0 and 100"``, ``"1 or more"``, ``"in (0, 1]"``."""
+        low, high = self.low, self.high
+        if low is not None and high is not None:
+            return f"in {self}" if self.low_open or self.high_open else f"between {_num(low)} and {_num(high)}"
+        if low is not None:
+            return f"more than {_num(low)}" if self.low_open else f"{_num(low)} or more"
+        if high is not None:
+            return f"less than {_num(high)}" if self.high_open else f"at most {_num(high)}"
+        return "any number"
+
+
+@dataclass(frozen=True)
+class _Meta:
+    """What a field's ``metadata["setting"]`` holds (see :func:`_described`)."""
+
+    help: str
+    range: Range | None = None
+    none_means: str = ""
+    metavar: str = ""
+    tunable: bool = False
+
+
+def _described(
+    default: Any,
+    help: str,
+    *,
+    range: Range | None = None,
+    none_means: str = "",
+    metavar: str = "",
+    tunable: bool = False,
+) -> Any:
+    """A dataclass field with its description: ``help`` (one line, no default), the accepted ``range``, what None
+    means (``none_means``, for a field that may be None), the ``metavar`` a flag shows, and whether it is
+    ``tunable`` (a number people tune per request: a flag of ``ogenius chat``/``serve``, a ``/set`` key and a field
+    of a server request)."""
+    meta = _Meta(help, range, none_means, metavar, tunable)
+    return field(default=default, metadata={"setting": meta})
 
 
 @dataclass(frozen=True, kw_only=True)
 class Behavior:
     """What the caller sees of a generation."""
 
-    show_thinking: bool = True
+    show_thinking: bool = _described(True, "deliver the model's reasoning (thought events)")
     """Deliver ``thought_*`` events. When False, reasoning is still parsed out of the answer, then dropped."""
-    max_tokens: int | None = None
+    max_tokens: int | None = _described(
+        None, "most tokens per answer, reasoning included", range=Range(1), none_means="no limit", metavar="N",
+        tunable=True,
+    )  # fmt: skip
     """Most tokens to generate, reasoning included. None: until the model stops or the context is full."""
-    stop: Sequence[str] = ()
+    stop: Sequence[str] = _described((), "strings that end the answer (not included in it)")
     """Strings that end the generation; the matched text is not delivered (at most 16, each up to 256 bytes).
     A single string is accepted; either way it is stored as a tuple."""
-    context_size: int | None = None
+    context_size: int | None = _described(
+        None, "most tokens the conversation may fill", range=Range(16, 1 << 20), none_means="the whole window",
+        metavar="TOKENS",
+    )  # fmt: skip
     """Most tokens the conversation may fill, up to the engine's context window. None: the whole window."""
 
     def __post_init__(self) -> None:
@@ -39,32 +127,206 @@ class Behavior:
 class Sampling:
     """How the next token is chosen."""
 
-    temperature: float = 0.8
+    temperature: float = _described(0.8, "randomness, 0 for greedy", range=Range(0, 100), metavar="T", tunable=True)
     """0 is greedy (deterministic)."""
-    top_k: int = 40
+    top_k: int = _described(40, "keep the K likeliest tokens, 0: off", range=Range(0), metavar="K", tunable=True)
     """0 disables it."""
-    top_p: float = 0.95
+    top_p: float = _described(
+        0.95, "nucleus sampling, 1: off", range=Range(0, 1, low_open=True), metavar="P", tunable=True
+    )
     """1.0 disables it."""
-    min_p: float = 0.05
+    min_p: float = _described(
+        0.05, "drop tokens less likely than P times the likeliest, 0: off", range=Range(0, 1), metavar="P",
+        tunable=True,
+    )  # fmt: skip
     """0.0 disables it."""
-    repeat_penalty: float = 1.0
+    repeat_penalty: float = _described(
+        1.0, "penalize repeated tokens, 1: off", range=Range(0, 10, low_open=True), metavar="X", tunable=True
+    )
     """1.0 disables it."""
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    seed: int | None = None
+    presence_penalty: float = _described(
+        0.0, "penalize tokens already used, 0: off", range=Range(-2, 2), metavar="X", tunable=True
+    )
+    frequency_penalty: float = _described(
+        0.0, "penalize tokens by how often they were used, 0: off", range=Range(-2, 2), metavar="X", tunable=True
+    )
+    seed: int | None = _described(
+        None, "makes sampling reproducible", range=Range(0, U32_MAX), none_means="random", tunable=True
+    )
     """Makes sampled output reproducible. None picks a random seed."""
-    grammar: str | None = None
+    grammar: str | None = _described(None, "a GBNF grammar the output must follow", none_means="no grammar")
     """A GBNF grammar (llama.cpp's format, with a ``root`` rule) the output must follow."""
 
     def __post_init__(self) -> None:
         _native.validate_sampling(self)
 
 
+_NONE_WORDS = ("none", "default", "off")
+_TRUE_WORDS = ("true", "yes", "on", "1")
+_FALSE_WORDS = ("false", "no", "off", "0")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One field of :class:`Behavior` or :class:`Sampling`, as front ends see it (made from the field's type and
+    metadata; see :data:`SETTINGS`)."""
+
+    name: str
+    owner: type[Behavior] | type[Sampling]
+    kind: type
+    """``int``, ``float``, ``bool``, ``str``, or ``tuple`` (of strings, for ``stop``)."""
+    default: Any
+    help: str
+    """One line, without the default (see :attr:`default_text`)."""
+    range: Range | None = None
+    """The numbers the engine accepts (None: not a number). Integers are also at most :data:`U32_MAX`."""
+    nullable: bool = False
+    """Whether None is a value (its meaning is :attr:`none_means`)."""
+    none_means: str = ""
+    metavar: str = ""
+    tunable: bool = False
+    """A number people tune per request: a flag of ``ogenius chat``/``serve``, a ``/set`` key and a field of a
+    server request."""
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag: ``--top-p`` for ``top_p``."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in (int, float)
+
+    @property
+    def default_text(self) -> str:
+        """The default as a person reads it: ``0.8``, ``no limit``."""
+        return self.none_means if self.default is None and self.none_means else _num(self.default)
+
+    def accepted(self) -> str:
+        """What the setting accepts, in words: ``"in (0, 1]"``, ``"1 or more, or none (no limit)"``."""
+        if self.range is not None:
+            text = self.range.describe()
+        else:
+            text = {int: "an integer", float: "a number", bool: "true or false", tuple: "strings"}.get(
+                self.kind, "text"
+            )
+        return f"{text}, or none ({self.none_means})" if self.nullable else text
+
+    def check(self, value: Any) -> Any:
+        """``value`` when this setting accepts it (an int for a float setting becomes a float); else raises
+        :class:`ConfigError` (``field``: this setting's name). The engine checks again when the config is made."""
+        if value is None:
+            if self.nullable:
+                return None
+            raise ConfigError(f"invalid {self.name} = None: must be {self.accepted()}", field=self.name)
+        if self.kind is bool:
+            if isinstance(value, bool):
+                return value
+        elif self.numeric:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if self.kind is int and not (isinstance(value, int) or (math.isfinite(value) and value.is_integer())):
+                    raise ConfigError(f"invalid {self.name} = {value}: must be an integer", field=self.name)
+                value = self.kind(value) if math.isfinite(value) else value
+                if self._in_range(value):
+                    return value
+                raise ConfigError(f"invalid {self.name} = {value}: must be {self.accepted()}", field=self.name)
+        elif self.kind is tuple:
+            if isinstance(value, str):
+                return (value,)
+            if isinstance(value, Sequence) and all(isinstance(s, str) for s in value):
+                return tuple(value)
+        elif isinstance(value, self.kind):
+            return value
+        raise ConfigError(
+            f"invalid {self.name}: a {type(value).__name__} is not accepted (must be {self.accepted()})",
+            field=self.name,
+        )
+
+    def _in_range(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.kind is int and not 0 <= value <= U32_MAX:
+            return False
+        return self.range is None or value in self.range
+
+    def parse(self, text: str) -> Any:
+        """The value ``text`` spells (``"none"``, ``"default"`` or ``"off"`` is None where None is a value),
+        within the range; raises :class:`ConfigError` (``field``: this setting's name) naming what is
+        wrong, e.g. ``"'hot' is not a number"``, ``"0 is out of range: must be in (0, 1]"``."""
+        text = text.strip()
+        if self.nullable and text.lower() in _NONE_WORDS:
+            return None
+        value: Any
+        if self.kind is int:
+            try:
+                value = int(text)
+            except ValueError:
+                raise ConfigError(f"{text!r} is not an integer", field=self.name) from None
+        elif self.kind is float:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ConfigError(f"{text!r} is not a number", field=self.name) from None
+            if not math.isfinite(value):
+                raise ConfigError(f"{text!r} is not a finite number", field=self.name)
+        elif self.kind is bool:
+            if text.lower() not in _TRUE_WORDS + _FALSE_WORDS:
+                raise ConfigError(f"{text!r} is not true or false", field=self.name)
+            value = text.lower() in _TRUE_WORDS
+        elif self.kind is tuple:
+            value = (text,)
+        else:
+            value = text
+        if self.numeric and not self._in_range(value):
+            raise ConfigError(f"{text} is out of range: must be {self.accepted()}", field=self.name)
+        return value
+
+    def value_in(self, config: InferenceConfig) -> Any:
+        """This setting's value in ``config``."""
+        return getattr(config.behavior if self.owner is Behavior else config.sampling, self.name)
+
+
+def _settings_of(owner: type[Behavior] | type[Sampling]) -> dict[str, Setting]:
+    hints = typing.get_type_hints(owner)
+    out: dict[str, Setting] = {}
+    for f in dataclasses.fields(owner):
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        nullable = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
+        if nullable:
+            (hint,) = (a for a in args if a is not type(None))
+        kind = tuple if typing.get_origin(hint) is Sequence else hint
+        meta: _Meta = f.metadata["setting"]
+        out[f.name] = Setting(
+            name=f.name,
+            owner=owner,
+            kind=kind,
+            default=f.default,
+            help=meta.help,
+            range=meta.range,
+            nullable=nullable,
+            none_means=meta.none_means,
+            metavar=meta.metavar or f.name.upper(),
+            tunable=meta.tunable,
+        )
+    return out
+
+
+SETTINGS: Mapping[str, Setting] = types.MappingProxyType({**_settings_of(Behavior), **_settings_of(Sampling)})
+"""Every setting of :class:`InferenceConfig` by name (the fields of :class:`Behavior`, then of :class:`Sampling`)."""
+
+TUNABLE: tuple[Setting, ...] = tuple(
+    sorted((s for s in SETTINGS.values() if s.tunable), key=lambda s: s.owner is Behavior)
+)
+"""The numbers people tune per request (see :attr:`Setting.tunable`): the sampling ones, then ``max_tokens``."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class InferenceConfig:
     """Behaviour and sampling for one request.
 
-    ``InferenceConfig.of(max_tokens=64, temperature=0)`` builds one from flat keyword arguments.
+    ``InferenceConfig()`` is the complete default config; ``InferenceConfig.of(max_tokens=64, temperature=0)``
+    builds one from flat keyword arguments.
     """
 
     behavior: Behavior = field(default_factory=Behavior)
@@ -77,20 +339,19 @@ class InferenceConfig:
 
     def updated(self, **settings: object) -> InferenceConfig:
         """This config with flat keyword ``settings`` (fields of :class:`Behavior` or :class:`Sampling`) applied."""
-        unknown = sorted(settings.keys() - _BEHAVIOR - _SAMPLING)
+        unknown = sorted(settings.keys() - SETTINGS.keys())
         if unknown:
-            raise _native.ConfigError(
-                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_BEHAVIOR | _SAMPLING))}"
+            raise ConfigError(
+                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(SETTINGS))}", field=unknown[0]
             )
         if not settings:
             return self
-        behavior = {k: v for k, v in settings.items() if k in _BEHAVIOR}
-        sampling = {k: v for k, v in settings.items() if k in _SAMPLING}
+        behavior = {k: v for k, v in settings.items() if SETTINGS[k].owner is Behavior}
+        sampling = {k: v for k, v in settings.items() if SETTINGS[k].owner is Sampling}
         return InferenceConfig(
             behavior=dataclasses.replace(self.behavior, **behavior) if behavior else self.behavior,  # type: ignore[arg-type]
             sampling=dataclasses.replace(self.sampling, **sampling) if sampling else self.sampling,  # type: ignore[arg-type]
         )
 
 
-_BEHAVIOR = frozenset(f.name for f in dataclasses.fields(Behavior))
-_SAMPLING = frozenset(f.name for f in dataclasses.fields(Sampling))
+__all__ = ["SETTINGS", "TUNABLE", "U32_MAX", "Behavior", "InferenceConfig", "Range", "Sampling", "Setting"]

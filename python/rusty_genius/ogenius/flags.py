@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rusty_genius import Brain, InferenceConfig, Pinky
+from rusty_genius.core.config import TUNABLE, Setting
 from rusty_genius.core.errors import ConfigError, GeniusError
 from rusty_genius.ogenius.friendly import unknown_model
+
+if TYPE_CHECKING:
+    from rusty_genius.facecrab import Resolution
 
 
 def bounded(kind: type, low: float | None = None, high: float | None = None, what: str = "") -> Any:
@@ -64,35 +68,43 @@ def add_inference_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     model.add_argument("--show-thinking", action="store_true", help="show the model's reasoning (hidden by default)")
     sampling = parser.add_argument_group("sampling")
-    sampling.add_argument(
-        "--temperature", type=bounded(float, 0.0, 100.0, "between 0 and 100"), metavar="T",
-        help="randomness, 0 for greedy (default 0.8)",
-    )  # fmt: skip
-    sampling.add_argument(
-        "--top-p", type=bounded(float, 0.0, 1.0, "between 0 and 1"), metavar="P", help="nucleus sampling (default 0.95)"
-    )
-    sampling.add_argument(
-        "--top-k", type=bounded(int, 0, None, "0 or more"), metavar="K", help="keep the K likeliest, 0: off (default 40)"
-    )
-    sampling.add_argument(
-        "--seed", type=bounded(int, 0, 2**32 - 1, "between 0 and 4294967295"), help="makes sampling reproducible"
-    )
-    sampling.add_argument(
-        "--max-tokens", type=bounded(int, 1, None, "1 or more"), metavar="N", help="most tokens per answer"
-    )
+    for setting in FLAG_SETTINGS:
+        sampling.add_argument(
+            setting.flag, type=_typed(setting), metavar=setting.metavar,
+            help=f"{setting.help} ({setting.range.describe() if setting.range else setting.accepted()}; "
+            f"default {setting.default_text})",
+        )  # fmt: skip
 
 
-SAMPLING_FLAGS = ("temperature", "top_p", "top_k", "seed", "max_tokens")
+def _typed(setting: Setting) -> Any:
+    """An argparse type for ``setting``: the schema's parse and range (a bad value is a usage error naming the flag)."""
+
+    def parse(text: str) -> Any:
+        try:
+            return setting.parse(text)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse.__name__ = setting.kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+FLAG_SETTINGS: tuple[Setting, ...] = TUNABLE
+"""The settings that are flags (the schema's tunable ones): ``--temperature``, ``--top-p``, …, ``--max-tokens``."""
+
+SAMPLING_FLAGS = tuple(s.name for s in FLAG_SETTINGS)
+"""Their argparse dests (the setting names)."""
 
 
 def settings_of(args: argparse.Namespace) -> dict[str, Any]:
-    """The sampling flags that were given, as InferenceConfig keywords."""
-    return {name: getattr(args, name) for name in SAMPLING_FLAGS if getattr(args, name) is not None}
+    """The sampling flags that were given (a None value, as ``--seed none``, is not given), as InferenceConfig
+    keywords."""
+    return {name: value for name in SAMPLING_FLAGS if (value := getattr(args, name, None)) is not None}
 
 
 def config_of(args: argparse.Namespace, **overrides: Any) -> InferenceConfig:
-    """The InferenceConfig the flags ask for (``overrides`` win)."""
-    return InferenceConfig.of(**{"show_thinking": args.show_thinking, **settings_of(args), **overrides})
+    """The complete InferenceConfig the flags ask for: the schema's defaults, then the flags (``overrides`` win)."""
+    return InferenceConfig().updated(**{"show_thinking": args.show_thinking, **settings_of(args), **overrides})
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,8 @@ class ModelChoice:
 
     engine: Pinky | Brain
     label: str
+    resolution: Resolution | None = None
+    """What facecrab's resolver made of ``--model`` (None with ``--engine pinky``, which names no model)."""
 
 
 def resolve_model(args: argparse.Namespace) -> ModelChoice:
@@ -112,19 +126,22 @@ def resolve_model(args: argparse.Namespace) -> ModelChoice:
         raise unknown_model(err, args.model) from None
 
 
+def _pinky(args: argparse.Namespace) -> Pinky:
+    delay = Pinky().delay if args.pinky_delay is None else args.pinky_delay
+    return Pinky(delay=delay, parallel=args.parallel or 1)
+
+
 def _resolve(args: argparse.Namespace) -> ModelChoice:
     if args.engine == "pinky":
-        delay = Pinky().delay if args.pinky_delay is None else args.pinky_delay
-        return ModelChoice(Pinky(delay=delay, parallel=args.parallel or 1), "pinky")
-    brain = {"context_size": args.context_size, "parallel": args.parallel, "threads": args.threads}
-    name: str | None = args.model
-    if name is not None and name.lower().endswith(".gguf"):
-        if args.quant:
-            raise ConfigError(f"--quant {args.quant} applies to a model name, not to the file {name}")
-        from pathlib import Path
-
-        return ModelChoice(Brain(model_path=name, **brain), Path(name).name)
+        return ModelChoice(_pinky(args), "pinky")
+    # Imported here: facecrab pulls in huggingface_hub, which `ogenius --help` should not pay for.
     from rusty_genius import facecrab
 
-    spec = facecrab.ensure_model(name, args.quant)
-    return ModelChoice(Brain(model_path=spec.path, **brain), spec.name)
+    resolution = facecrab.resolve_model(args.model, args.quant)
+    if resolution.kind == "pinky":
+        return ModelChoice(_pinky(args), resolution.label, resolution)
+    brain = {"context_size": args.context_size, "parallel": args.parallel, "threads": args.threads}
+    if resolution.path is not None:  # a .gguf file, loaded as it is
+        return ModelChoice(Brain(model_path=resolution.path, **brain), resolution.label, resolution)
+    spec = facecrab.ensure_model(resolution)
+    return ModelChoice(Brain(model_path=spec.path, **brain), resolution.label, resolution)

@@ -6,35 +6,36 @@ with :meth:`Session.command` and asks it for the next request with :meth:`Sessio
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rusty_genius import InferenceConfig
+from rusty_genius.core.config import TUNABLE, Setting
 from rusty_genius.core.errors import ConfigError
 
-HELP = """\
-/clear             forget the conversation (the system prompt stays)
-/system [TEXT]     set the system prompt (no TEXT: remove it); the conversation starts over
-/think             show or hide the model's reasoning
-/set NAME VALUE    change a setting: temperature, top_p, top_k, min_p, seed, max_tokens, repeat_penalty
-/set               list the settings
-/save FILE         write the conversation to FILE (.json: messages; anything else: Markdown)
-/help              this list"""
+_SETTABLE: dict[str, Setting] = {s.name: s for s in TUNABLE}
+"""The ``/set`` keys: the schema's tunable settings (their parsing, ranges and None come from it too)."""
 
-_SETTABLE: dict[str, type] = {
-    "temperature": float,
-    "top_p": float,
-    "top_k": int,
-    "min_p": float,
-    "seed": int,
-    "max_tokens": int,
-    "repeat_penalty": float,
-}
+HELP = "\n".join(
+    [
+        "/clear             forget the conversation (the system prompt stays)",
+        "/system [TEXT]     set the system prompt (no TEXT: remove it); the conversation starts over",
+        "/think             show or hide the model's reasoning",
+        *textwrap.wrap(
+            f"change a setting: {', '.join(_SETTABLE)}",
+            width=112,
+            initial_indent="/set NAME VALUE    ",
+            subsequent_indent=" " * 19,
+        ),
+        "/set               list the settings",
+        "/save FILE         write the conversation to FILE (.json: messages; anything else: Markdown)",
+        "/help              this list",
+    ]
+)
 
 
 @dataclass
@@ -77,9 +78,7 @@ class Session:
 
     def request_config(self) -> InferenceConfig:
         """The config for the next request; it always asks for thoughts (a UI decides whether to show them)."""
-        return InferenceConfig(
-            behavior=dataclasses.replace(self.config.behavior, show_thinking=True), sampling=self.config.sampling
-        )
+        return self.config.updated(show_thinking=True)
 
     # -- slash commands ---------------------------------------------------------------------------------------
 
@@ -111,30 +110,17 @@ class Session:
 
     def _set(self, rest: str) -> Reply:
         if not rest:
-            b, s = self.config.behavior, self.config.sampling
-            values = {**{k: getattr(s, k) for k in _SETTABLE if hasattr(s, k)}, "max_tokens": b.max_tokens}
-            return Reply("\n".join(f"{k} = {v}" for k, v in values.items()))
+            return Reply("\n".join(f"{name} = {s.value_in(self.config)}" for name, s in _SETTABLE.items()))
         key, _, raw = rest.partition(" ")
         key, raw = key.replace("-", "_"), raw.strip()
-        if key not in _SETTABLE:
+        setting = _SETTABLE.get(key)
+        if setting is None:
             return Reply(f"cannot /set {key}; settable: {', '.join(_SETTABLE)}", error=True)
         if not raw:
             return Reply(f"usage: /set {key} VALUE", error=True)
-        value: Any
-        if raw.lower() in ("none", "default", "off") and key in ("seed", "max_tokens"):
-            value = None
-        else:
-            try:
-                value = _SETTABLE[key](raw)
-            except ValueError:
-                return Reply(f"/set {key}: {raw!r} is not {'an integer' if _SETTABLE[key] is int else 'a number'}", True)
         try:
-            if key == "max_tokens":
-                behavior = dataclasses.replace(self.config.behavior, max_tokens=value)
-                self.config = dataclasses.replace(self.config, behavior=behavior)
-            else:
-                sampling = dataclasses.replace(self.config.sampling, **{key: value})
-                self.config = dataclasses.replace(self.config, sampling=sampling)
+            value = setting.parse(raw)  # "none" (or "default", "off") where None is a value
+            self.config = self.config.updated(**{key: value})
         except ConfigError as err:
             return Reply(f"/set {key}: {err}", error=True)
         return Reply(f"{key} = {value}")

@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rusty_genius.brainstem import CortexStrategy, strategy_of
+from rusty_genius import CortexStrategy, strategy_of
+from rusty_genius.core.config import SETTINGS, TUNABLE, Setting
 from rusty_genius.core.errors import (
     BusyError,
     ConfigError,
@@ -28,6 +29,7 @@ from rusty_genius.core.errors import (
     GeniusError,
     ModelLoadError,
     RequestError,
+    UnknownModelError,
 )
 
 
@@ -72,18 +74,16 @@ def closing_error() -> ApiError:
     return ApiError(503, "the server is shutting down", type="server_error", code="server_shutting_down")
 
 
-_FIELD = re.compile(r"^invalid (\w+)")
-
-
 def api_error_of(err: GeniusError, params: Mapping[str, str] | None = None) -> ApiError:
     """The response for a rusty-genius error; ``params`` maps a setting to the request field that set it."""
     message = str(err)
     if isinstance(err, BusyError):
         return busy_error(message)
+    if isinstance(err, UnknownModelError):  # before ConfigError: it is one too
+        return ApiError(404, message, code="model_not_found", param="model")
     if isinstance(err, ConfigError):
-        match = _FIELD.match(message)
-        name = match.group(1) if match else None
-        return ApiError(400, message, param=(params or {}).get(name or "", name))
+        name = getattr(err, "field", None)  # the setting at fault, set where the error is raised (Rust or Python)
+        return ApiError(400, message, param=(params or {}).get(name, name) if name else None)
     if isinstance(err, ContextOverflowError):
         return ApiError(400, message, code="context_length_exceeded", param="messages")
     if isinstance(err, RequestError):
@@ -98,18 +98,13 @@ def api_error_of(err: GeniusError, params: Mapping[str, str] | None = None) -> A
 # -- the request ------------------------------------------------------------------------------------------------
 
 _ROLES = {"developer": "system"}
-_NUMBERS = {
-    # request field: (setting, kind)
-    "temperature": ("temperature", float),
-    "top_p": ("top_p", float),
-    "top_k": ("top_k", int),
-    "min_p": ("min_p", float),
-    "repeat_penalty": ("repeat_penalty", float),
-    "presence_penalty": ("presence_penalty", float),
-    "frequency_penalty": ("frequency_penalty", float),
-    "seed": ("seed", int),
-    "max_tokens": ("max_tokens", int),
-    "max_completion_tokens": ("max_tokens", int),  # listed after max_tokens: it wins when both are given
+_ALIASES = {"max_completion_tokens": "max_tokens"}
+"""OpenAI's names for settings that the schema names otherwise (request field: setting)."""
+_NUMBERS: dict[str, Setting] = {
+    # Request field: setting. The schema's tunable settings under their own names (OpenAI's, or llama-server's for
+    # top_k, min_p, repeat_penalty), then the aliases: listed after, an alias wins when both are given.
+    **{s.name: s for s in TUNABLE},
+    **{alias: SETTINGS[name] for alias, name in _ALIASES.items()},
 }
 
 
@@ -137,14 +132,15 @@ def parse_chat(body: object) -> ChatRequest:
     if model is not None and not isinstance(model, str):
         raise ApiError(400, "'model' must be a string", param="model")
     request.model = model or None
-    for name, (setting, kind) in _NUMBERS.items():
+    for name, setting in _NUMBERS.items():
         value = body.get(name)
         if value is None:
             continue
+        kind = setting.kind
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not _integral(value)):
             raise ApiError(400, f"'{name}' must be {'an integer' if kind is int else 'a number'}", param=name)
-        request.settings[setting] = int(value) if kind is int else float(value)
-        request.params[setting] = name
+        request.settings[setting.name] = int(value) if kind is int else float(value)
+        request.params[setting.name] = name
     stop = body.get("stop")
     if stop is not None:
         stops = [stop] if isinstance(stop, str) else stop

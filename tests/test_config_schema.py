@@ -1,0 +1,268 @@
+"""The one config schema: the metadata on the dataclass fields agrees with the engine's check at every bound, the
+front ends (flags, /set, the server) are derived from it, and every entry point sends the engine the same complete
+default config whether or not a setting was given."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from rusty_genius import Behavior, ConfigError, Genius, InferenceConfig, Pinky, Sampling
+from rusty_genius.brainstem.protocol import Infer
+from rusty_genius.core.config import SETTINGS, TUNABLE, U32_MAX, Range
+from rusty_genius.ogenius import flags
+from rusty_genius.ogenius.serve.openai_api import api_error_of, parse_chat
+from rusty_genius.ogenius.session import HELP, Session
+
+from tests.conftest import USER
+
+pytestmark = pytest.mark.pinky
+
+
+# -- the metadata agrees with the engine's check ----------------------------------------------------------------
+
+
+def _outside(bound: float, kind: type, direction: int) -> float:
+    """Just past ``bound`` (``direction`` -1: below, +1: above), by a step the engine's f32 still tells apart."""
+    return bound + direction * (1 if kind is int else 1e-3 * max(1.0, abs(bound)))
+
+
+def _probes() -> list[tuple[str, Any, bool]]:
+    """(setting, value, accepted): each bound of each range (accepted per its open/closed end), just inside and
+    just outside it, the integers' u32 limit, non-finite numbers and None."""
+    probes: list[tuple[str, Any, bool]] = []
+    for s in SETTINGS.values():
+        if not s.numeric:
+            continue
+        r = s.range
+        assert r is not None, f"{s.name}: a number needs a range"
+        kind = s.kind
+        if r.low is not None:
+            low = kind(r.low)
+            probes += [(s.name, low, not r.low_open), (s.name, kind(_outside(low, kind, -1)), False)]
+            probes.append((s.name, kind(_outside(low, kind, +1)), True))
+        if r.high is not None:
+            high = kind(r.high)
+            probes += [(s.name, high, not r.high_open), (s.name, kind(_outside(high, kind, +1)), False)]
+            probes.append((s.name, kind(_outside(high, kind, -1)), True))
+        if kind is int:
+            probes += [(s.name, U32_MAX, r.high is None or r.high >= U32_MAX), (s.name, U32_MAX + 1, False)]
+        else:
+            probes += [(s.name, math.nan, False), (s.name, math.inf, False), (s.name, -math.inf, False)]
+        probes.append((s.name, None, s.nullable))
+    return probes
+
+
+PROBES = _probes()
+
+
+@pytest.mark.parametrize(("name", "value", "accepted"), PROBES, ids=[f"{n}={v}" for n, v, _ in PROBES])
+def test_the_schema_ranges_are_the_engines_at_every_bound(name: str, value: Any, accepted: bool) -> None:
+    setting = SETTINGS[name]
+    # Python's description of the range (what the CLI refuses early) ...
+    if value is not None and setting.range is not None and math.isfinite(value) and value <= U32_MAX:
+        assert (value in setting.range) is accepted
+    try:
+        setting.check(value)
+        described = True
+    except ConfigError as err:
+        assert err.field == name
+        described = False
+    assert described is accepted, f"{name}={value!r}: the schema says {'refused' if accepted else 'accepted'}"
+    # ... and the engine's check, through construction (Behavior/Sampling call _native.validate_*).
+    if accepted:
+        made = setting.owner(**{name: value})
+        assert getattr(made, name) == value
+    else:
+        with pytest.raises(ConfigError, match=name) as refused:
+            setting.owner(**{name: value})
+        assert refused.value.field == name
+
+
+def test_the_schema_describes_every_field_with_its_default() -> None:
+    fields = [f.name for owner in (Behavior, Sampling) for f in dataclasses.fields(owner)]
+    assert list(SETTINGS) == fields
+    for s in SETTINGS.values():
+        assert s.default == getattr(s.owner(), s.name)
+        assert s.help and "default" not in s.help
+        assert s.owner(**{s.name: s.default}) == s.owner()
+    assert SETTINGS["top_p"].range == Range(0, 1, low_open=True) and str(SETTINGS["top_p"].range) == "(0, 1]"
+    assert SETTINGS["seed"].nullable and SETTINGS["seed"].default_text == "random"
+    assert [s.name for s in TUNABLE] == [
+        "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty", "seed",
+        "max_tokens",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "value"),
+    [
+        ("temperature", "0.2", 0.2),
+        ("temperature", " 0 ", 0.0),
+        ("top_k", "7", 7),
+        ("seed", "none", None),
+        ("max_tokens", "Default", None),
+        ("max_tokens", "off", None),
+        ("show_thinking", "yes", True),
+        ("show_thinking", "off", False),
+        ("stop", "END", ("END",)),
+        ("grammar", "root ::= x", "root ::= x"),
+    ],
+)
+def test_parse_reads_a_settings_text(name: str, text: str, value: object) -> None:
+    assert SETTINGS[name].parse(text) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("temperature", "hot", "'hot' is not a number"),
+        ("temperature", "nan", "'nan' is not a finite number"),
+        ("top_k", "1.5", "'1.5' is not an integer"),
+        ("top_p", "0", "0 is out of range: must be in (0, 1]"),
+        ("max_tokens", "0", "0 is out of range: must be 1 or more, or none (no limit)"),
+        ("top_k", str(U32_MAX + 1), "out of range"),
+        ("temperature", "none", "'none' is not a number"),
+        ("show_thinking", "maybe", "'maybe' is not true or false"),
+    ],
+)
+def test_parse_refuses_with_the_field(name: str, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")) as err:
+        SETTINGS[name].parse(text)
+    assert err.value.field == name
+
+
+def test_an_unknown_setting_names_itself_as_the_field() -> None:
+    with pytest.raises(ConfigError, match="unknown setting") as err:
+        InferenceConfig().updated(temprature=0.5)
+    assert err.value.field == "temprature"
+
+
+# -- what is derived from it ------------------------------------------------------------------------------------
+
+
+def _chat_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ogenius chat", exit_on_error=False)
+    flags.add_inference_flags(parser)
+    return parser
+
+
+def test_every_tunable_setting_is_a_flag_with_its_range_and_default() -> None:
+    parser = _chat_parser()
+    text = parser.format_help()
+    for s in TUNABLE:
+        assert s.flag in text
+        assert s.default_text in text
+    assert tuple(s.name for s in TUNABLE) == flags.SAMPLING_FLAGS
+    args = parser.parse_args(["--top-p", "1", "--min-p", "0", "--presence-penalty", "-2", "--seed", "none"])
+    assert flags.settings_of(args) == {"top_p": 1.0, "min_p": 0.0, "presence_penalty": -2.0}
+    config = flags.config_of(args)
+    assert config == InferenceConfig.of(top_p=1.0, min_p=0.0, presence_penalty=-2.0, show_thinking=False)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--top-p", "0"], ["--repeat-penalty", "0"], ["--min-p", "1.5"], ["--max-tokens", "0"], ["--seed", "-1"]],
+)
+def test_a_value_the_engine_refuses_is_a_usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="ogenius chat")
+    flags.add_inference_flags(parser)
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {argv[0]}" in err and "out of range" in err, err
+
+
+def test_set_keys_and_help_come_from_the_schema() -> None:
+    for s in TUNABLE:
+        assert s.name in HELP
+    session = Session()
+    assert session.command("/set presence-penalty -2").text == "presence_penalty = -2.0"
+    assert session.command("/set max_tokens off").text == "max_tokens = None"
+    assert session.config == InferenceConfig.of(presence_penalty=-2.0)
+    refused = session.command("/set top_p 0")
+    assert refused.error and refused.text == "/set top_p: 0 is out of range: must be in (0, 1]"
+    assert session.command("/set context_size 64").error, "not a /set key (the engine's window is a flag)"
+    listing = session.command("/set").text.splitlines()
+    assert [line.split(" = ")[0] for line in listing] == [s.name for s in TUNABLE]
+
+
+def test_request_fields_come_from_the_schema() -> None:
+    body: dict[str, Any] = {"messages": USER, **{s.name: s.default if s.default is not None else 1 for s in TUNABLE}}
+    request = parse_chat(body)
+    assert {k: v for k, v in request.settings.items() if k != "show_thinking"} == {
+        s.name: body[s.name] for s in TUNABLE
+    }
+    aliased = parse_chat({"messages": USER, "max_tokens": 5, "max_completion_tokens": 7})
+    assert aliased.settings["max_tokens"] == 7 and aliased.params["max_tokens"] == "max_completion_tokens"
+
+
+def test_api_errors_take_the_field_from_the_error_not_its_message() -> None:
+    err = ConfigError("the engine says no", field="max_tokens")
+    assert api_error_of(err, {"max_tokens": "max_completion_tokens"}).param == "max_completion_tokens"
+    assert api_error_of(err).param == "max_tokens"
+    assert api_error_of(ConfigError("invalid top_p = 0: must be in (0, 1]")).param is None
+
+
+# -- equal defaults with and without settings -------------------------------------------------------------------
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[InferenceConfig]:
+    """The configs that reach ``_native.Engine.chat`` through Genius (every front end's path to the engine)."""
+    seen: list[InferenceConfig] = []
+    original = Genius._open
+
+    def spy(held: Any, messages: Sequence[Any], config: InferenceConfig) -> Any:
+        seen.append(config)
+        return original(held, messages, config)
+
+    monkeypatch.setattr(Genius, "_open", staticmethod(spy))
+    return seen
+
+
+def test_no_settings_and_one_default_setting_send_the_same_complete_config(sent: list[InferenceConfig]) -> None:
+    default = SETTINGS["temperature"].default
+    with Genius(engine=Pinky(delay=0, reply_tokens=2)) as g:
+        calls: list[Callable[[], object]] = [
+            lambda: list(g.chat(USER)),
+            lambda: list(g.chat(USER, temperature=default)),
+            lambda: list(g.chat(USER, InferenceConfig())),
+            lambda: list(g.chat(USER, None, max_tokens=None)),
+            lambda: g.complete_sync(USER),
+        ]
+        for call in calls:
+            call()
+    assert sent == [InferenceConfig()] * len(calls)
+    assert all(type(c) is InferenceConfig for c in sent), "always a complete config, never None"
+
+
+def test_every_front_end_sends_the_schemas_defaults(sent: list[InferenceConfig]) -> None:
+    from rusty_genius.ogenius.serve import add_command
+    from rusty_genius.ogenius.serve.cli import settings_of
+    from rusty_genius.ogenius.serve.service import Service
+
+    # ogenius chat (the TUI and the REPL send the session's request config): no flags, or a flag at its default.
+    for argv in ([], ["--temperature", "0.8"], ["--seed", "none"]):
+        session = Session(config=flags.config_of(_chat_parser().parse_args(argv)))
+        assert session.request_config() == InferenceConfig(), argv
+    # brainteaser (a fixture without settings) and the brainstem protocol.
+    assert InferenceConfig.of() == InferenceConfig()
+    assert Infer("r", "pinky", USER).config == InferenceConfig()
+    # ogenius serve: a request with no sampling fields (its documented override: include_reasoning, default true).
+    parser = argparse.ArgumentParser(prog="ogenius")
+    add_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["serve", "--engine", "pinky", "--pinky-delay", "0"])
+    choice = flags.resolve_model(args)
+    with Genius(engine=choice.engine) as g:
+        service = Service(g, choice, flags.config_of(args), settings_of(args))
+        for body in ({"messages": USER}, {"messages": USER, "temperature": 0.8}, {"messages": USER, "seed": None}):
+            stream = service.open(parse_chat(body))
+            assert [ev.kind for ev in stream][-1] == "complete"
+            service.done(stream)
+    assert sent == [InferenceConfig()] * 3

@@ -6,9 +6,12 @@ import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rusty_genius import _native
-from rusty_genius.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rusty_genius.facecrab.resolve import Resolution
 
 Message = Mapping[str, str]
 """A chat message: ``{"role": "system" | "user" | "assistant" | "tool", "content": str}``."""
@@ -22,7 +25,7 @@ def key_of(spec: Loadable) -> str:
         return "pinky-" + hashlib.sha1(repr(spec).encode(), usedforsecurity=False).hexdigest()[:8]
     if isinstance(spec, Brain):
         return os.fspath(spec.model_path)
-    return spec.name
+    return spec.resolution.key
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,15 +94,16 @@ class Brain:
 
 @dataclass(frozen=True)
 class _Named:
-    """A model by name (alias, ``owner/repo`` or a registered name), found or fetched by facecrab when loaded."""
+    """A model by name (alias, ``owner/repo`` or a registered name) as facecrab resolved it; found or fetched by
+    facecrab when loaded."""
 
-    name: str
+    resolution: Resolution
 
     def _load(self) -> _native.Engine:
         # Imported here: facecrab pulls in huggingface_hub, which `import rusty_genius` should not pay for.
         from rusty_genius import facecrab
 
-        return Brain(model_path=facecrab.ensure_model(self.name).path)._load()
+        return Brain(model_path=facecrab.ensure_model(self.resolution).path)._load()
 
 
 _DEFAULT_PINKY = Pinky()
@@ -110,20 +114,21 @@ EngineSpec = str | os.PathLike[str] | Pinky | Brain
 Loadable = Pinky | Brain | _Named
 
 
-def loadable(engine: EngineSpec) -> Loadable:
-    """What a user's engine or model choice means."""
+def loadable(engine: EngineSpec | None) -> Loadable:
+    """What a user's engine or model choice means: a :class:`Pinky` or :class:`Brain` as given; a name (None: the
+    default model) as facecrab's resolver decides. Never downloads."""
     if isinstance(engine, (Pinky, Brain)):
         return engine
-    if engine == "pinky":
+    # Imported here: facecrab pulls in huggingface_hub, which `import rusty_genius` should not pay for.
+    from rusty_genius.facecrab.resolve import resolve_model
+
+    return loadable_of(resolve_model(engine))
+
+
+def loadable_of(resolution: Resolution) -> Loadable:
+    """The engine for a resolved name (its :func:`key_of` is the resolution's key)."""
+    if resolution.kind == "pinky":
         return Pinky()
-    name = os.fspath(engine)
-    if name.endswith(".gguf"):
-        return Brain(model_path=engine)
-    if name:
-        return _Named(name)
-    raise ConfigError(
-        "no engine named: use 'pinky', a model name (e.g. 'smollm2-135m' or 'Qwen/Qwen2.5-1.5B-Instruct'), a path "
-        "to a .gguf file, rusty_genius.Pinky(...) or rusty_genius.Brain(model_path=...)"
-    )
-
-
+    if resolution.kind == "path" and resolution.path is not None:
+        return Brain(model_path=resolution.path)
+    return _Named(resolution)

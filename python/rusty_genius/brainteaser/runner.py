@@ -11,12 +11,15 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import rusty_genius
 from rusty_genius import Brain, Genius, GeniusError, InferenceConfig, Pinky
 from rusty_genius.brainteaser.fixture import Check, Fixture
 from rusty_genius.core.errors import DownloadError
+
+if TYPE_CHECKING:
+    from rusty_genius.facecrab import Resolution
 
 Status = Literal["passed", "failed", "skipped"]
 
@@ -107,13 +110,20 @@ class ModelSource:
             self._loaded = (key, g)
         return self._loaded[1]
 
+    @staticmethod
+    def resolution(fixture: Fixture) -> Resolution:
+        """What facecrab's resolver makes of the fixture's model, ``ORG/REPO:QUANT`` (or ``pinky``); never fetches."""
+        # Imported here: facecrab pulls in huggingface_hub, which `import rusty_genius.brainteaser` should not pay for.
+        from rusty_genius import facecrab
+
+        return facecrab.resolve_model(fixture.model_id)
+
     def _engine(self, fixture: Fixture) -> Pinky | Brain:
-        if fixture.is_pinky:
+        if fixture.is_pinky:  # the fixture format's rule (fixtures/pinky/...): no model name, no facecrab to pay for
             return Pinky(delay=0)
         from rusty_genius import facecrab
 
-        spec = facecrab.ensure_model(f"{fixture.org}/{fixture.repo}", fixture.quant)
-        return Brain(model_path=spec.path)
+        return Brain(model_path=facecrab.ensure_model(self.resolution(fixture)).path)
 
     def close(self) -> None:
         if self._loaded is not None:
@@ -143,7 +153,7 @@ def run_one(fixture: Fixture, source: ModelSource) -> Outcome:
             answer = Answer.of(g.complete_sync(messages, config))
             speeds.append(answer.tokens_per_s)
             problems = [check(c, answer) for c in turn.checks] + [_leaks(answer)]
-            failures += [f"turn {i + 1} (line {c.line}): {p}" for c, p in zip(turn.checks, problems) if p]
+            failures += [f"turn {i + 1} (line {c.line}): {p}" for c, p in zip(turn.checks, problems, strict=False) if p]
             failures += [f"turn {i + 1}: {p}" for p in problems[len(turn.checks) :] if p]
             if any(problems):
                 failures.append(f"turn {i + 1} answer: {answer.content!r}")

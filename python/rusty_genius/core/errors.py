@@ -1,14 +1,17 @@
 """The exception tree: every rusty-genius failure is a :class:`GeniusError`.
 
-The classes are defined in the native module (so Rust raises them directly) and re-exported here::
+The engine's classes are defined in the native module (so Rust raises them directly) and re-exported here;
+:class:`ConfigError` is defined here because it carries data (``field``, the setting at fault), and Rust raises this
+class too (it imports it when it first raises one)::
 
     GeniusError
     ├── BusyError          a model's request queue is full
-    ├── ConfigError        a setting is out of range or of the wrong type
+    ├── ConfigError        a setting is out of range or of the wrong type (``field``: which setting)
     ├── RequestError       the chat messages are malformed
     │   └── ContextOverflowError   the prompt does not fit the context window
     ├── ModelLoadError     a model file is missing, not GGUF, truncated or corrupted
     ├── ModelNotFoundError the hub has no such repo, or no GGUF for it
+    │   ├── UnknownModelError    a model name that names nothing (also a ConfigError; close matches as data)
     │   └── QuantNotFoundError   the quant asked for does not exist (the message lists those that do)
     ├── DownloadError      a download failed or did not verify (nothing was registered)
     │   └── OfflineError   HF_HUB_OFFLINE is set and the model is not cached
@@ -16,8 +19,9 @@ The classes are defined in the native module (so Rust raises them directly) and 
         └── EngineClosedError   the engine was closed
 """
 
+from collections.abc import Sequence
+
 from rusty_genius._native import (
-    ConfigError,
     ContextOverflowError,
     EngineClosedError,
     EngineError,
@@ -26,6 +30,18 @@ from rusty_genius._native import (
     RequestError,
 )
 
+
+class ConfigError(GeniusError):
+    """A setting is invalid: out of range, of the wrong type, or unknown.
+
+    ``field`` names the setting at fault (``"top_p"``, ``"max_tokens"``, a Pinky option such as ``"delay"``) where
+    the error is about one; None otherwise. Read it rather than the message, whose wording may change."""
+
+    field: str | None
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class BusyError(GeniusError):
@@ -42,6 +58,19 @@ class QuantNotFoundError(ModelNotFoundError):
     def __init__(self, message: str, available: list[str]) -> None:
         super().__init__(message)
         self.available = available
+
+
+class UnknownModelError(ModelNotFoundError, ConfigError):
+    """A model name that names nothing: not ``pinky``, a ``.gguf`` path, a registered name, an alias or a Hugging
+    Face repo id. ``name`` is the name as given; ``matches`` the known names that look like it, best first.
+
+    It is also a :class:`ConfigError` (the model is a setting, and it is wrong), so code that catches a bad setting
+    catches a bad name too."""
+
+    def __init__(self, message: str, *, name: str, matches: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.name = name
+        self.matches = list(matches)
 
 
 class DownloadError(GeniusError):
@@ -65,4 +94,5 @@ __all__ = [
     "OfflineError",
     "QuantNotFoundError",
     "RequestError",
+    "UnknownModelError",
 ]

@@ -118,20 +118,3 @@ def known_models() -> dict[str, UserManifest]:
 def default_model() -> UserManifest:
     """The model used when none is named."""
     return next(m for m in _embedded()[1].values() if m.default)
-
-
-def request_for(name: str, quant: str | None = None) -> UserManifest:
-    """What the user asked for: an alias (case-insensitive) or a repo id like ``owner/name``, with an optional quant."""
-    lowered = {alias.lower(): m for alias, m in _embedded()[1].items()}
-    # A model's own repo or the repo its GGUF files live in both name it.
-    by_repo = {r.lower(): m for m in lowered.values() for r in (m.gguf_repo, m.repo) if r}
-    found = lowered.get(name.lower()) or by_repo.get(name.lower())
-    if found is None:
-        if name.count("/") != 1 or not all(name.split("/")):
-            aliases = ", ".join(sorted(_embedded()[1]))
-            raise ConfigError(f"unknown model {name!r}: name a Hugging Face repo like 'owner/name' or one of {aliases}")
-        found = UserManifest(name=name, repo=name).merged_over(defaults())
-    if quant and quant.upper() != (found.quant or "").upper():
-        # Another quant than the manifest's: its pinned file list and hashes no longer apply.
-        found = dataclasses.replace(found, quant=quant.upper(), files=(), sha256=(), size=None, python_package=None)
-    return found

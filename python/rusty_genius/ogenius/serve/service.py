@@ -2,7 +2,9 @@
 
 Rules:
 - The served model is the one ``ogenius serve`` resolved at startup; a request naming another model gets 404 and
-  never starts a download (DESIGN.md §6). Omitting ``model`` means the served one.
+  never starts a download (DESIGN.md §6). Omitting ``model`` means the served one. A request's ``model`` names the
+  served one when it is the listed id, or when facecrab's resolver makes the same model of it (an alias, a repo id,
+  with or without the quant); resolving reads models.toml and registry.toml, never the network.
 - Listing and health never wake the model (:meth:`Service.model_card` reads ``Genius.is_loaded``).
 - Every stream a request opens is tracked until it ends, so shutdown can stop them all at once.
 """
@@ -13,22 +15,21 @@ import os
 import time
 from typing import Any
 
-from rusty_genius import Brain, Genius, InferenceConfig
-from rusty_genius.genius import ChatStream
+from rusty_genius import Brain, ChatStream, Genius, InferenceConfig
+from rusty_genius.core.errors import GeniusError
 from rusty_genius.ogenius.flags import ModelChoice
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error
 from rusty_genius.ogenius.serve.settings import ServeSettings
-from rusty_genius.core.errors import GeniusError
 
 
 class Service:
     """One served model behind both listeners."""
 
-    def __init__(
-        self, genius: Genius, choice: ModelChoice, defaults: InferenceConfig, settings: ServeSettings
-    ) -> None:
+    def __init__(self, genius: Genius, choice: ModelChoice, defaults: InferenceConfig, settings: ServeSettings) -> None:
         self.genius = genius
         self.model = choice.label
+        self.choice = choice
+        self._named: dict[str, bool] = {}  # request model names already checked (each check may read registry.toml)
         self.defaults = defaults
         self.settings = settings
         self.created = _created(choice)
@@ -38,15 +39,23 @@ class Service:
     # -- models -------------------------------------------------------------------------------------------------
 
     def check_model(self, name: str | None) -> None:
-        """Raises 404 unless ``name`` is the served model, with or without its ``:QUANT`` (or omitted)."""
-        served = {self.model.lower(), self.model.lower().rsplit(":", 1)[0]}
-        if name and name.lower() not in served:
+        """Raises 404 unless ``name`` names the served model (or is omitted): its id, or any name facecrab resolves
+        to it (with or without its ``:QUANT``). Never downloads."""
+        if name and name.lower() != self.model.lower() and not self._names_served(name):
             raise ApiError(
                 404,
                 f"The model '{name}' does not exist on this server; it serves '{self.model}'.",
                 code="model_not_found",
                 param="model",
             )
+
+    def _names_served(self, name: str) -> bool:
+        known = self._named.get(name)
+        if known is None:
+            if len(self._named) >= _NAMES_KEPT:
+                self._named.clear()
+            known = self._named[name] = _same_model(self.choice, name)
+        return known
 
     @property
     def loaded(self) -> bool:
@@ -88,6 +97,21 @@ class Service:
         self.closing = True
         for stream in list(self._streams):
             stream.close()
+
+
+_NAMES_KEPT = 256
+"""Request model names whose check is remembered (clients repeat theirs; a flood of new names only costs lookups)."""
+
+
+def _same_model(choice: ModelChoice, name: str) -> bool:
+    """Whether ``name`` names the model ``choice`` serves, as facecrab's resolver sees it."""
+    # Imported here: facecrab pulls in huggingface_hub, which serving Pinky does not otherwise need.
+    from rusty_genius import facecrab
+
+    try:
+        return facecrab.names_model(name, choice.resolution or facecrab.resolve_model(choice.label))
+    except GeniusError:  # the registry could not be read, or the label names nothing: only the id itself matches
+        return False
 
 
 def _created(choice: ModelChoice) -> int:

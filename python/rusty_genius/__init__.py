@@ -13,8 +13,8 @@ import atexit
 
 from rusty_genius import _native, core
 from rusty_genius._native import __version__, build_info
+from rusty_genius.brainstem import CortexStrategy, HibernateAfter, Immediate, KeepAlive, StatusReport, strategy_of
 from rusty_genius.core import *  # noqa: F403 (the shared vocabulary: events, config, errors)
-from rusty_genius.brainstem import CortexStrategy, HibernateAfter, Immediate, KeepAlive
 from rusty_genius.genius import Answer, Brain, ChatStream, Genius, Message, Pinky
 
 __all__ = [
@@ -28,8 +28,10 @@ __all__ = [
     "KeepAlive",
     "Message",
     "Pinky",
+    "StatusReport",
     "__version__",
     "build_info",
+    "strategy_of",
 ]
 __all__ += core.__all__
 

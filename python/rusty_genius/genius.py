@@ -2,28 +2,48 @@
 
 It owns a :class:`~rusty_genius.brainstem.Brainstem` (on the caller's event loop with ``async with``, or on a
 private loop thread with plain ``with``), so one Genius serves many callers and several models, loads lazily and
-shares loads, and unloads idle models by its strategy.
+shares loads, and unloads idle models by its strategy. Model management (:meth:`Genius.load`, ``unload``,
+``download``, ``status``) goes through the brainstem's message protocol, served by a Dispatcher the Genius owns: the
+one entrance that a management API over HTTP maps onto too.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractContextManager
+import os
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, aclosing
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from rusty_genius import _native
 from rusty_genius.brainstem import Brainstem, CortexStrategy, Immediate
+from rusty_genius.brainstem.dispatch import Dispatcher
+from rusty_genius.brainstem.protocol import (
+    BrainstemInput,
+    BrainstemOutput,
+    Download,
+    Downloaded,
+    ErrorOutput,
+    LoadModel,
+    Status,
+    StatusReport,
+    Unload,
+)
 from rusty_genius.core.config import InferenceConfig
-from rusty_genius.core.errors import EngineClosedError
+from rusty_genius.core.errors import EngineClosedError, GeniusError
 from rusty_genius.core.events import Event, Timings, TokenStream, Usage
+from rusty_genius.core.progress import DownloadProgress, OnProgress
 from rusty_genius.engines import Brain, EngineSpec, Loadable, Message, Pinky, key_of, loadable
 
+if TYPE_CHECKING:
+    from rusty_genius.facecrab import ModelSpec
+
 __all__ = ["Answer", "Brain", "ChatStream", "Genius", "Message", "Pinky"]
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -75,6 +95,22 @@ class ChatStream:
             raise StopAsyncIteration
         self._native = self._opened(await self._open_async())
         return await self._native.__anext__()
+
+    def batch(self, limit: int = 256) -> Awaitable[list[Event]]:
+        """Waits for the next event, then takes every event already waiting (at most ``limit``) without
+        suspending: for writers that pay per write (a server), not per event. Returns ``[]`` once the stream has
+        ended; ends after ``complete``. An error that comes after some events is raised by the next call, so the
+        events before it are never lost; a call cancelled while it waits (a timeout) loses nothing. A :attr:`cold`
+        stream first waits for its load, as ``__anext__`` does."""
+        if self._native is not None:
+            return self._native.batch(limit)
+        return self._first_batch(limit)
+
+    async def _first_batch(self, limit: int) -> list[Event]:
+        if self._closed or self._cancelled or self._open_async is None:
+            return []
+        self._native = self._opened(await self._open_async())
+        return await self._native.batch(limit)
 
     def _opened(self, native: TokenStream) -> TokenStream:
         """Applies a close() or cancel() that came while the load was awaited."""
@@ -148,27 +184,40 @@ class Genius:
         self._default = self._choose(model, engine)
         self._default_key = key_of(self._default)
         self._engine_choice = engine
+        self._chosen: dict[str, Loadable] = {}  # model names, resolved once (resolving reads registry.toml)
         self._strategy = strategy
         self._max_loaded = max_loaded
         self._max_queue = max_queue
         self._brainstem: Brainstem | None = None
+        self._dispatcher = Dispatcher(key=self._key)  # model names mean here what they mean to chat()
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._portal: BlockingPortal | None = None
 
     @staticmethod
     def _choose(model: EngineSpec | None, engine: EngineSpec | None) -> Loadable:
+        """What ``model`` means with ``engine``: a name (None: the default model) as facecrab's resolver decides."""
         if isinstance(model, (Pinky, Brain)):
             return model
         if engine is not None and engine != "brain":
             chosen = loadable(engine)
             if isinstance(chosen, Pinky) or model is None:
                 return chosen
-        if model is None:
-            return loadable("smollm2-135m")
         return loadable(model)
 
+    def _loadable(self, model: EngineSpec | None) -> Loadable:
+        """A request's model (None: this Genius's default); a name is resolved on its first use only."""
+        if model is None:
+            return self._default
+        if isinstance(model, (Pinky, Brain)):
+            return self._choose(model, self._engine_choice)
+        name = os.fspath(model)
+        chosen = self._chosen.get(name)
+        if chosen is None:
+            chosen = self._chosen[name] = self._choose(model, self._engine_choice)
+        return chosen
+
     def _key(self, model: EngineSpec | None) -> str:
-        spec = self._default if model is None else self._choose(model, self._engine_choice)
+        spec = self._loadable(model)
         key = self._default_key if model is None else key_of(spec)
         self._require().register(key, spec._load)
         return key
@@ -263,10 +312,12 @@ class Genius:
         ``g.chat(messages, max_tokens=64, temperature=0)``. ``model`` picks another model than the default.
         ``keep_alive`` (as Ollama's): how long the model stays loaded once idle after this request, e.g.
         ``HibernateAfter(60)``, ``Immediate()`` or ``KeepAlive()``; None: the Genius's strategy. The last request to
-        arrive sets it (see :func:`rusty_genius.brainstem.strategy_of` to make one from seconds).
+        arrive sets it (see :func:`rusty_genius.strategy_of` to make one from seconds).
         """
+        # Always the complete config (the schema's defaults under what was asked): the engine never fills in its own.
+        config = InferenceConfig() if config is None else config
         if settings:
-            config = (config or InferenceConfig()).updated(**settings)
+            config = config.updated(**settings)
         brainstem = self._require()
         key = self._key(model)
         held = brainstem.try_hold(key, keep_alive=keep_alive)
@@ -295,7 +346,7 @@ class Genius:
 
     @staticmethod
     def _open(
-        held: tuple[_native.Engine, Callable[[], None]], messages: Sequence[Message], config: InferenceConfig | None
+        held: tuple[_native.Engine, Callable[[], None]], messages: Sequence[Message], config: InferenceConfig
     ) -> TokenStream:
         engine, release = held
         try:
@@ -310,20 +361,57 @@ class Genius:
         """The whole answer to ``messages`` (content, thinking, usage, timings)."""
         return _answer([ev async for ev in self.chat(messages, config, **settings)])
 
-    def complete_sync(self, messages: Sequence[Message], config: InferenceConfig | None = None, **settings: Any) -> Answer:
+    def complete_sync(
+        self, messages: Sequence[Message], config: InferenceConfig | None = None, **settings: Any
+    ) -> Answer:
         """Blocking form of :meth:`complete`."""
         return _answer(list(self.chat(messages, config, **settings)))
 
-    # -- models -------------------------------------------------------------------------------------------------
+    # -- models: through the brainstem's message protocol ------------------------------------------------------
 
-    def download(self, name: str | None = None, quant: str | None = None) -> Any:
-        """Fetches (or finds) a model and registers it; returns its :class:`~rusty_genius.facecrab.ModelSpec`."""
-        from rusty_genius import facecrab
+    async def _send(self, message: BrainstemInput) -> AsyncGenerator[BrainstemOutput, None]:
+        """The outputs of ``message`` from this Genius's Dispatcher; an :class:`ErrorOutput` is raised as its error."""
+        self._dispatcher.attach(self._brainstem)
+        async with aclosing(self._dispatcher.handle(message)) as outputs:
+            async for output in outputs:
+                if isinstance(output, ErrorOutput):
+                    raise output.error.exception()
+                yield output
 
-        return facecrab.ensure_model(name, quant)
+    async def load(self, model: str | os.PathLike[str] | None = None) -> None:
+        """Loads ``model`` (a name as :meth:`chat` takes it; default: the default model) now, sharing a load already
+        under way; then the strategy applies as after a request (:class:`Immediate` unloads it again at once)."""
+        async for _ in self._send(LoadModel(None if model is None else os.fspath(model))):
+            pass
 
-    def models(self) -> list[Any]:
-        """The registered models (:class:`~rusty_genius.facecrab.ModelSpec`), without loading any."""
+    async def unload(self, model: str | os.PathLike[str] | None = None) -> bool:
+        """Unloads ``model`` (default: the default model) now; returns whether it was loaded. A model that requests
+        still hold raises :class:`BusyError`. The next request loads it again."""
+        return [o async for o in self._send(Unload(None if model is None else os.fspath(model)))] != []
+
+    async def download(
+        self, model: str | None = None, quant: str | None = None, *, on_progress: OnProgress | None = None
+    ) -> ModelSpec:
+        """Fetches (or finds) ``model`` (default: the default model) and registers it, on a worker thread; returns
+        its :class:`~rusty_genius.facecrab.ModelSpec`. ``on_progress`` gets a :class:`DownloadProgress` as bytes
+        arrive (on this loop); nothing is printed. Never loads the model; works before :meth:`start` too."""
+        async for output in self._send(Download(model, quant)):
+            if isinstance(output, DownloadProgress) and on_progress is not None:
+                on_progress(output)
+            elif isinstance(output, Downloaded):
+                return output.spec
+        raise GeniusError(f"the download of {model or 'the default model'} ended without a result")
+
+    async def status(self) -> StatusReport:
+        """The registered models and the loaded ones (as Ollama's ``/api/ps``); never loads anything."""
+        async for output in self._send(Status()):
+            if isinstance(output, StatusReport):
+                return output
+        raise GeniusError("no status came back")
+
+    def models(self) -> list[ModelSpec]:
+        """The registered models (:class:`~rusty_genius.facecrab.ModelSpec`), without loading any (the blocking form
+        of :meth:`status`'s ``models``)."""
         from rusty_genius import facecrab
 
         return list(facecrab.Registry().models().values())
@@ -334,8 +422,7 @@ class Genius:
 
     def is_loaded(self, model: EngineSpec | None = None) -> bool:
         """Whether ``model`` (default: the default model) is loaded now; never loads it."""
-        spec = self._default if model is None else self._choose(model, self._engine_choice)
-        return (self._default_key if model is None else key_of(spec)) in self.loaded()
+        return (self._default_key if model is None else key_of(self._loadable(model))) in self.loaded()
 
     @property
     def engine(self) -> _native.Engine:

@@ -1,12 +1,15 @@
-"""brainstem: orchestration and model lifecycle (see :mod:`.orchestrator`), with its message protocol."""
+"""brainstem: orchestration and model lifecycle (see :mod:`.orchestrator`), with its message protocol
+(:mod:`.protocol`, served by :class:`Dispatcher`: the entrance model management takes)."""
 
 from rusty_genius.brainstem.dispatch import Dispatcher
 from rusty_genius.brainstem.lifecycle import CortexStrategy, HibernateAfter, Immediate, KeepAlive, strategy_of
-from rusty_genius.brainstem.orchestrator import Brainstem, Hold
+from rusty_genius.brainstem.orchestrator import Brainstem
 from rusty_genius.brainstem.protocol import (
     BrainstemInput,
     BrainstemOutput,
     Cancel,
+    Download,
+    Downloaded,
     ErrorInfo,
     ErrorOutput,
     EventOutput,
@@ -14,6 +17,8 @@ from rusty_genius.brainstem.protocol import (
     LoadModel,
     Notice,
     Shutdown,
+    Status,
+    StatusReport,
     Unload,
 )
 
@@ -24,17 +29,20 @@ __all__ = [
     "Cancel",
     "CortexStrategy",
     "Dispatcher",
+    "Download",
+    "Downloaded",
     "ErrorInfo",
     "ErrorOutput",
     "EventOutput",
     "HibernateAfter",
-    "Hold",
     "Immediate",
     "Infer",
     "KeepAlive",
     "LoadModel",
     "Notice",
     "Shutdown",
+    "Status",
+    "StatusReport",
     "Unload",
     "strategy_of",
 ]

@@ -1,4 +1,4 @@
-"""core: the shared vocabulary — events, inference config, errors."""
+"""core: the shared vocabulary — events, inference config, errors, download progress."""
 
 from rusty_genius.core.config import Behavior, InferenceConfig, Sampling
 from rusty_genius.core.errors import (
@@ -14,8 +14,10 @@ from rusty_genius.core.errors import (
     OfflineError,
     QuantNotFoundError,
     RequestError,
+    UnknownModelError,
 )
 from rusty_genius.core.events import Event, EventKind, FinishReason, Timings, TokenStream, Usage
+from rusty_genius.core.progress import DownloadProgress
 
 __all__ = [
     "Behavior",
@@ -23,6 +25,7 @@ __all__ = [
     "ConfigError",
     "ContextOverflowError",
     "DownloadError",
+    "DownloadProgress",
     "EngineClosedError",
     "EngineError",
     "Event",
@@ -38,5 +41,6 @@ __all__ = [
     "Sampling",
     "Timings",
     "TokenStream",
+    "UnknownModelError",
     "Usage",
 ]

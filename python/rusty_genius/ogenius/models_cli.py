@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from rusty_genius.core.errors import GeniusError
 from rusty_genius.ogenius.friendly import unknown_model
+from rusty_genius.ogenius.progress import ProgressBars
 
 # facecrab (huggingface_hub, filelock) is imported inside each command: `ogenius --help`, `chat --engine pinky`
 # and `teaser` should not pay for it.
@@ -29,10 +29,13 @@ def _size(n: int) -> str:
 def download(args: argparse.Namespace) -> int:
     from rusty_genius import facecrab
 
+    bars = ProgressBars()
     try:
-        spec = facecrab.ensure_model(args.model, args.quant)
+        spec = facecrab.ensure_model(facecrab.resolve_model(args.model, args.quant), on_progress=bars)
     except GeniusError as err:
         raise unknown_model(err, args.model) from None
+    finally:
+        bars.close()
     print(f"{spec.name}: {spec.gguf_repo or 'local'} {spec.quant} ({_size(spec.size)})", file=sys.stderr)
     print(spec.path)
     return 0
@@ -43,7 +46,7 @@ def list_models(args: argparse.Namespace) -> int:
 
     models = facecrab.Registry().models()
     if not models:
-        print("no models yet: try 'ogenius download smollm2-135m'", file=sys.stderr)
+        print(f"no models yet: try 'ogenius download {facecrab.default_model().name}'", file=sys.stderr)
         return 0
     rows = [("NAME", "REPO", "QUANT", "SIZE", "PATH")]
     for name, spec in sorted(models.items()):
@@ -59,18 +62,18 @@ def import_model(args: argparse.Namespace) -> int:
     from rusty_genius import facecrab
 
     spec = facecrab.import_model(args.path, args.name)
-    print(f"registered {spec.name} ({spec.quant or 'unknown quant'}, {_size(spec.size)}) at {spec.path}", file=sys.stderr)
+    print(
+        f"registered {spec.name} ({spec.quant or 'unknown quant'}, {_size(spec.size)}) at {spec.path}", file=sys.stderr
+    )
     return 0
 
 
 def remove(args: argparse.Namespace) -> int:
     from rusty_genius import facecrab
-    from rusty_genius.facecrab.download import discard
 
-    registry = facecrab.Registry()
-    spec = facecrab.find_model(args.name, registry=registry)
+    spec = facecrab.find_model(args.name)
     if spec is None:
-        known = ", ".join(sorted(registry.models())) or "none"
+        known = ", ".join(sorted(facecrab.Registry().models())) or "none"
         print(f"ogenius: no model named {args.name!r} (registered: {known})", file=sys.stderr)
         return 2
     delete = False
@@ -82,11 +85,8 @@ def remove(args: argparse.Namespace) -> int:
             delete = answer.strip().lower() in ("y", "yes")
         else:
             print("not deleting its files without --yes (stdin is not a terminal)", file=sys.stderr)
-    registry.remove(spec.name)
-    if delete:
-        for path in spec.paths:
-            discard(Path(path))
-    kept = "" if delete or not spec.paths else f"; kept {'its files' if spec.owned else 'the file it does not own'}"
+    removed = facecrab.remove_model(spec.name, delete_files=delete)
+    kept = f"; kept {'its files' if spec.owned else 'the file it does not own'}" if removed.kept else ""
     print(f"removed {spec.name}{kept}", file=sys.stderr)
     return 0
 

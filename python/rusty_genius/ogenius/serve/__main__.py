@@ -1,7 +1,11 @@
-"""``python -m rusty_genius.ogenius.serve`` is ``ogenius serve``."""
+"""``python -m rusty_genius.ogenius.serve`` is ``ogenius serve``.
+
+It runs the ``ogenius`` command rather than anything of this package's own: :mod:`rusty_genius.ogenius.cli` imports
+the serve package, so the serve package must not import it back (only this entry point, which nothing imports, does).
+"""
 
 import sys
 
-from rusty_genius.ogenius.serve.cli import main
+from rusty_genius.ogenius.cli import main
 
-sys.exit(main())
+sys.exit(main(["serve", *sys.argv[1:]]))

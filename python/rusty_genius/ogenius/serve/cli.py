@@ -13,8 +13,7 @@ import logging
 import os
 import sys
 
-from rusty_genius import KeepAlive, Pinky
-from rusty_genius.brainstem import strategy_of
+from rusty_genius import KeepAlive, Pinky, strategy_of
 from rusty_genius.ogenius.flags import ModelChoice, add_inference_flags, bounded, config_of, resolve_model
 from rusty_genius.ogenius.serve.settings import DEFAULT_MAX_BODY, Address, AddressError, ServeSettings
 
@@ -148,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
                 think=not args.pinky_no_think,
                 script=args.pinky_script,
             )
-            choice = ModelChoice(pinky, choice.label)
+            choice = ModelChoice(pinky, choice.label, choice.resolution)
         defaults = config_of(args)
     except BaseException:
         listeners.close()
@@ -164,11 +163,4 @@ def run(args: argparse.Namespace) -> int:
     return serve(listeners, choice, defaults, strategy=strategy, max_queue=args.max_queue, on_ready=announce)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m rusty_genius.ogenius.serve``: the same as ``ogenius serve``."""
-    from rusty_genius.ogenius.cli import main as ogenius_main
-
-    return ogenius_main(["serve", *(sys.argv[1:] if argv is None else argv)])
-
-
-__all__ = ["add_command", "add_serve_flags", "main", "run"]
+__all__ = ["add_command", "add_serve_flags", "run"]

@@ -22,8 +22,7 @@ from typing import Any
 
 import uvicorn
 
-from rusty_genius import Genius, InferenceConfig
-from rusty_genius.brainstem import CortexStrategy
+from rusty_genius import CortexStrategy, Genius, InferenceConfig
 from rusty_genius.ogenius.flags import ModelChoice
 from rusty_genius.ogenius.serve import http, ws
 from rusty_genius.ogenius.serve.security import Guard, Policy
@@ -161,7 +160,8 @@ async def _main(
                 loop.create_task(servers[0].serve(sockets=[listeners.http])),
                 loop.create_task(servers[1].serve(sockets=[listeners.ws])),
             ]
-            while not all(s.started for s in servers) and not any(t.done() for t in tasks):
+            # uvicorn exposes `started` only as a flag, so it is polled.
+            while not all(s.started for s in servers) and not any(t.done() for t in tasks):  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             if all(s.started for s in servers):
                 on_ready(settings)

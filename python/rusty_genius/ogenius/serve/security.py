@@ -9,8 +9,9 @@
   over loopback, and ``--allow-origin`` entries. Cross-origin admitted requests get CORS headers naming that origin;
   never a wildcard.
 - The API key: ``Authorization: Bearer KEY`` compared in constant time, never logged. HTTP: every path but
-  :data:`PUBLIC_PATHS` (the page, ``/health``, ``/v1/ws-info``). WebSocket: a wrong header refuses the upgrade; no header leaves the socket unauthenticated until
-  an ``auth`` frame (browsers cannot set headers), see docs/websocket.md.
+  :data:`PUBLIC_PATHS` (the page, ``/health``, ``/v1/ws-info``). WebSocket: a wrong header refuses the upgrade; no
+  header leaves the socket unauthenticated until an ``auth`` frame (browsers cannot set headers), see
+  docs/websocket.md.
 - Body caps: a declared Content-Length over ``--max-body-bytes`` gets 413 here; bodies without one are counted as
   they are read (:func:`read_body`); uvicorn caps WebSocket messages at the same size.
 """

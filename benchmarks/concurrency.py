@@ -175,7 +175,10 @@ def main() -> None:
         with Server("llama-cpp-python", peer, peer_port):
             curves["llama-cpp-python"] = {n: asyncio.run(level(peer_port, n, args.tokens)) for n in levels}
     print(f"model={Path(model).name} max_tokens={args.tokens} threads=2 our_parallel={args.parallel}")
-    print(f"{'server':<18}{'clients':>8}{'agg tok/s':>11}{'ttft p50':>10}{'ttft p95':>10}{'cut off':>9}  tokens per client")
+    print(
+        f"{'server':<18}{'clients':>8}{'agg tok/s':>11}{'ttft p50':>10}{'ttft p95':>10}{'cut off':>9}"
+        "  tokens per client"
+    )
     for name, curve in curves.items():
         for n, (rate, p50, p95, tokens, cut) in curve.items():
             print(f"{name:<18}{n:>8}{rate:>11.1f}{p50:>9.2f}s{p95:>9.2f}s{cut:>9}  {tokens}")

@@ -422,7 +422,7 @@ def report(ours: SideResult | None, peer: SideResult | None, peer_py: str | None
     if ours is None or peer is None:
         return
 
-    for i, (a, b) in enumerate(zip(ours.runs, peer.runs), 1):
+    for i, (a, b) in enumerate(zip(ours.runs, peer.runs, strict=True), 1):
         same_text = a.text == b.text
         digest = hashlib.sha256(a.text.encode()).hexdigest()[:12]
         print(
@@ -431,7 +431,10 @@ def report(ours: SideResult | None, peer: SideResult | None, peer_py: str | None
             + (f" (sha256 {digest})" if same_text else "")
         )
         if not same_text:
-            at = next((i for i, (x, y) in enumerate(zip(a.text, b.text)) if x != y), min(len(a.text), len(b.text)))
+            at = next(
+                (i for i, (x, y) in enumerate(zip(a.text, b.text, strict=False)) if x != y),
+                min(len(a.text), len(b.text)),
+            )
             start = max(0, at - 30)
             print(f"      the texts part at character {at}:")
             print(f"      ours: …{a.text[start : at + 40]!r}…\n      peer: …{b.text[start : at + 40]!r}…")

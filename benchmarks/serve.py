@@ -38,9 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import websockets
-
 import rusty_genius
+import websockets
 from rusty_genius import Brain, Genius, InferenceConfig, Pinky
 
 PROMPT = [{"role": "user", "content": "Count from 1 to 200, separated by commas."}]
@@ -118,7 +117,7 @@ async def ws_stream(url: str, body: dict[str, Any]) -> Run:
         await ws.send(json.dumps({"type": "chat", "id": 1, **body}))
         async for message in ws:
             assert isinstance(message, str)
-            if message.startswith('{"id":1,"type":"content"') or message.startswith('{"id":1,"type":"thinking"'):
+            if message.startswith(('{"id":1,"type":"content"', '{"id":1,"type":"thinking"')):
                 last = time.perf_counter()
                 first = first or last
                 continue
@@ -187,14 +186,25 @@ async def concurrent(runs: int, n: int, ways: Sequence[Way]) -> list[tuple[float
             results = await asyncio.gather(*(ways[i]() for _ in range(n)))
             row[i] = sum(r.tokens for r in results) / (time.perf_counter() - start)
         table.append([row[i] for i in range(len(ways))])
-    return [(max(row[i] for row in table), statistics.median(row[i] / row[0] for row in table)) for i in range(len(ways))]
+    return [
+        (max(row[i] for row in table), statistics.median(row[i] / row[0] for row in table)) for i in range(len(ways))
+    ]
 
 
 @contextmanager
 def server(args: Sequence[str]) -> Iterator[tuple[str, str]]:
     """``ogenius serve`` on free ports; yields its HTTP and WS base URLs."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rusty_genius.ogenius.serve", "--addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", *args],
+        [
+            sys.executable,
+            "-m",
+            "rusty_genius.ogenius.serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--ws-addr",
+            "127.0.0.1:0",
+            *args,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -243,7 +253,7 @@ async def measure(
         f"  {'':11} {'TTFT ms':>8} {'decode tok/s':>13} {'ratio':>6} {'engine tok/s':>13}"
         f"   {'4 streams tok/s':>15} {'ratio':>6}"
     )
-    for name, s1, (rate4, ratio4) in zip(("in-process", "SSE", "WebSocket"), one, four):
+    for name, s1, (rate4, ratio4) in zip(("in-process", "SSE", "WebSocket"), one, four, strict=True):
         print(
             f"  {name:11} {s1.ttft * 1000:8.2f} {s1.best.decode:13,.0f} {s1.ratio:6.3f} {s1.engine:13,.0f}"
             f"   {rate4:15,.0f} {ratio4:6.3f}"
@@ -260,7 +270,15 @@ def smollm2() -> Path:
 
 async def main_async(args: argparse.Namespace) -> None:
     pinky_body = {"messages": PROMPT}
-    pinky_args = ["--engine", "pinky", "--pinky-delay", "0", "--pinky-tokens", str(args.pinky_tokens), "--pinky-no-think"]
+    pinky_args = [
+        "--engine",
+        "pinky",
+        "--pinky-delay",
+        "0",
+        "--pinky-tokens",
+        str(args.pinky_tokens),
+        "--pinky-no-think",
+    ]
     with server(pinky_args) as urls:
         pinky = Pinky(delay=0, reply_tokens=args.pinky_tokens, think=False)
         async with Genius(engine=pinky) as genius:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command: Rust tests, build, stub and type checks, then scripts/pinky.sh and scripts/metal.sh
-# (the brainteaser harness and pytest, on Pinky and on the real engine). Exits non-zero on any failure.
+# The project's test command: the gates (ruff lint and format, cargo fmt, import cycles, cargo clippy, stubtest,
+# mypy strict), the Rust tests and the build, then scripts/pinky.sh and scripts/metal.sh (the brainteaser harness and
+# pytest, on Pinky and on the real engine). Exits non-zero on any failure.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k stream).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -17,6 +18,17 @@ if [ "$(uname -s)" = "Linux" ] && ! command -v chromium >/dev/null; then
   apt_install chromium || echo "test: the web page's browser tests need chromium at /usr/bin/chromium; install it" >&2
 fi
 
+# Gates: lint and format (Python and Rust) and import cycles first, because they take seconds.
+echo "== ruff check, ruff format --check (python, tests, benchmarks, scripts)" >&2
+"$VENV/bin/ruff" check python tests benchmarks scripts
+"$VENV/bin/ruff" format --check python tests benchmarks scripts
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all --check
+
+echo "== no import cycles (Python package and rust/cortex)" >&2
+"$VENV/bin/python" scripts/check_imports.py
+
 echo "== no tokio, no async-std (the async runtime is smol)" >&2
 if cargo tree --locked --workspace -e normal,build | grep -Ei '^[^a-z]*(tokio|async-std) '; then
   echo "test: tokio or async-std is in the dependency tree" >&2
@@ -29,8 +41,13 @@ cargo test --locked -p rusty-genius-cortex --no-default-features
 echo "== build (maturin develop --release ${NATIVE_FEATURES[*]-})" >&2
 build_native
 
-echo "== stubtest (_native.pyi against the built module)" >&2
-"$VENV/bin/python" -m mypy.stubtest rusty_genius._native --ignore-missing-stub --mypy-config-file pyproject.toml
+# After the build: the release profile's llama.cpp build is reused, so clippy only checks our crates.
+echo "== cargo clippy (workspace, all targets, warnings are errors)" >&2
+cargo clippy --locked --release --workspace --all-targets -- -D warnings
+
+echo "== stubtest (_native.pyi against the built module; intended differences in python/stubtest-allowlist.txt)" >&2
+"$VENV/bin/python" -m mypy.stubtest rusty_genius._native --mypy-config-file pyproject.toml \
+  --allowlist python/stubtest-allowlist.txt
 
 echo "== mypy" >&2
 "$VENV/bin/python" -m mypy

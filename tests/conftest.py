@@ -22,11 +22,10 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 import importlib.util
 import time
-from pathlib import Path
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
-
 import rusty_genius
 
 

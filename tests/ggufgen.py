@@ -62,7 +62,7 @@ def _make(arch: str, tensors: int, context_length: int, chat_template: str | Non
         """The header (metadata and tensor infos) and the total file size."""
         infos: list[bytes] = []
         at = 0  # each tensor's offset in the data section: the previous one's end, aligned
-        for name, n in zip(names, counts):
+        for name, n in zip(names, counts, strict=True):
             infos.append(_string(name) + struct.pack("<IQIQ", 1, n, GGML_F32, at))
             at += _align(4 * n)
         head = struct.pack("<4sIQQ", b"GGUF", 3, len(names), len(kvs)) + b"".join(kvs) + b"".join(infos)

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 import rusty_genius
 from rusty_genius import (
     Brain,
@@ -19,6 +18,7 @@ from rusty_genius import (
     InferenceConfig,
     ModelLoadError,
 )
+
 from tests.conftest import smollm2_path, wait_until
 
 pytestmark = pytest.mark.real_engine
@@ -205,7 +205,9 @@ def rss_bytes() -> int:
 
 
 def test_unloading_frees_the_memory() -> None:
-    with Genius(engine=Brain(model_path=smollm2_path(), threads=2, context_size=2048), strategy=rusty_genius.Immediate()) as g:
+    with Genius(
+        engine=Brain(model_path=smollm2_path(), threads=2, context_size=2048), strategy=rusty_genius.Immediate()
+    ) as g:
         run(g, QUESTION, temperature=0, max_tokens=2)  # warm up whatever the first load allocates once
         assert wait_until(lambda: g.loaded() == [])
         before = rss_bytes()

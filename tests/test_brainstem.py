@@ -8,12 +8,11 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-
 from rusty_genius import (
     BusyError,
     ChatStream,
-    Event,
     EngineError,
+    Event,
     Genius,
     HibernateAfter,
     Immediate,
@@ -21,6 +20,7 @@ from rusty_genius import (
     _native,
 )
 from rusty_genius.brainstem import Brainstem
+
 from tests.conftest import USER, wait_for
 
 pytestmark = [pytest.mark.pinky, pytest.mark.anyio]

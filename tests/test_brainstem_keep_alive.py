@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from rusty_genius import Genius, HibernateAfter, Immediate, KeepAlive, Pinky, _native
 from rusty_genius.brainstem import Brainstem, strategy_of
 from rusty_genius.core.errors import ConfigError
+
 from tests.conftest import USER, wait_for
 
 pytestmark = [pytest.mark.pinky, pytest.mark.anyio]

@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from rusty_genius.brainteaser import Answer, Check, FixtureError, ModelSource, check, load, parse, run_one
 
 pytestmark = pytest.mark.pinky
@@ -92,7 +91,7 @@ def test_malformed_fixtures_name_the_file_line_and_problem(text: str, message: s
 
 def test_a_fixture_must_sit_at_org_repo_quant(tmp_path: Path) -> None:
     path = write(tmp_path / "fixtures", "Org/Repo/test.md", "## User\nhi\n")
-    with pytest.raises(FixtureError, match="ORG/REPO/QUANT/TEST.md"):
+    with pytest.raises(FixtureError, match=r"ORG/REPO/QUANT/TEST\.md"):
         load(path, tmp_path / "fixtures")
 
 
@@ -120,14 +119,16 @@ def test_checks(kind: str, value: object, answer: Answer, problem: str | None) -
 def test_the_harness_reports_passed_failed_with_every_problem_and_leaks(tmp_path: Path) -> None:
     root = tmp_path / "fixtures"
     good = load(write(root, "pinky/narf/default/good.md", GOOD), root)
-    bad = load(write(root, "pinky/narf/default/bad.md", "## User\nhi\n## Expect\n- contains: Paris\n- tokens: ..2\n"), root)
+    bad = load(
+        write(root, "pinky/narf/default/bad.md", "## User\nhi\n## Expect\n- contains: Paris\n- tokens: ..2\n"), root
+    )
     leak = load(write(root, "pinky/narf/default/leak.md", "---\nshow_thinking: false\n---\n## User\nhi\n"), root)
     source = ModelSource()
     try:
         assert run_one(good, source).status == "passed"
         outcome = run_one(bad, source)
         assert outcome.status == "failed"
-        assert any("turn 1 (line 4): contains: \"Paris\": not in the answer" in f for f in outcome.failures)
+        assert any('turn 1 (line 4): contains: "Paris": not in the answer' in f for f in outcome.failures)
         assert any("tokens: 0..2: 31 tokens" in f for f in outcome.failures), outcome.failures
         assert any("answer: 'Narf! Narf!" in f for f in outcome.failures)
         assert run_one(leak, source).status == "passed"

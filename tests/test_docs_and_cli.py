@@ -65,7 +65,9 @@ def test_version() -> None:
     out = run([*OGENIUS, "--version"])
     assert out.returncode == 0
     # Version, distribution, backends and the CPU features compiled in (rusty_genius.build_info()).
-    assert re.fullmatch(r"ogenius \d+\.\d+\.\d+ \(rusty-genius[-a-z]*, [a-z ]+; [a-z0-9. ]*\)\n", out.stdout), out.stdout
+    assert re.fullmatch(r"ogenius \d+\.\d+\.\d+ \(rusty-genius[-a-z]*, [a-z ]+; [a-z0-9. ]*\)\n", out.stdout), (
+        out.stdout
+    )
 
 
 def test_console_script_is_installed() -> None:

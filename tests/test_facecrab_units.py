@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from rusty_genius import ConfigError, DownloadError
 from rusty_genius.facecrab import default_model, request_for, safe_repo_path
 from rusty_genius.facecrab.quants import group, quant_of
@@ -12,7 +11,8 @@ pytestmark = pytest.mark.pinky
 
 
 @pytest.mark.parametrize(
-    "name", ["../x.gguf", "a/../../x.gguf", "/etc/x.gguf", "a\\b.gguf", "C:x.gguf", "c:/x.gguf", "", "a//b", "./x", "a\0b"]
+    "name",
+    ["../x.gguf", "a/../../x.gguf", "/etc/x.gguf", "a\\b.gguf", "C:x.gguf", "c:/x.gguf", "", "a//b", "./x", "a\0b"],
 )
 def test_hostile_names_are_refused(name: str) -> None:
     with pytest.raises(DownloadError, match="refusing the hub's file name"):

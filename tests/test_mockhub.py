@@ -31,7 +31,10 @@ def sha256_of(hub: MockHub, repo: str, path: str) -> str:
 
 def test_model_info_tree_and_errors(tmp_path: Path) -> None:
     with default_hub() as hub:
-        out = run_client(hub, tmp_path, """
+        out = run_client(
+            hub,
+            tmp_path,
+            """
             info = api.model_info(REPO, files_metadata=True)
             emit("info", sha=info.sha, base=info.card_data.base_model, tags=info.tags,
                  siblings={s.rfilename: [s.size, s.lfs and s.lfs.sha256] for s in info.siblings})
@@ -40,7 +43,9 @@ def test_model_info_tree_and_errors(tmp_path: Path) -> None:
             emit("unknown_repo", **attempt(api.model_info, "nobody/nothing"))
             emit("unknown_rev", **attempt(api.model_info, REPO, revision="v9"))
             emit("tree_unknown_repo", **attempt(lambda: list(api.list_repo_tree("nobody/nothing"))))
-        """, REPO=GGUF_REPO)
+        """,
+            REPO=GGUF_REPO,
+        )
         repo = hub.repo(GGUF_REPO)
         assert out["info"]["sha"] == repo.sha and out["at_sha"]["id"] == GGUF_REPO
         assert out["info"]["base"] == "Qwen/Qwen2.5-1.5B-Instruct"
@@ -58,7 +63,10 @@ def test_model_info_tree_and_errors(tmp_path: Path) -> None:
 
 def test_list_models_search_and_filter(tmp_path: Path) -> None:
     with default_hub() as hub:
-        out = run_client(hub, tmp_path, """
+        out = run_client(
+            hub,
+            tmp_path,
+            """
             ids = lambda **kw: [m.id for m in api.list_models(**kw)]
             emit("search", ids(search="qwen2.5-3b"))
             emit("quantized", ids(filter="base_model:quantized:Qwen/Qwen2.5-3B-Instruct", limit=5))
@@ -69,7 +77,8 @@ def test_list_models_search_and_filter(tmp_path: Path) -> None:
             full = next(iter(api.list_models(search="SmolLM2", full=True)))
             emit("full", siblings=[s.rfilename for s in full.siblings], sha=full.sha)
             emit("compact_siblings", next(iter(api.list_models(search="SmolLM2"))).siblings)
-        """)
+        """,
+        )
     assert out["search"] == ["Qwen/Qwen2.5-3B-Instruct", "bartowski/Qwen2.5-3B-Instruct-GGUF"]
     assert out["quantized"] == ["bartowski/Qwen2.5-3B-Instruct-GGUF"]
     assert out["two_filters"] == ["Qwen/Qwen2.5-1.5B-Instruct-GGUF"]
@@ -82,11 +91,17 @@ def test_list_models_search_and_filter(tmp_path: Path) -> None:
 
 def test_download_lands_in_cache_once_and_offline_reads_it(tmp_path: Path) -> None:
     with default_hub() as hub:
-        out = run_client(hub, tmp_path, """
+        out = run_client(
+            hub,
+            tmp_path,
+            """
             first = hf_hub_download(REPO, Q4)
             emit("first", path=first, sha=sha256(first), blob=os.path.realpath(first))
             emit("second", hf_hub_download(REPO, Q4))
-        """, REPO=GGUF_REPO, Q4=Q4)
+        """,
+            REPO=GGUF_REPO,
+            Q4=Q4,
+        )
         sha = hub.repo(GGUF_REPO).sha
         assert out["first"]["sha"] == sha256_of(hub, GGUF_REPO, Q4)
         cache = tmp_path / "hf" / "hub" / "models--Qwen--Qwen2.5-1.5B-Instruct-GGUF"
@@ -97,10 +112,18 @@ def test_download_lands_in_cache_once_and_offline_reads_it(tmp_path: Path) -> No
         assert hub.requests.count(("HEAD", f"/{GGUF_REPO}/resolve/main/{Q4}")) == 2
 
         before = len(hub.requests)
-        offline = run_client(hub, tmp_path, """
+        offline = run_client(
+            hub,
+            tmp_path,
+            """
             emit("cached", **attempt(hf_hub_download, REPO, Q4))
             emit("uncached", **attempt(hf_hub_download, REPO, Q8))
-        """, offline=True, REPO=GGUF_REPO, Q4=Q4, Q8=Q8)
+        """,
+            offline=True,
+            REPO=GGUF_REPO,
+            Q4=Q4,
+            Q8=Q8,
+        )
         assert offline["cached"]["ok"] == out["second"]
         assert offline["uncached"]["error"] == "LocalEntryNotFoundError"
         assert "EntryNotFoundError" in offline["uncached"]["mro"]
@@ -110,11 +133,17 @@ def test_download_lands_in_cache_once_and_offline_reads_it(tmp_path: Path) -> No
 def test_missing_file_404_fault_and_unknown_repo(tmp_path: Path) -> None:
     with default_hub() as hub:
         hub.fault(GGUF_REPO, Q8, "404")
-        out = run_client(hub, tmp_path, """
+        out = run_client(
+            hub,
+            tmp_path,
+            """
             emit("missing", **attempt(hf_hub_download, REPO, "nope.gguf"))
             emit("fault", **attempt(hf_hub_download, REPO, Q8))
             emit("repo", **attempt(hf_hub_download, "nobody/nothing", "x.gguf"))
-        """, REPO=GGUF_REPO, Q8=Q8)
+        """,
+            REPO=GGUF_REPO,
+            Q8=Q8,
+        )
         assert out["missing"]["error"] == out["fault"]["error"] == "RemoteEntryNotFoundError"
         assert {"EntryNotFoundError", "HfHubHTTPError"} <= set(out["fault"]["mro"])
         assert out["repo"]["error"] == "RepositoryNotFoundError"
@@ -130,9 +159,16 @@ def cache_files(tmp_path: Path, kind: str) -> list[str]:
 def test_truncate_retries_then_raises_and_a_rerun_is_whole(tmp_path: Path) -> None:
     with default_hub() as hub:
         hub.fault(GGUF_REPO, Q4, "truncate")
-        fail = run_client(hub, tmp_path, """
+        fail = run_client(
+            hub,
+            tmp_path,
+            """
             emit("r", **attempt(hf_hub_download, REPO, Q4))
-        """, fast_retries=True, REPO=GGUF_REPO, Q4=Q4)
+        """,
+            fast_retries=True,
+            REPO=GGUF_REPO,
+            Q4=Q4,
+        )
         # huggingface_hub retries a broken body 5 times (1 s apart unpatched), then lets httpx's error escape.
         assert fail["r"]["error"] == "RemoteProtocolError" and fail["r"]["module"].startswith("httpx")
         assert hub.get_count(GGUF_REPO, Q4) == 6
@@ -163,11 +199,17 @@ def test_corrupt_bytes_are_not_detected_by_the_client(tmp_path: Path) -> None:
     sha256 and later calls return it without a GET. Callers must verify, and repair with force_download."""
     with default_hub() as hub:
         hub.fault(GGUF_REPO, Q8, "corrupt")
-        out = run_client(hub, tmp_path, """
+        out = run_client(
+            hub,
+            tmp_path,
+            """
             p = hf_hub_download(REPO, Q8)
             emit("first", sha=sha256(p), size=os.path.getsize(p), blob=os.path.basename(os.path.realpath(p)))
             emit("again", sha256(hf_hub_download(REPO, Q8)))
-        """, REPO=GGUF_REPO, Q8=Q8)
+        """,
+            REPO=GGUF_REPO,
+            Q8=Q8,
+        )
         good = sha256_of(hub, GGUF_REPO, Q8)
         assert out["first"]["sha"] != good and out["first"]["blob"] == good
         assert out["first"]["size"] == len(hub.repo(GGUF_REPO).files[Q8].file.data)
@@ -213,13 +255,19 @@ def test_hostile_names_are_listed_and_served_as_is(tmp_path: Path) -> None:
     repo_id = "evil/Hostile-GGUF"
     with default_hub() as hub:
         names = [*HOSTILE, "ok-q8_0.gguf"]
-        out = run_client(hub, tmp_path, """
+        out = run_client(
+            hub,
+            tmp_path,
+            """
             emit("flat", [f.path for f in api.list_repo_tree(REPO)])
             emit("recursive", [f.path for f in api.list_repo_tree(REPO, recursive=True)])
             emit("files", api.list_repo_files(REPO))
             for name in NAMES:
                 emit(name, **attempt(lambda: sha256(hf_hub_download(REPO, name))))
-        """, REPO=repo_id, NAMES=names)
+        """,
+            REPO=repo_id,
+            NAMES=names,
+        )
         assert out["flat"] == out["recursive"] == out["files"] == names
         for name in names:  # the hub serves every name, quoted as the client quotes it
             status, _, body = http_request(hub, f"/{repo_id}/resolve/main/{quote_path(name)}")
@@ -233,10 +281,14 @@ def test_hostile_names_are_listed_and_served_as_is(tmp_path: Path) -> None:
 
 def test_snapshot_download_of_shards(tmp_path: Path) -> None:
     with default_hub() as hub:
-        out = run_client(hub, tmp_path, """
+        out = run_client(
+            hub,
+            tmp_path,
+            """
             d = snapshot_download("acme/Sharded-GGUF", allow_patterns=["*q4_k_m-*-of-*.gguf"])
             emit("r", {n: sha256(os.path.join(d, n)) for n in sorted(os.listdir(d))})
-        """)
+        """,
+        )
         repo = hub.repo("acme/Sharded-GGUF")
     assert out["r"] == {n: repo.files[n].sha256 for n in repo.files if "-of-" in n}
 

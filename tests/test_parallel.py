@@ -7,8 +7,8 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-
 from rusty_genius import Brain, ChatStream, Genius, Pinky
+
 from tests.conftest import smollm2_path
 
 pytestmark = pytest.mark.anyio

@@ -148,7 +148,9 @@ def test_sse_headers_and_the_done_marker(http: httpx.Client) -> None:
 
 
 def test_a_full_queue_answers_503_with_retry_after_and_leaves_the_running_request_alone() -> None:
-    with live_server("--engine", "pinky", "--pinky-delay", "0.02", "--pinky-tokens", "30", "--max-queue", "1") as server:
+    with live_server(
+        "--engine", "pinky", "--pinky-delay", "0.02", "--pinky-tokens", "30", "--max-queue", "1"
+    ) as server:
         with httpx.Client(base_url=server.http, timeout=10) as http:
             with http.stream("POST", "/v1/chat/completions", json={"messages": USER, "stream": True}) as running:
                 lines = running.iter_lines()
@@ -159,7 +161,9 @@ def test_a_full_queue_answers_503_with_retry_after_and_leaves_the_running_reques
                 rest = [line for line in lines if line]
             assert rest[-1] == "data: [DONE]"
             content = "".join(
-                json.loads(line[6:])["choices"][0]["delta"].get("content") or "" for line in rest[:-1] if "choices" in line
+                json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                for line in rest[:-1]
+                if "choices" in line
             )
             assert content == " ".join(["Narf!"] * 30)
 

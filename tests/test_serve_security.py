@@ -121,7 +121,7 @@ def test_the_websocket_takes_the_key_as_a_header_or_an_auth_frame(keyed: LiveSer
             await ws.send(json.dumps({"type": "auth", "api_key": KEY}))
             assert json.loads(await ws.recv()) == {"type": "auth", "auth": "ok"}
             await ws.send(chat)
-            while (frame := json.loads(await ws.recv()))["type"] != "done":
+            while json.loads(await ws.recv())["type"] != "done":
                 pass
         async with websockets.connect(keyed.ws) as ws:
             await ws.recv()
@@ -169,7 +169,7 @@ def test_a_port_that_cannot_be_bound_exits_non_zero_and_leaves_nothing_listening
             "--engine", "pinky", taken, f"127.0.0.1:{blocker.getsockname()[1]}", other, f"127.0.0.1:{spare_port}"
         )  # fmt: skip
     assert out.returncode != 0
-    assert f"cannot listen on 127.0.0.1:" in out.stderr and f"({taken})" in out.stderr, out.stderr
+    assert "cannot listen on 127.0.0.1:" in out.stderr and f"({taken})" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     with socket.socket() as probe:  # the other port was given back
         probe.bind(("127.0.0.1", spare_port))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from rusty_genius import InferenceConfig
 from rusty_genius.ogenius.session import Session
 

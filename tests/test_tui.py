@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual import events
-from textual.pilot import Pilot
-
 import rusty_genius
 from rusty_genius.ogenius.session import Session
 from rusty_genius.ogenius.tui import run_tui
 from rusty_genius.ogenius.tui.app import ChatApp, routed_logging
 from rusty_genius.ogenius.tui.widgets import AssistantTurn, Notice, UserTurn
+from textual import events
+from textual.pilot import Pilot
 
 pytestmark = [pytest.mark.anyio, pytest.mark.pinky]
 
@@ -296,4 +295,3 @@ async def test_logging_becomes_notifications(monkeypatch: pytest.MonkeyPatch) ->
             await until(pilot, lambda: bool(notes))
         assert notes == [("disk almost full", "warning")]
     assert root.handlers == before
-

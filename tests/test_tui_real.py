@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable
 
+import pytest
 import rusty_genius
 from rusty_genius.ogenius.session import Session
 from rusty_genius.ogenius.tui.app import ChatApp
+
 from tests.test_tui import say, status, turns, until
 
 pytestmark = pytest.mark.anyio
@@ -21,9 +23,13 @@ async def test_three_turns_on_the_embedded_default_model() -> None:
     app = ChatApp(rusty_genius.Genius(), "smollm2-135m", session)
     async with app.run_test(size=(100, 40)) as pilot:
         await until(pilot, lambda: app.state == "ready", timeout=60)
+
+        def answered(count: int) -> Callable[[], bool]:
+            return lambda: len(session.turns) == 2 * count and app.state == "ready"
+
         for n, text in enumerate(["My name is Ada.", "What is the capital of France?", "What is my name?"], 1):
             await say(pilot, text)
-            await until(pilot, lambda: len(session.turns) == 2 * n and app.state == "ready", timeout=60)
+            await until(pilot, answered(n), timeout=60)
         answers = [t.content for t in turns(app)]
         assert [m["content"] for m in session.turns[1::2]] == answers
         assert "Paris" in answers[1]

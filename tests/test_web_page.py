@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, Playwright, WebSocket, expect, sync_playwright
-
 from rusty_genius.ogenius.serve.http import page_response
+
 from tests.servers import LiveServer, live_server
 
 pytestmark = pytest.mark.pinky

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import rusty_genius
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,9 +101,7 @@ def test_cpu_wheel_installs_and_chats_in_a_fresh_venv(cpu_wheel: Path, tmp_path:
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    env = {
-        key: value for key, value in os.environ.items() if key not in {"PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"}
-    }
+    env = {key: value for key, value in os.environ.items() if key not in {"PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"}}
     env |= {
         "RUSTY_GENIUS_HOME": str(tmp_path / "home"),
         "HF_HOME": str(tmp_path / "hf"),
@@ -113,9 +110,7 @@ def test_cpu_wheel_installs_and_chats_in_a_fresh_venv(cpu_wheel: Path, tmp_path:
     }
 
     def run(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            args, cwd=outside, env=env, input=stdin, capture_output=True, text=True, timeout=300
-        )
+        done = subprocess.run(args, cwd=outside, env=env, input=stdin, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{args}: rc={done.returncode}\n{done.stdout}\n{done.stderr}"
         return done
 

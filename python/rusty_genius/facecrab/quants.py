@@ -50,7 +50,7 @@ def group(filenames: list[str]) -> list[GgufSet]:
             shards[(name[: m.start()], int(m.group(2)))][int(m.group(1))] = name
         elif "mmproj" not in name.lower():
             singles.append(GgufSet(quant, (name,)))
-    for (prefix, total), parts in shards.items():
+    for (_prefix, total), parts in shards.items():
         if sorted(parts) == list(range(1, total + 1)):
             singles.append(GgufSet(quant_of(parts[1]) or "", tuple(parts[i] for i in range(1, total + 1))))
     # Top-level files before ones in folders, then by name: a stable, predictable choice.

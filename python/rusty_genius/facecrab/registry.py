@@ -113,7 +113,9 @@ class Registry:
         except (tomllib.TOMLDecodeError, TypeError, AttributeError, ValueError) as err:
             aside = self.path.with_name(f"registry.toml.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
             os.replace(self.path, aside)
-            log.warning("registry %s is corrupt (%s); moved it to %s and rebuilt it from the cache", self.path, err, aside)
+            log.warning(
+                "registry %s is corrupt (%s); moved it to %s and rebuilt it from the cache", self.path, err, aside
+            )
             models = models_in_cache()
             self._write(models)
             return models

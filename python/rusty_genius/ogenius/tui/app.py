@@ -248,7 +248,7 @@ class _NotifyHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.app.show_log(self.format(record), record.levelno)
-        except Exception:  # a handler must never raise into the code that logged
+        except Exception:  # noqa: BLE001 - a handler must never raise into the code that logged
             self.handleError(record)
 
 

@@ -27,9 +27,7 @@ class ChatInput(TextArea):
     NEWLINE_KEYS = frozenset({"shift+enter", "alt+enter", "ctrl+j"})
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(
-            id=id, soft_wrap=True, tab_behavior="focus", show_line_numbers=False, placeholder=PLACEHOLDER
-        )
+        super().__init__(id=id, soft_wrap=True, tab_behavior="focus", show_line_numbers=False, placeholder=PLACEHOLDER)
 
     async def _on_key(self, event: events.Key) -> None:
         # Runs before TextArea's own handler (Textual dispatches down the MRO); prevent_default stops it there.

@@ -6,7 +6,7 @@ import asyncio
 import gc
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 import rusty_genius
@@ -223,26 +223,6 @@ async def test_concurrent_requests_both_complete() -> None:
         assert g.engine.completed_requests == 2
 
 
-async def test_a_fast_stream_leaves_the_event_loop_room() -> None:
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    async with rusty_genius.Genius(engine=Pinky(delay=0, think=False, reply_tokens=20_000)) as g:
-        task = asyncio.create_task(ticker())
-        await asyncio.sleep(0)
-        before = ticks
-        count = sum([1 async for _ in g.chat(USER)])
-        during = ticks - before
-        task.cancel()
-    assert count == 20_002
-    assert during >= 100, f"the other task ran only {during} times while 20,000 events streamed"
-
-
 def test_sync_iteration_releases_the_gil() -> None:
     spins = 0
     stop = threading.Event()
@@ -306,6 +286,38 @@ async def read_in_batches(stream: rusty_genius.ChatStream, limit: int = 256) -> 
 
 def flat(batches: list[list[Event]]) -> list[Event]:
     return [event for batch in batches for event in batch]
+
+
+async def count_one_by_one(stream: rusty_genius.ChatStream) -> int:
+    return sum([1 async for _ in stream])
+
+
+async def count_in_batches(stream: rusty_genius.ChatStream) -> int:
+    return sum(map(len, await read_in_batches(stream)))
+
+
+# One event at a time or in batches: after YIELD_EVERY (64) events taken without suspending, the loop gets a turn.
+@pytest.mark.parametrize("read", [count_one_by_one, count_in_batches])
+async def test_a_fast_stream_leaves_the_event_loop_room(
+    read: Callable[[rusty_genius.ChatStream], Awaitable[int]],
+) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async with rusty_genius.Genius(engine=Pinky(delay=0, think=False, reply_tokens=20_000)) as g:
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = ticks
+        count = await read(g.chat(USER))
+        during = ticks - before
+        task.cancel()
+    assert count == 20_002
+    assert during >= 100, f"the other task ran only {during} times while 20,000 events streamed"
 
 
 async def test_batches_give_the_same_events_in_order(fast_genius: rusty_genius.Genius) -> None:
@@ -405,24 +417,3 @@ async def test_a_cold_stream_batch_waits_for_the_load_and_a_closed_one_ends() ->
         closed = g.chat(USER)
         closed.close()
         assert await closed.batch() == []
-
-
-async def test_batches_of_a_fast_stream_leave_the_event_loop_room() -> None:
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    async with rusty_genius.Genius(engine=Pinky(delay=0, think=False, reply_tokens=20_000)) as g:
-        task = asyncio.create_task(ticker())
-        await asyncio.sleep(0)
-        before = ticks
-        batches = await read_in_batches(g.chat(USER))
-        during = ticks - before
-        task.cancel()
-    assert sum(map(len, batches)) == 20_002
-    # A call after YIELD_EVERY (64) events taken without suspending gives the loop a turn first.
-    assert during >= 100, f"the other task ran only {during} times while 20,000 events streamed in batches"

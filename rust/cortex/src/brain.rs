@@ -7,8 +7,15 @@
 //!   error, never a crash.
 //! - The context borrows the model; both live in this struct on the worker thread, the context declared first so it
 //!   is dropped first.
-//! - The chat template comes from the GGUF and is applied by llama.cpp's built-in matcher (never Jinja in Python);
-//!   a model without one, or with one llama.cpp does not know, gets ChatML.
+//! - The chat template comes from the GGUF and is rendered as Jinja in Rust, sandboxed ([`crate::template`]: tools,
+//!   tool calls and results, template kwargs); a template minijinja cannot compile falls back to llama.cpp's
+//!   built-in matcher, and a model without one gets ChatML. Never Jinja in Python.
+//! - Constraints (JSON schemas, forced tool calls; [`crate::constraint`]) are llguidance matchers in a second sampler
+//!   chain, used from the first token of the answer: after the think block closes, so a thinking model thinks
+//!   freely. A constrained request to a model whose template can think is pre-opened into its thought (unless
+//!   thinking is off), so the model cannot start its answer with an unconstrained `<think>`.
+//! - A thought past its `thinking_budget` is closed by feeding the close tag's tokens ([`Generation::take_forced`]);
+//!   they go through the text path like sampled ones.
 //! - Continuous batching: one context with a sequence id per slot (a unified KV cache of `parallel` × the context
 //!   window, so every sequence has a whole window). Each step decodes one batch holding the next token of every
 //!   generating sequence plus a prompt chunk of sequences still reading their prompt; while others generate, a
@@ -34,11 +41,16 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::config::Sampling;
+use std::collections::VecDeque;
+
+use crate::config::{InferenceConfig, Sampling};
+use crate::constraint::Compiler;
 use crate::engine::{Engine, Seq};
 use crate::error::CortexError;
 use crate::pipeline::{Flow, Generation, PromptInfo};
 use crate::request::{ChatMessage, ChatRequest};
+use crate::template::{ChatTemplate, TemplateKwargs};
+use crate::tools::ToolFormat;
 
 /// Default context window (per sequence) when neither the caller nor a small model says otherwise.
 const DEFAULT_CONTEXT: u32 = 4096;
@@ -178,6 +190,8 @@ enum Phase {
     Decode {
         logits_at: Option<i32>,
         pending: Option<LlamaToken>,
+        /// Tokens to feed instead of sampling (a thought closed over its budget), first first.
+        forced: VecDeque<LlamaToken>,
     },
 }
 
@@ -204,7 +218,13 @@ pub struct Brain {
     ctx: LlamaContext<'static>,
     model: Box<LlamaModel>,
     batch: LlamaBatch<'static>,
+    /// llama.cpp's built-in matcher for the GGUF's template: the fallback when minijinja cannot compile it.
     template: Option<LlamaChatTemplate>,
+    /// The GGUF's template as Jinja, when minijinja compiles it.
+    jinja: Option<ChatTemplate>,
+    tool_format: ToolFormat,
+    /// Compiles constraints for this vocabulary; built on the first constrained request (it walks the vocabulary).
+    compiler: Option<Compiler>,
     slots: Vec<Slot>,
     /// The context window of each sequence.
     n_ctx: u32,
@@ -253,14 +273,59 @@ impl Brain {
             .new_context(backend, ctx_params)
             .map_err(|e| CortexError::model_load(path, format!("llama.cpp could not create a context ({e})")))?;
         let template = model.chat_template(None).ok();
+        let source = template.as_ref().and_then(|t| t.to_str().ok()).unwrap_or_default().to_owned();
+        let vocab = model.vocab();
+        let special = |t: LlamaToken| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned();
+        let jinja = if source.is_empty() {
+            None
+        } else {
+            ChatTemplate::new(&source, &special(vocab.bos()), &special(vocab.eos())).ok()
+        };
+        let tool_format = ToolFormat::detect(&source);
         let slots = (0..parallel)
             .map(|_| Slot { cached: Vec::new(), phase: Phase::Idle, picker: None, limit: 0, last_used: 0 })
             .collect();
-        Ok(Self { ctx, model, batch: LlamaBatch::new(n_batch as usize, 1), template, slots, n_ctx, n_batch, clock: 0 })
+        Ok(Self {
+            ctx,
+            model,
+            batch: LlamaBatch::new(n_batch as usize, 1),
+            template,
+            jinja,
+            tool_format,
+            compiler: None,
+            slots,
+            n_ctx,
+            n_batch,
+            clock: 0,
+        })
     }
 
-    /// The conversation as the model expects it, ending with an open assistant turn.
-    fn render(&self, messages: &[ChatMessage]) -> Result<String, CortexError> {
+    /// The conversation as the model expects it, ending with an open assistant turn: the GGUF's Jinja template
+    /// (with the offered tools and the reasoning kwargs), else llama.cpp's matcher, else ChatML.
+    fn render(&self, messages: &[ChatMessage], config: &InferenceConfig) -> Result<String, CortexError> {
+        if let Some(jinja) = &self.jinja {
+            let kwargs = TemplateKwargs {
+                enable_thinking: config.reasoning.enabled,
+                reasoning_effort: config.reasoning.effort.clone(),
+            };
+            return jinja.render(messages, config.output.offered_tools(), true, &kwargs);
+        }
+        if !config.output.offered_tools().is_empty() {
+            // llama.cpp's matcher cannot show tools: describe them in the system message, as for ChatML models.
+            let mut with_tools = messages.to_vec();
+            let text = crate::template::tool_instructions(config.output.offered_tools());
+            match with_tools.first_mut() {
+                Some(first) if first.role == crate::request::Role::System => {
+                    first.content = format!("{}\n\n{text}", first.content);
+                }
+                _ => with_tools.insert(0, ChatMessage::new(crate::request::Role::System, text)),
+            }
+            return self.render_builtin(&with_tools);
+        }
+        self.render_builtin(messages)
+    }
+
+    fn render_builtin(&self, messages: &[ChatMessage]) -> Result<String, CortexError> {
         let chat = messages
             .iter()
             .map(|m| LlamaChatMessage::new(m.role.as_str().to_owned(), m.content.clone()))
@@ -275,6 +340,19 @@ impl Brain {
         self.model
             .apply_chat_template(&chatml, &chat, true)
             .map_err(|e| CortexError::Engine(format!("could not apply the ChatML template: {e}")))
+    }
+
+    /// The constrained sampler for `config`, if its answer is constrained.
+    fn constraint(&mut self, config: &InferenceConfig) -> Result<Option<LlamaSampler>, CortexError> {
+        let Some((grammar, source)) = crate::constraint::grammar(&config.output, self.tool_format)? else {
+            return Ok(None);
+        };
+        if self.compiler.is_none() {
+            self.compiler = Some(Compiler::new(LlamaSampler::llguidance_tok_env(&self.model))?);
+        }
+        let compiler = self.compiler.as_ref().ok_or_else(|| CortexError::Engine("no constraint compiler".into()))?;
+        let matcher = compiler.matcher(grammar, source)?;
+        Ok(Some(LlamaSampler::from(matcher)))
     }
 
     fn tokenize(&self, prompt: &str) -> Vec<LlamaToken> {
@@ -327,7 +405,7 @@ impl Brain {
                 continue;
             }
             let slot = &mut slots[seq.slot];
-            let Phase::Decode { logits_at, pending } = &mut slot.phase else { continue };
+            let Phase::Decode { logits_at, pending, forced } = &mut slot.phase else { continue };
             let Some(at) = logits_at.take() else { continue };
             if slot.cached.len() >= slot.limit {
                 let _ = seq.out.context_full();
@@ -335,7 +413,16 @@ impl Brain {
                 continue;
             }
             let Some(picker) = slot.picker.as_mut() else { continue };
-            let token = picker.pick(ctx, at);
+            if let Some(text) = seq.out.take_forced() {
+                forced.extend(vocab.tokenize(text.as_bytes(), false, true));
+            }
+            let token = match forced.pop_front() {
+                Some(token) => {
+                    picker.accept(token);
+                    token
+                }
+                None => picker.pick(ctx, at, seq.out.in_thought()),
+            };
             if vocab.is_eog(token) {
                 seq.done = Some(Ok(()));
                 continue;
@@ -387,12 +474,13 @@ impl Brain {
 
     /// Phase D: records what the decoded batch put in each sequence's cache and where its logits are.
     fn decoded(&mut self, seqs: &mut [Seq], entries: Vec<Entry>) {
+        let tool_format = self.tool_format;
         let mut index = 0i32;
         for entry in entries {
             match entry {
                 Entry::Token { seq } => {
                     let slot = &mut self.slots[seqs[seq].slot];
-                    if let Phase::Decode { logits_at, pending } = &mut slot.phase
+                    if let Phase::Decode { logits_at, pending, .. } = &mut slot.phase
                         && let Some(token) = pending.take()
                     {
                         slot.cached.push(token);
@@ -411,8 +499,10 @@ impl Brain {
                             prompt_tokens: u32::try_from(tokens.len()).unwrap_or(u32::MAX),
                             cached_tokens: u32::try_from(*cached_at_start).unwrap_or(u32::MAX),
                             think_pre_opened: *think_pre_opened,
+                            tool_format: Some(tool_format),
                         });
-                        slot.phase = Phase::Decode { logits_at: Some(index - 1), pending: None };
+                        slot.phase =
+                            Phase::Decode { logits_at: Some(index - 1), pending: None, forced: VecDeque::new() };
                     }
                 }
             }
@@ -440,24 +530,36 @@ fn engine_error(e: impl std::fmt::Display) -> CortexError {
 
 /// How the next token is picked.
 enum Picker {
-    /// Plain greedy (temperature 0, no grammar, no penalties): an argmax over the logits. llama.cpp's greedy sampler
-    /// first copies all `n_vocab` logits into a candidate array every token; the argmax reads them in place.
+    /// Plain greedy (temperature 0, no grammar, no penalties, no constraint): an argmax over the logits. llama.cpp's
+    /// greedy sampler first copies all `n_vocab` logits into a candidate array every token; the argmax reads them in
+    /// place.
     Argmax,
-    Chain(LlamaSampler),
+    /// `free` picks while the model thinks (and always, without a constraint); `constrained` (the llguidance matcher
+    /// ahead of the same sampling) picks the answer.
+    Chain { free: LlamaSampler, constrained: Option<LlamaSampler> },
 }
 
 impl Picker {
-    fn new(sampling: &Sampling, model: &LlamaModel) -> Result<Self, CortexError> {
+    fn new(sampling: &Sampling, model: &LlamaModel, constraint: Option<LlamaSampler>) -> Result<Self, CortexError> {
         let plain_greedy = sampling.temperature <= 0.0
             && sampling.grammar.is_none()
+            && constraint.is_none()
             && sampling.repeat_penalty == 1.0
             && sampling.frequency_penalty == 0.0
             && sampling.presence_penalty == 0.0;
-        if plain_greedy { Ok(Self::Argmax) } else { sampler(sampling, model).map(Self::Chain) }
+        if plain_greedy {
+            return Ok(Self::Argmax);
+        }
+        let constrained = match constraint {
+            Some(matcher) => Some(LlamaSampler::chain_simple([matcher, sampler(sampling, model)?])),
+            None => None,
+        };
+        Ok(Self::Chain { free: sampler(sampling, model)?, constrained })
     }
 
-    /// The next token from the logits at batch index `at` (for a chain, also accepted into its state).
-    fn pick(&mut self, ctx: &LlamaContext<'_>, at: i32) -> LlamaToken {
+    /// The next token from the logits at batch index `at` (for a chain, also accepted into its state). `thinking`:
+    /// the model is inside a thought, so the answer's constraint does not apply yet.
+    fn pick(&mut self, ctx: &LlamaContext<'_>, at: i32, thinking: bool) -> LlamaToken {
         match self {
             // Ties go to the lowest id, as in llama.cpp's greedy sampler.
             Self::Argmax => {
@@ -465,7 +567,15 @@ impl Picker {
                 let best = logits.iter().enumerate().fold(0, |best, (i, &l)| if l > logits[best] { i } else { best });
                 LlamaToken(i32::try_from(best).unwrap_or(0))
             }
-            Self::Chain(sampler) => sampler.sample(ctx, at),
+            Self::Chain { constrained: Some(chain), .. } if !thinking => chain.sample(ctx, at),
+            Self::Chain { free, .. } => free.sample(ctx, at),
+        }
+    }
+
+    /// Records a token fed without sampling (penalties see it; a constraint is not active inside a thought).
+    fn accept(&mut self, token: LlamaToken) {
+        if let Self::Chain { free, .. } = self {
+            free.accept(token);
         }
     }
 }
@@ -518,13 +628,23 @@ impl Engine for Brain {
     }
 
     fn admit(&mut self, request: &ChatRequest, free: &[usize], _out: &mut Generation) -> Result<usize, CortexError> {
-        let prompt = self.render(&request.messages)?;
+        let config = &request.config;
+        let mut prompt = self.render(&request.messages, config)?;
+        let constraint = self.constraint(config)?;
+        let thinking_template = self.jinja.as_ref().is_some_and(ChatTemplate::supports_thinking);
+        if constraint.is_some()
+            && thinking_template
+            && config.reasoning.enabled != Some(false)
+            && !prompt.trim_end().ends_with("<think>")
+        {
+            prompt.push_str("<think>\n");
+        }
         let tokens = self.tokenize(&prompt);
-        let limit = request.config.behavior.context_size.map_or(self.n_ctx, |n| n.min(self.n_ctx)) as usize;
+        let limit = config.behavior.context_size.map_or(self.n_ctx, |n| n.min(self.n_ctx)) as usize;
         if tokens.len() >= limit {
             return Err(CortexError::ContextOverflow { prompt_tokens: tokens.len(), context_size: limit });
         }
-        let picker = Picker::new(&request.config.sampling, &self.model)?;
+        let picker = Picker::new(&config.sampling, &self.model, constraint)?;
         // The free slot holding the longest beginning of this conversation; then the least recently used.
         let slot = free
             .iter()

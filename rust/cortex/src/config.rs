@@ -73,12 +73,158 @@ impl Default for Sampling {
 pub struct InferenceConfig {
     pub behavior: Behavior,
     pub sampling: Sampling,
+    pub output: Output,
+    pub reasoning: Reasoning,
 }
 
 impl InferenceConfig {
     pub fn validate(&self) -> Result<(), CortexError> {
         self.behavior.validate()?;
-        self.sampling.validate()
+        self.sampling.validate()?;
+        self.output.validate()?;
+        self.reasoning.validate()
+    }
+}
+
+/// Most tools one request may declare.
+pub const MAX_TOOLS: usize = 128;
+/// Largest JSON schema (a tool's parameters or a response format), in bytes.
+pub const MAX_SCHEMA_BYTES: usize = 256 * 1024;
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolSpec {
+    /// `^[a-zA-Z0-9_-]{1,64}$`, as OpenAI requires.
+    pub name: String,
+    pub description: Option<String>,
+    /// The JSON schema of the arguments, in text form (an object schema).
+    pub parameters: String,
+}
+
+/// Whether and which tool the model must call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ToolChoice {
+    /// The model decides: text, or calls.
+    #[default]
+    Auto,
+    /// No call: the tools are not shown to the model.
+    None,
+    /// At least one call, to any of the tools.
+    Required,
+    /// A call to this function.
+    Function(String),
+}
+
+/// The shape the answer (after any thought) must take.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ResponseFormat {
+    #[default]
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON valid against this schema (text form).
+    JsonSchema { name: String, schema: String, strict: bool },
+}
+
+/// Tools and the answer's shape: what the answer must look like, enforced while sampling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub tools: Vec<ToolSpec>,
+    pub tool_choice: ToolChoice,
+    /// More than one call in one answer.
+    pub parallel_tool_calls: bool,
+    pub format: ResponseFormat,
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Self {
+            tools: Vec::new(),
+            tool_choice: ToolChoice::Auto,
+            parallel_tool_calls: true,
+            format: ResponseFormat::Text,
+        }
+    }
+}
+
+impl Output {
+    /// The tools the model is shown: none under `tool_choice = none`.
+    pub fn offered_tools(&self) -> &[ToolSpec] {
+        if self.tool_choice == ToolChoice::None { &[] } else { &self.tools }
+    }
+
+    pub fn validate(&self) -> Result<(), CortexError> {
+        if self.tools.len() > MAX_TOOLS {
+            return Err(CortexError::invalid("tools", format!("{} tools", self.tools.len()), "at most 128 tools"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for tool in &self.tools {
+            let valid_name = !tool.name.is_empty()
+                && tool.name.len() <= 64
+                && tool.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !valid_name {
+                return Err(CortexError::invalid(
+                    "tools",
+                    format!("{:?}", tool.name),
+                    "each function name is 1 to 64 letters, digits, '_' or '-'",
+                ));
+            }
+            if !seen.insert(tool.name.as_str()) {
+                return Err(CortexError::invalid("tools", format!("{:?}", tool.name), "function names must be unique"));
+            }
+            if tool.parameters.len() > MAX_SCHEMA_BYTES {
+                return Err(CortexError::invalid(
+                    "tools",
+                    format!("{} bytes", tool.parameters.len()),
+                    "a schema is at most 256 KiB",
+                ));
+            }
+        }
+        match &self.tool_choice {
+            ToolChoice::Required if self.tools.is_empty() => {
+                return Err(CortexError::invalid("tool_choice", "\"required\"", "needs at least one tool in tools"));
+            }
+            ToolChoice::Function(name) if !self.tools.iter().any(|t| &t.name == name) => {
+                return Err(CortexError::invalid("tool_choice", format!("{name:?}"), "must name a function in tools"));
+            }
+            _ => {}
+        }
+        if let ResponseFormat::JsonSchema { schema, .. } = &self.format
+            && schema.len() > MAX_SCHEMA_BYTES
+        {
+            return Err(CortexError::invalid(
+                "response_format",
+                format!("{} bytes", schema.len()),
+                "a schema is at most 256 KiB",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How much the model thinks before it answers. One knob that every API maps onto.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reasoning {
+    /// Thinking on or off, through the chat template (`enable_thinking`); `None`: the template's default.
+    pub enabled: Option<bool>,
+    /// `low`, `medium` or `high`, through the chat template (`reasoning_effort`); `None`: the template's default.
+    pub effort: Option<String>,
+    /// Most tokens a thought may take; then it is closed and the answer follows. `None`: no limit.
+    pub budget_tokens: Option<u32>,
+}
+
+impl Reasoning {
+    pub fn validate(&self) -> Result<(), CortexError> {
+        if let Some(effort) = &self.effort
+            && !matches!(effort.as_str(), "low" | "medium" | "high")
+        {
+            return Err(CortexError::invalid(
+                "reasoning_effort",
+                format!("{effort:?}"),
+                "must be 'low', 'medium' or 'high'",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -6,6 +6,12 @@ pub enum CortexError {
     /// A configuration value is out of range. Names the field, the value and what is accepted.
     #[error("invalid {field} = {value}: {expected}")]
     InvalidConfig { field: &'static str, value: String, expected: &'static str },
+    /// A tool, tool choice, JSON schema or grammar cannot be enforced. `detail` names the exact path and the cause.
+    #[error("invalid {field}: {detail}")]
+    InvalidOutput { field: &'static str, detail: String },
+    /// The model's chat template failed to render this conversation (or broke a sandbox limit).
+    #[error("the model's chat template failed: {0}")]
+    Template(String),
     /// The request itself is malformed (messages, roles, empty input).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -30,6 +36,10 @@ pub enum CortexError {
 impl CortexError {
     pub(crate) fn model_load(path: &std::path::Path, reason: impl std::fmt::Display) -> Self {
         Self::ModelLoad { path: path.to_path_buf(), reason: reason.to_string() }
+    }
+
+    pub(crate) fn invalid_output(field: &'static str, detail: impl Into<String>) -> Self {
+        Self::InvalidOutput { field, detail: detail.into() }
     }
 
     pub(crate) fn invalid(field: &'static str, value: impl std::fmt::Display, expected: &'static str) -> Self {

@@ -19,6 +19,8 @@ pub enum InferenceEvent {
     Thought(ThoughtEvent),
     /// A piece of the answer.
     Content(String),
+    /// A tool call the model made, parsed out of its output (its syntax is never also sent as `Content`).
+    ToolCall(ToolCallEvent),
     /// The generation ended normally.
     Complete(Completion),
 }
@@ -31,6 +33,16 @@ pub enum ThoughtEvent {
     Stop,
 }
 
+/// The pieces of one streamed tool call. Calls are numbered from 0 in the order they start; a call's `Start` comes
+/// before its `Arguments` deltas, and its `Stop` after them. The deltas of a call concatenate to its arguments, a
+/// JSON object in text form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolCallEvent {
+    Start { index: u32, id: String, name: String },
+    Arguments { index: u32, delta: String },
+    Stop { index: u32 },
+}
+
 /// Why a generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
@@ -40,15 +52,18 @@ pub enum FinishReason {
     Length,
     /// The caller cancelled the stream.
     Cancelled,
+    /// The answer ended with one or more tool calls.
+    ToolCalls,
 }
 
 impl FinishReason {
-    /// The OpenAI-style name: `stop`, `length`, `cancelled`.
+    /// The OpenAI-style name: `stop`, `length`, `cancelled`, `tool_calls`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Stop => "stop",
             Self::Length => "length",
             Self::Cancelled => "cancelled",
+            Self::ToolCalls => "tool_calls",
         }
     }
 }

@@ -6,14 +6,17 @@
 //!   pieces, and `<think>` tags split anywhere (see [`pipeline`]).
 //! - Every engine runs on its own OS thread ([`worker`]); callers talk to it over channels only.
 //! - No module refers to one that refers back to it (`scripts/check_imports.py` checks). From the bottom up:
-//!   `error`; `event`, `config`, `cancel`, `stats` and the text stages (`utf8`, `stop`, `think`); `request`;
-//!   `pipeline`; `engine`; the engines (`pinky`, `brain`, with `gguf`) and `worker`. Modules name each other by their
-//!   own paths (`crate::worker::Worker`), not through the re-exports below, which are for other crates.
+//!   `error`; `event`, `config`, `cancel`, `stats` and the text stages (`utf8`, `stop`, `think`, and `tools`
+//!   beside `think`: it reads `event` and `stop` only); `request`, and `template` beside it (it reads `request`,
+//!   `config` and `error` only); `pipeline`; `engine`; the engines (`pinky`, `brain`, with `gguf`) and `worker`.
+//!   Modules name each other by their own paths (`crate::worker::Worker`), not through the re-exports below, which
+//!   are for other crates.
 
 #[cfg(feature = "real-engine")]
 pub mod brain;
 pub mod cancel;
 pub mod config;
+pub mod constraint;
 pub mod engine;
 pub mod error;
 pub mod event;
@@ -23,7 +26,9 @@ pub mod pipeline;
 pub mod request;
 pub mod stats;
 pub mod stop;
+pub mod template;
 pub mod think;
+pub mod tools;
 pub mod utf8;
 pub mod worker;
 
@@ -31,7 +36,7 @@ pub use cancel::CancelToken;
 pub use config::{Behavior, InferenceConfig, Sampling};
 pub use engine::{Engine, Seq};
 pub use error::CortexError;
-pub use event::{Completion, FinishReason, InferenceEvent, StreamItem, ThoughtEvent, Timings, Usage};
+pub use event::{Completion, FinishReason, InferenceEvent, StreamItem, ThoughtEvent, Timings, ToolCallEvent, Usage};
 pub use pinky::{Pinky, PinkyOptions};
 pub use pipeline::{Flow, Generation, PromptInfo};
 pub use request::{ChatMessage, ChatRequest, Role};

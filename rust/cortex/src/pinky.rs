@@ -126,6 +126,10 @@ impl Pinky {
     }
 }
 
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 impl Engine for Pinky {
     fn name(&self) -> &str {
         "pinky"
@@ -142,6 +146,8 @@ impl Engine for Pinky {
             prompt_tokens: u32::try_from(words).unwrap_or(u32::MAX),
             cached_tokens: 0,
             think_pre_opened: self.options.pre_open_think,
+            // Pinky replays tool calls in the Hermes format (`<tool_call>{json}</tool_call>` in its script).
+            tool_format: None,
         });
         let slot = free[0];
         self.next[slot] = 0;
@@ -159,6 +165,15 @@ impl Engine for Pinky {
             }
             if self.options.fail_after == Some(i) {
                 seq.done = Some(Err(CortexError::Engine(format!("Pinky: injected failure after {i} tokens"))));
+                continue;
+            }
+            if let Some(close) = seq.out.take_forced() {
+                // A thought over its budget: feed the close and skip the rest of the scripted thought.
+                let rest = (i..len).find(|&j| contains(self.piece(j), b"</think>")).map_or(i, |j| j + 1);
+                self.next[seq.slot] = rest;
+                if seq.out.token(close.as_bytes()) == Flow::Stop || rest >= len {
+                    seq.done = Some(Ok(()));
+                }
                 continue;
             }
             self.next[seq.slot] = i + 1;
@@ -188,7 +203,7 @@ mod tests {
 
     fn request(behavior: Behavior) -> ChatRequest {
         ChatRequest {
-            messages: vec![ChatMessage { role: Role::User, content: "are you pondering".into() }],
+            messages: vec![ChatMessage::new(Role::User, "are you pondering")],
             config: InferenceConfig { behavior, ..Default::default() },
         }
     }
@@ -266,6 +281,80 @@ mod tests {
         let worker = pinky(PinkyOptions { script: Some(script), ..fast() });
         let items = collect(&worker, Behavior::default());
         assert_eq!(text_of(&items), ("hm🦀".into(), "ok".into()));
+    }
+
+    fn run(worker: &Worker, config: InferenceConfig) -> Vec<StreamItem> {
+        let request = ChatRequest { messages: vec![ChatMessage::new(Role::User, "weather?")], config };
+        let stream = worker.submit(request).unwrap();
+        std::iter::from_fn(|| stream.receiver.recv_blocking().ok()).collect()
+    }
+
+    fn with_tool() -> InferenceConfig {
+        let tool = crate::config::ToolSpec {
+            name: "get_weather".into(),
+            description: None,
+            parameters: r#"{"type": "object", "properties": {"city": {"type": "string"}}}"#.into(),
+        };
+        InferenceConfig {
+            output: crate::config::Output { tools: vec![tool], ..Default::default() },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_scripted_tool_call_is_replayed_as_tool_call_events() {
+        use crate::event::ToolCallEvent;
+        let script: Vec<Vec<u8>> = [
+            "Let me check.",
+            "<tool_",
+            "call>\n{\"name\": \"get_weather\", ",
+            "\"arguments\": {\"city\": \"Paris\"}}",
+            "\n</tool_call>",
+        ]
+        .iter()
+        .map(|p| p.as_bytes().to_vec())
+        .collect();
+        let worker = pinky(PinkyOptions { script: Some(script.clone()), ..fast() });
+        let items = run(&worker, with_tool());
+        assert_eq!(text_of(&items).1, "Let me check.");
+        let mut name = None;
+        let mut arguments = String::new();
+        for item in &items {
+            match item {
+                Ok(InferenceEvent::ToolCall(ToolCallEvent::Start { index: 0, id, name: n })) => {
+                    assert!(id.starts_with("call_"), "{id}");
+                    name = Some(n.clone());
+                }
+                Ok(InferenceEvent::ToolCall(ToolCallEvent::Arguments { index: 0, delta })) => arguments.push_str(delta),
+                _ => {}
+            }
+        }
+        assert_eq!(name.as_deref(), Some("get_weather"));
+        let parsed: serde_json::Value = serde_json::from_str(&arguments).unwrap();
+        assert_eq!(parsed, serde_json::json!({"city": "Paris"}));
+        assert_eq!(completion(&items).finish_reason, FinishReason::ToolCalls);
+        // Without tools in the request the same text is plain content.
+        let plain = run(&worker, InferenceConfig::default());
+        assert!(text_of(&plain).1.contains("<tool_call>"));
+        assert_eq!(completion(&plain).finish_reason, FinishReason::Stop);
+    }
+
+    #[test]
+    fn a_thought_over_its_budget_is_closed_and_the_answer_follows() {
+        let thought: Vec<Vec<u8>> = ["<think>", "one", " two", " three", " four", " five", "</think>", "answer"]
+            .iter()
+            .map(|p| p.as_bytes().to_vec())
+            .collect();
+        let worker = pinky(PinkyOptions { script: Some(thought), ..fast() });
+        let mut config = InferenceConfig::default();
+        config.reasoning.budget_tokens = Some(2);
+        let items = run(&worker, config);
+        // The forced close is the model's usual "\n</think>\n\n": the thought keeps its new line.
+        assert_eq!(text_of(&items), ("one two\n".into(), "answer".into()));
+        assert!(items.iter().any(|i| matches!(i, Ok(InferenceEvent::Thought(ThoughtEvent::Stop)))));
+        // Unlimited, the whole thought comes through.
+        let items = run(&worker, InferenceConfig::default());
+        assert_eq!(text_of(&items), ("one two three four five".into(), "answer".into()));
     }
 
     #[test]

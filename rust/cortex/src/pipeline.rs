@@ -20,6 +20,7 @@ use crate::request::ChatRequest;
 use crate::stats::WorkerStats;
 use crate::stop::StopMatcher;
 use crate::think::{ThinkParser, ThinkTags};
+use crate::tools::{ToolCallParser, ToolFormat};
 use crate::utf8::Utf8Stream;
 
 /// What an engine reports once its prompt is evaluated.
@@ -30,7 +31,13 @@ pub struct PromptInfo {
     pub cached_tokens: u32,
     /// The rendered prompt ends inside an open `<think>`, so the output starts as a thought.
     pub think_pre_opened: bool,
+    /// The syntax the model writes tool calls in (its family's); `None`: Hermes `<tool_call>`, what models whose
+    /// template cannot show tools are told to write.
+    pub tool_format: Option<ToolFormat>,
 }
+
+/// What an engine feeds the model when a thought runs past its budget: the close tag, then the answer.
+pub const FORCED_THOUGHT_CLOSE: &str = "\n</think>\n\n";
 
 /// Whether the engine should generate another token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +68,23 @@ pub struct Generation {
     picked_up: Instant,
     prompt_done: Option<Instant>,
     finish: Option<FinishReason>,
+    /// Whether the request offers tools (then content goes through a tool-call parser).
+    offers_tools: bool,
+    tools: Option<ToolCallParser>,
+    /// Most tokens a thought may take, and how many the current one took.
+    thought_budget: Option<u32>,
+    thought_tokens: u32,
+    /// The thought ran past its budget and the engine has not yet been told to close it.
+    close_pending: bool,
+}
+
+/// Unique per process and request: seeds tool call ids (`call_<seed>_<n>`).
+fn call_id_prefix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{:x}{:04x}", u64::from(nanos) ^ (u64::from(std::process::id()) << 32), n & 0xffff)
 }
 
 impl Generation {
@@ -89,7 +113,28 @@ impl Generation {
             picked_up: Instant::now(),
             prompt_done: None,
             finish: None,
+            offers_tools: !request.config.output.offered_tools().is_empty(),
+            tools: None,
+            thought_budget: request.config.reasoning.budget_tokens,
+            thought_tokens: 0,
+            close_pending: false,
         }
+    }
+
+    /// True while the model is inside a thought: a constraint on the answer waits until this turns false.
+    pub fn in_thought(&self) -> bool {
+        self.think.in_thought()
+    }
+
+    /// Text the engine must feed the model now instead of sampling (each of its tokens then goes through
+    /// [`Generation::token`] like a sampled one): the thought ran past its budget, so it is closed and the answer
+    /// follows. Returned once.
+    pub fn take_forced(&mut self) -> Option<&'static str> {
+        if self.close_pending {
+            self.close_pending = false;
+            return Some(FORCED_THOUGHT_CLOSE);
+        }
+        None
     }
 
     /// The request's cancellation token, for engines that wait between tokens.
@@ -113,7 +158,23 @@ impl Generation {
         self.usage.prompt_tokens = info.prompt_tokens;
         self.usage.cached_prompt_tokens = info.cached_tokens;
         self.think = ThinkParser::new(ThinkTags::default(), info.think_pre_opened);
+        if self.offers_tools {
+            self.tools = Some(ToolCallParser::new(info.tool_format.unwrap_or(ToolFormat::Hermes), &call_id_prefix()));
+        }
         self.prompt_done = Some(Instant::now());
+        self.check_budget();
+    }
+
+    /// Marks the thought for closing once it has used its budget.
+    fn check_budget(&mut self) {
+        if let Some(budget) = self.thought_budget
+            && self.think.in_thought()
+            && self.thought_tokens >= budget
+        {
+            self.close_pending = true;
+            // Once: after the forced close a new thought is not limited again.
+            self.thought_budget = None;
+        }
     }
 
     /// Pushes one generated token's bytes. The engine must stop when this returns [`Flow::Stop`].
@@ -129,8 +190,13 @@ impl Generation {
         }
         self.usage.completion_tokens += 1;
         self.stats.count_token();
+        let was_thinking = self.think.in_thought();
         self.utf8.push(piece, &mut self.decoded);
         let matched = self.shape();
+        if was_thinking && self.think.in_thought() {
+            self.thought_tokens += 1;
+            self.check_budget();
+        }
         if !self.deliver() {
             return self.stop_with(FinishReason::Cancelled);
         }
@@ -165,12 +231,22 @@ impl Generation {
                 self.finish.get_or_insert(FinishReason::Stop);
             } else {
                 self.stop.finish(&mut self.shaped);
-                self.think.feed(&self.shaped, &mut self.events);
-                self.shaped.clear();
+                let shaped = std::mem::take(&mut self.shaped);
+                self.parse(&shaped);
             }
         }
-        self.think.finish(&mut self.events);
-        let finish_reason = self.finish.unwrap_or(FinishReason::Stop);
+        let mut tail = Vec::new();
+        self.think.finish(&mut tail);
+        self.route(tail);
+        let mut calls = 0;
+        if let Some(tools) = &mut self.tools {
+            tools.finish(&mut self.events);
+            calls = tools.calls();
+        }
+        let mut finish_reason = self.finish.unwrap_or(FinishReason::Stop);
+        if calls > 0 && finish_reason == FinishReason::Stop {
+            finish_reason = FinishReason::ToolCalls;
+        }
         let end = Instant::now();
         let prompt_done = self.prompt_done.unwrap_or(end);
         let timings = Timings::from_counts(
@@ -192,10 +268,37 @@ impl Generation {
         let matched = self.stop.push(&self.decoded, &mut self.shaped);
         self.decoded.clear();
         if !self.shaped.is_empty() {
-            self.think.feed(&self.shaped, &mut self.events);
+            let shaped = std::mem::take(&mut self.shaped);
+            self.parse(&shaped);
+            self.shaped = shaped;
             self.shaped.clear();
         }
         matched
+    }
+
+    /// Text after stop strings → think parser → (when tools are offered) tool-call parser → `events`.
+    fn parse(&mut self, text: &str) {
+        if self.tools.is_none() {
+            self.think.feed(text, &mut self.events);
+            return;
+        }
+        let mut parsed = Vec::new();
+        self.think.feed(text, &mut parsed);
+        self.route(parsed);
+    }
+
+    /// Passes answer text through the tool-call parser (when there is one); other events go straight out.
+    fn route(&mut self, parsed: Vec<InferenceEvent>) {
+        let Some(tools) = &mut self.tools else {
+            self.events.extend(parsed);
+            return;
+        };
+        for event in parsed {
+            match event {
+                InferenceEvent::Content(text) => tools.feed(&text, &mut self.events),
+                other => self.events.push(other),
+            }
+        }
     }
 
     /// Queues the new events and sends what the channel has room for. Returns false when the receiver is gone.

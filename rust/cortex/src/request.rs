@@ -7,9 +7,10 @@ use crate::config::InferenceConfig;
 use crate::error::CortexError;
 
 /// Who said a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Role {
     System,
+    #[default]
     User,
     Assistant,
     Tool,
@@ -43,13 +44,36 @@ impl std::str::FromStr for Role {
 }
 
 /// One chat message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChatMessage {
     pub role: Role,
     pub content: String,
+    /// The calls an assistant message made (OpenAI's `tool_calls`), for the template to render back.
+    pub tool_calls: Vec<ToolCall>,
+    /// On a `tool` message: the id of the call this is the result of.
+    pub tool_call_id: Option<String>,
+    /// On a `tool` message: the function's name (some templates render it).
+    pub name: Option<String>,
+    /// On an assistant message: its reasoning (`reasoning_content`), for templates that render it.
+    pub reasoning: Option<String>,
 }
 
-/// One generation request.
+impl ChatMessage {
+    /// A plain message with only a role and text.
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self { role, content: content.into(), ..Self::default() }
+    }
+}
+
+/// One function call, as a finished answer reports it and as a later request sends it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments: a JSON object in text form.
+    pub arguments: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,

@@ -55,6 +55,11 @@ impl ThinkParser {
         }
     }
 
+    /// True inside a thought (what arrives next is reasoning, not the answer).
+    pub fn in_thought(&self) -> bool {
+        self.state == State::Thinking
+    }
+
     /// Parses one delta, appending the events it completes to `out`.
     pub fn feed(&mut self, delta: &str, out: &mut Vec<InferenceEvent>) {
         self.emit_pending_start(out);

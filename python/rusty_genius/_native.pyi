@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, final
 
-from rusty_genius.core.config import Behavior, InferenceConfig, Sampling
+from rusty_genius.core.config import Behavior, InferenceConfig, Reasoning, Sampling
+from rusty_genius.core.output import Output
 
 __all__ = [
     "HAS_REAL_ENGINE",
@@ -30,6 +31,8 @@ __all__ = [
     "build_info",
     "check_gguf",
     "validate_behavior",
+    "validate_output",
+    "validate_reasoning",
     "validate_sampling",
 ]
 
@@ -90,13 +93,24 @@ class Event:
 
     @property
     def kind(self) -> str:
-        """``process_start``, ``thought_start``, ``thought_delta``, ``thought_stop``, ``content`` or ``complete``."""
+        """``process_start``, ``thought_start``, ``thought_delta``, ``thought_stop``, ``content``,
+        ``tool_call_start``, ``tool_call_delta`` (``text``: a piece of the call's arguments JSON),
+        ``tool_call_stop`` or ``complete``."""
     @property
     def text(self) -> str | None:
-        """The text of a ``thought_delta`` or ``content`` event; None for the other kinds."""
+        """The text of a ``thought_delta``, ``content`` or ``tool_call_delta`` event; None for the other kinds."""
+    @property
+    def index(self) -> int | None:
+        """The tool call's number (from 0, in the order calls start) on ``tool_call_*`` events; None otherwise."""
+    @property
+    def id(self) -> str | None:
+        """The tool call's id on a ``tool_call_start`` event; None otherwise."""
+    @property
+    def name(self) -> str | None:
+        """The called function's name on a ``tool_call_start`` event; None otherwise."""
     @property
     def finish_reason(self) -> str | None:
-        """``stop``, ``length`` or ``cancelled`` on a ``complete`` event; None otherwise."""
+        """``stop``, ``length``, ``cancelled`` or ``tool_calls`` on a ``complete`` event; None otherwise."""
     @property
     def usage(self) -> Usage | None:
         """Token counts on a ``complete`` event; None otherwise."""
@@ -194,13 +208,16 @@ class Engine:
         """Loads a GGUF model into Brain, the llama.cpp engine (checks the file first; raises ``ModelLoadError``)."""
     def chat(
         self,
-        messages: Sequence[Mapping[str, str]],
+        messages: Sequence[Mapping[str, Any]],
         config: InferenceConfig,
         *,
         on_done: Callable[[], object] | None = None,
     ) -> TokenStream:
         """Queues a chat request with its complete config (``InferenceConfig()`` for the defaults: the engine fills
-        none in) and returns its event stream. ``on_done`` is called once, with no arguments, when the stream is
+        none in) and returns its event stream. Each message is a mapping with ``role`` and ``content`` (optional on an
+        assistant message that has ``tool_calls``: OpenAI's ``[{"id", "type": "function", "function": {"name",
+        "arguments"}}]``); a ``tool`` message has ``tool_call_id`` and may have ``name``; an assistant message may
+        have ``reasoning_content``. ``on_done`` is called once, with no arguments, when the stream is
         finished (completed, failed, closed or dropped)."""
     def close(self) -> None:
         """Stops the running generation, fails queued ones, and ends the worker thread."""
@@ -244,3 +261,11 @@ def validate_behavior(behavior: Behavior) -> None:
 
 def validate_sampling(sampling: Sampling) -> None:
     """Checks a ``Sampling`` (raises ``rusty_genius.ConfigError`` whose ``field`` names the bad field)."""
+
+def validate_output(output: Output) -> None:
+    """Checks an ``Output``: its tools, tool choice and response format, each schema compiled as the engine would
+    enforce it (raises ``rusty_genius.ConfigError`` whose ``field`` is ``tools``, ``tool_choice`` or
+    ``response_format`` and whose message names the exact path, e.g. ``tools[1].function.parameters.properties.x``)."""
+
+def validate_reasoning(reasoning: Reasoning) -> None:
+    """Checks a ``Reasoning`` (raises ``rusty_genius.ConfigError`` whose ``field`` names the bad field)."""

@@ -7,6 +7,8 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMapping, PyString};
+use rusty_genius_cortex::config::{Output, Reasoning, ResponseFormat, ToolChoice, ToolSpec};
+use rusty_genius_cortex::request::ToolCall;
 use rusty_genius_cortex::{Behavior, ChatMessage, CortexError, InferenceConfig, Role, Sampling};
 
 use crate::errors::{RequestError, config_error, to_py};
@@ -74,7 +76,99 @@ pub fn config(obj: &Bound<'_, PyAny>) -> PyResult<InferenceConfig> {
     Ok(InferenceConfig {
         behavior: behavior(&obj.getattr("behavior").map_err(|_| not_a_config(obj))?)?,
         sampling: sampling(&obj.getattr("sampling").map_err(|_| not_a_config(obj))?)?,
+        output: output(&obj.getattr("output").map_err(|_| not_a_config(obj))?)?,
+        reasoning: reasoning(&obj.getattr("reasoning").map_err(|_| not_a_config(obj))?)?,
     })
+}
+
+/// A JSON value in text form (`json.dumps`), for schemas and tool arguments given as Python objects.
+fn json_text(value: &Bound<'_, PyAny>, field: &'static str) -> PyResult<String> {
+    if let Ok(s) = value.cast::<PyString>() {
+        return Ok(s.to_str()?.to_owned());
+    }
+    let dumped = value.py().import("json")?.call_method1("dumps", (value,));
+    dumped
+        .and_then(|text| text.extract::<String>())
+        .map_err(|e| config_error(format!("invalid {field}: the value is not JSON ({e})"), Some(field)))
+}
+
+/// Reads and validates an `Output` (tools, tool choice, response format): structure here and in cortex, then each
+/// schema compiled by the constraint engine so one it cannot enforce is refused before any request runs.
+pub fn output(obj: &Bound<'_, PyAny>) -> PyResult<Output> {
+    let o = "Output";
+    let items: Vec<Bound<'_, PyAny>> = attr(obj, o, "tools")?;
+    let mut tools = Vec::with_capacity(items.len());
+    for (i, tool) in items.iter().enumerate() {
+        let name: String = tool
+            .getattr("name")
+            .and_then(|v| v.extract())
+            .map_err(|_| config_error(format!("invalid tools[{i}]: a tool needs a str name"), Some("tools")))?;
+        let description: Option<String> = tool.getattr("description").and_then(|v| v.extract()).map_err(|_| {
+            config_error(format!("invalid tools[{i}].description: must be a str or None"), Some("tools"))
+        })?;
+        let parameters = json_text(&tool.getattr("parameters")?, "tools")?;
+        tools.push(ToolSpec { name, description, parameters });
+    }
+    let choice: String = attr(obj, o, "tool_choice")?;
+    let tool_name: Option<String> = attr(obj, o, "tool_name")?;
+    let tool_choice = match (choice.as_str(), tool_name) {
+        (_, Some(name)) => ToolChoice::Function(name),
+        ("auto", None) => ToolChoice::Auto,
+        ("none", None) => ToolChoice::None,
+        ("required", None) => ToolChoice::Required,
+        (other, None) => {
+            return Err(config_error(
+                format!("invalid tool_choice = {other:?}: must be 'auto', 'none', 'required' or a function name"),
+                Some("tool_choice"),
+            ));
+        }
+    };
+    let kind: String = attr(obj, o, "response_format")?;
+    let format = match kind.as_str() {
+        "text" => ResponseFormat::Text,
+        "json_object" => ResponseFormat::JsonObject,
+        "json_schema" => {
+            let schema = obj.getattr("json_schema")?;
+            if schema.is_none() {
+                return Err(config_error(
+                    "invalid response_format: 'json_schema' needs a schema (json_schema.schema)",
+                    Some("response_format"),
+                ));
+            }
+            ResponseFormat::JsonSchema {
+                name: attr(obj, o, "schema_name")?,
+                schema: json_text(&schema, "response_format")?,
+                strict: attr(obj, o, "strict")?,
+            }
+        }
+        other => {
+            return Err(config_error(
+                format!("invalid response_format = {other:?}: must be 'text', 'json_object' or 'json_schema'"),
+                Some("response_format"),
+            ));
+        }
+    };
+    let out = Output { tools, tool_choice, parallel_tool_calls: attr(obj, o, "parallel_tool_calls")?, format };
+    out.validate().map_err(to_py)?;
+    rusty_genius_cortex::constraint::check(&out).map_err(to_py)?;
+    Ok(out)
+}
+
+/// Reads and validates a `Reasoning`.
+pub fn reasoning(obj: &Bound<'_, PyAny>) -> PyResult<Reasoning> {
+    let o = "Reasoning";
+    let r = Reasoning {
+        enabled: attr(obj, o, "enable_thinking")?,
+        effort: attr(obj, o, "reasoning_effort")?,
+        budget_tokens: opt_u32(
+            "thinking_budget",
+            attr(obj, o, "thinking_budget")?,
+            "must be 0 or more tokens, or None for no limit",
+        )
+        .map_err(to_py)?,
+    };
+    r.validate().map_err(to_py)?;
+    Ok(r)
 }
 
 fn not_a_config(obj: &Bound<'_, PyAny>) -> PyErr {
@@ -108,7 +202,62 @@ fn message(i: usize, item: &Bound<'_, PyAny>) -> PyResult<ChatMessage> {
     let role: Role = field("role")?
         .parse()
         .map_err(|e: CortexError| bad(e.to_string().trim_start_matches("invalid request: ").to_owned()))?;
-    Ok(ChatMessage { role, content: field("content")? })
+    // Optional keys: absent and None are the same.
+    let optional =
+        |key: &str| -> PyResult<Option<Bound<'_, PyAny>>> { Ok(map.get_item(key).ok().filter(|v| !v.is_none())) };
+    let text = |key: &str| -> PyResult<Option<String>> {
+        optional(key)?
+            .map(|v| {
+                v.extract::<String>().map_err(|_| {
+                    let type_name = v.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+                    bad(format!("'{key}' must be a str, not {type_name}"))
+                })
+            })
+            .transpose()
+    };
+    let mut tool_calls = Vec::new();
+    if let Some(calls) = optional("tool_calls")? {
+        let calls: Vec<Bound<'_, PyAny>> =
+            calls.extract().map_err(|_| bad("'tool_calls' must be a list of calls".into()))?;
+        for (j, call) in calls.iter().enumerate() {
+            tool_calls.push(tool_call(call).map_err(|what| bad(format!("tool_calls[{j}]: {what}")))?);
+        }
+    }
+    // An assistant message that only calls tools has no content.
+    let content = if role == Role::Assistant && !tool_calls.is_empty() {
+        text("content")?.unwrap_or_default()
+    } else {
+        field("content")?
+    };
+    let tool_call_id = text("tool_call_id")?;
+    if role == Role::Tool && tool_call_id.is_none() {
+        return Err(bad("a 'tool' message needs 'tool_call_id' (the id of the call it answers)".into()));
+    }
+    Ok(ChatMessage {
+        role,
+        content,
+        tool_calls,
+        tool_call_id,
+        name: text("name")?,
+        reasoning: text("reasoning_content")?,
+    })
+}
+
+/// One call of an assistant message, in OpenAI's shape: `{"id", "type": "function", "function": {"name",
+/// "arguments"}}`; `arguments` is JSON text (a mapping is accepted and serialised).
+fn tool_call(call: &Bound<'_, PyAny>) -> Result<ToolCall, String> {
+    let map = call.cast::<PyMapping>().map_err(|_| "must be a dict".to_owned())?;
+    let id: String = map.get_item("id").and_then(|v| v.extract()).map_err(|_| "needs a str 'id'".to_owned())?;
+    let function = map.get_item("function").map_err(|_| "needs 'function': {'name', 'arguments'}".to_owned())?;
+    let function = function.cast::<PyMapping>().map_err(|_| "'function' must be a dict".to_owned())?;
+    let name: String =
+        function.get_item("name").and_then(|v| v.extract()).map_err(|_| "needs a str 'function.name'".to_owned())?;
+    let arguments = match function.get_item("arguments") {
+        Err(_) => "{}".to_owned(),
+        Ok(v) if v.is_none() => "{}".to_owned(),
+        Ok(v) => json_text(&v, "messages").map_err(|e| e.to_string())?,
+    };
+    Ok(ToolCall { id, name, arguments })
 }
 
 /// Pinky script pieces: each a `str` (UTF-8 encoded) or `bytes` (kept as is, to split characters on purpose).

@@ -45,7 +45,8 @@ pub fn to_py(err: CortexError) -> PyErr {
     let msg = err.to_string();
     match err {
         CortexError::InvalidConfig { field, .. } => config_error(msg, Some(field)),
-        CortexError::InvalidRequest(_) => RequestError::new_err(msg),
+        CortexError::InvalidOutput { field, .. } => config_error(msg, Some(field)),
+        CortexError::InvalidRequest(_) | CortexError::Template(_) => RequestError::new_err(msg),
         CortexError::ContextOverflow { .. } => ContextOverflowError::new_err(msg),
         CortexError::ModelLoad { .. } => ModelLoadError::new_err(msg),
         CortexError::Engine(_) => EngineError::new_err(msg),

@@ -5,7 +5,7 @@
 
 use pyo3::prelude::*;
 use pyo3::types::PyString;
-use rusty_genius_cortex::{Completion, InferenceEvent, ThoughtEvent};
+use rusty_genius_cortex::{Completion, InferenceEvent, ThoughtEvent, ToolCallEvent};
 
 /// Token counts of one generation.
 #[pyclass(frozen, get_all, name = "Usage", module = "rusty_genius._native")]
@@ -58,19 +58,34 @@ pub struct PyEvent {
     kind: Py<PyString>,
     text: Option<Py<PyString>>,
     completion: Option<Completion>,
+    /// A tool call's number, id and function name (`tool_call_*` events only; id and name on the start only).
+    call: Option<(u32, Option<String>, Option<String>)>,
 }
 
 impl PyEvent {
     pub fn new(py: Python<'_>, event: InferenceEvent) -> Self {
+        let mut call = None;
         let (kind, text, completion) = match event {
             InferenceEvent::ProcessStart => (pyo3::intern!(py, "process_start"), None, None),
             InferenceEvent::Thought(ThoughtEvent::Start) => (pyo3::intern!(py, "thought_start"), None, None),
             InferenceEvent::Thought(ThoughtEvent::Delta(t)) => (pyo3::intern!(py, "thought_delta"), Some(t), None),
             InferenceEvent::Thought(ThoughtEvent::Stop) => (pyo3::intern!(py, "thought_stop"), None, None),
             InferenceEvent::Content(t) => (pyo3::intern!(py, "content"), Some(t), None),
+            InferenceEvent::ToolCall(ToolCallEvent::Start { index, id, name }) => {
+                call = Some((index, Some(id), Some(name)));
+                (pyo3::intern!(py, "tool_call_start"), None, None)
+            }
+            InferenceEvent::ToolCall(ToolCallEvent::Arguments { index, delta }) => {
+                call = Some((index, None, None));
+                (pyo3::intern!(py, "tool_call_delta"), Some(delta), None)
+            }
+            InferenceEvent::ToolCall(ToolCallEvent::Stop { index }) => {
+                call = Some((index, None, None));
+                (pyo3::intern!(py, "tool_call_stop"), None, None)
+            }
             InferenceEvent::Complete(c) => (pyo3::intern!(py, "complete"), None, Some(c)),
         };
-        Self { kind: kind.clone().unbind(), text: text.map(|t| PyString::new(py, &t).unbind()), completion }
+        Self { kind: kind.clone().unbind(), text: text.map(|t| PyString::new(py, &t).unbind()), completion, call }
     }
 
     pub fn is_complete(&self) -> bool {
@@ -80,19 +95,39 @@ impl PyEvent {
 
 #[pymethods]
 impl PyEvent {
-    /// `process_start`, `thought_start`, `thought_delta`, `thought_stop`, `content` or `complete`.
+    /// `process_start`, `thought_start`, `thought_delta`, `thought_stop`, `content`, `tool_call_start`,
+    /// `tool_call_delta`, `tool_call_stop` or `complete`.
     #[getter]
     fn kind(&self, py: Python<'_>) -> Py<PyString> {
         self.kind.clone_ref(py)
     }
 
-    /// The text of a `thought_delta` or `content` event; None for the other kinds.
+    /// The text of a `thought_delta` or `content` event, or a piece of a call's arguments (JSON text) on a
+    /// `tool_call_delta`; None for the other kinds.
     #[getter]
     fn text(&self, py: Python<'_>) -> Option<Py<PyString>> {
         self.text.as_ref().map(|t| t.clone_ref(py))
     }
 
-    /// `stop`, `length` or `cancelled` on a `complete` event; None otherwise.
+    /// The number of the tool call (from 0, in the order calls start) on `tool_call_*` events; None otherwise.
+    #[getter]
+    fn index(&self) -> Option<u32> {
+        self.call.as_ref().map(|c| c.0)
+    }
+
+    /// The call's id (`call_…`, unique per request) on a `tool_call_start` event; None otherwise.
+    #[getter]
+    fn id(&self) -> Option<&str> {
+        self.call.as_ref().and_then(|c| c.1.as_deref())
+    }
+
+    /// The called function's name on a `tool_call_start` event; None otherwise.
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.call.as_ref().and_then(|c| c.2.as_deref())
+    }
+
+    /// `stop`, `length`, `cancelled` or `tool_calls` on a `complete` event; None otherwise.
     #[getter]
     fn finish_reason(&self) -> Option<&'static str> {
         self.completion.map(|c| c.finish_reason.as_str())
@@ -121,6 +156,16 @@ impl PyEvent {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let kind = self.kind.bind(py).repr()?;
+        if let Some((index, id, name)) = &self.call {
+            let mut out = format!("Event(kind={kind}, index={index}");
+            if let (Some(id), Some(name)) = (id, name) {
+                out += &format!(", id={id:?}, name={name:?}");
+            }
+            if let Some(text) = &self.text {
+                out += &format!(", text={}", text.bind(py).repr()?);
+            }
+            return Ok(out + ")");
+        }
         Ok(match (&self.text, self.completion) {
             (Some(text), _) => format!("Event(kind={kind}, text={})", text.bind(py).repr()?),
             (None, Some(c)) => format!("Event(kind={kind}, finish_reason='{}')", c.finish_reason.as_str()),

@@ -25,6 +25,19 @@ fn validate_sampling(sampling: &Bound<'_, PyAny>) -> PyResult<()> {
     convert::sampling(sampling).map(drop)
 }
 
+/// Checks an `Output`: tool names, the tool choice, and every JSON schema compiled by the constraint engine (raises
+/// `rusty_genius.ConfigError` whose `field` names the bad field and whose message names the exact path).
+#[pyfunction]
+fn validate_output(output: &Bound<'_, PyAny>) -> PyResult<()> {
+    convert::output(output).map(drop)
+}
+
+/// Checks a `Reasoning` (raises `rusty_genius.ConfigError` whose `field` names the bad field).
+#[pyfunction]
+fn validate_reasoning(reasoning: &Bound<'_, PyAny>) -> PyResult<()> {
+    convert::reasoning(reasoning).map(drop)
+}
+
 /// Checks that a file is a whole, well-formed GGUF (without loading it) and returns its header facts.
 /// Raises `ModelLoadError` saying what is wrong.
 #[pyfunction]
@@ -71,5 +84,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_drain_callbacks, m)?)?;
     m.add_function(wrap_pyfunction!(validate_behavior, m)?)?;
     m.add_function(wrap_pyfunction!(validate_sampling, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_output, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_reasoning, m)?)?;
     Ok(())
 }

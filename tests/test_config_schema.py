@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from rusty_genius import Behavior, ConfigError, Genius, InferenceConfig, Pinky, Sampling
+from rusty_genius import Behavior, ConfigError, Genius, InferenceConfig, Output, Pinky, Reasoning, Sampling
 from rusty_genius.brainstem.protocol import Infer
 from rusty_genius.core.config import SETTINGS, TUNABLE, U32_MAX, Range
 from rusty_genius.ogenius import flags
@@ -84,7 +84,7 @@ def test_the_schema_ranges_are_the_engines_at_every_bound(name: str, value: Any,
 
 
 def test_the_schema_describes_every_field_with_its_default() -> None:
-    fields = [f.name for owner in (Behavior, Sampling) for f in dataclasses.fields(owner)]
+    fields = [f.name for owner in (Behavior, Sampling, Reasoning) for f in dataclasses.fields(owner)]
     assert list(SETTINGS) == fields
     for s in SETTINGS.values():
         assert s.default == getattr(s.owner(), s.name)
@@ -94,8 +94,38 @@ def test_the_schema_describes_every_field_with_its_default() -> None:
     assert SETTINGS["seed"].nullable and SETTINGS["seed"].default_text == "random"
     assert [s.name for s in TUNABLE] == [
         "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty", "seed",
-        "max_tokens",
+        "max_tokens", "thinking_budget",
     ]  # fmt: skip
+    assert SETTINGS["reasoning_effort"].choices == ("low", "medium", "high")
+    assert SETTINGS["enable_thinking"].nullable and SETTINGS["enable_thinking"].kind is bool
+
+
+@pytest.mark.parametrize("value", ["low", "medium", "high", "extreme", "LOW", "", None])
+def test_the_schema_choices_are_the_engines(value: str | None) -> None:
+    setting = SETTINGS["reasoning_effort"]
+    accepted = value is None or value in setting.choices
+    if accepted:
+        assert setting.check(value) == value
+        assert Reasoning(reasoning_effort=value).reasoning_effort == value
+        return
+    with pytest.raises(ConfigError, match="must be 'low', 'medium' or 'high'") as described:
+        setting.check(value)
+    assert described.value.field == "reasoning_effort"
+    with pytest.raises(ConfigError, match="reasoning_effort") as refused:
+        Reasoning(reasoning_effort=value)
+    assert refused.value.field == "reasoning_effort"
+
+
+def test_reasoning_settings_are_flat_settings_of_the_config() -> None:
+    config = InferenceConfig.of(enable_thinking=False, reasoning_effort="high", thinking_budget=64, max_tokens=9)
+    assert config.reasoning == Reasoning(enable_thinking=False, reasoning_effort="high", thinking_budget=64)
+    assert config.behavior.max_tokens == 9 and config.sampling == Sampling() and config.output == Output()
+    assert [SETTINGS[n].value_in(config) for n in ("enable_thinking", "reasoning_effort", "thinking_budget")] == [
+        False, "high", 64,
+    ]  # fmt: skip
+    assert config.updated(thinking_budget=None).reasoning.thinking_budget is None
+    kept = dataclasses.replace(InferenceConfig(), output=Output(response_format="json_object"))
+    assert kept.updated(temperature=0).output == kept.output, "output is not a flat setting: updated() keeps it"
 
 
 @pytest.mark.parametrize(
@@ -111,6 +141,13 @@ def test_the_schema_describes_every_field_with_its_default() -> None:
         ("show_thinking", "off", False),
         ("stop", "END", ("END",)),
         ("grammar", "root ::= x", "root ::= x"),
+        ("enable_thinking", "off", False),
+        ("enable_thinking", "on", True),
+        ("enable_thinking", "default", None),
+        ("reasoning_effort", "high", "high"),
+        ("reasoning_effort", "none", None),
+        ("thinking_budget", "0", 0),
+        ("thinking_budget", "off", None),
     ],
 )
 def test_parse_reads_a_settings_text(name: str, text: str, value: object) -> None:
@@ -128,6 +165,8 @@ def test_parse_reads_a_settings_text(name: str, text: str, value: object) -> Non
         ("top_k", str(U32_MAX + 1), "out of range"),
         ("temperature", "none", "'none' is not a number"),
         ("show_thinking", "maybe", "'maybe' is not true or false"),
+        ("reasoning_effort", "max", "'max' is not accepted: must be 'low', 'medium' or 'high'"),
+        ("thinking_budget", "-1", "-1 is out of range: must be 0 or more"),
     ],
 )
 def test_parse_refuses_with_the_field(name: str, text: str, message: str) -> None:
@@ -158,15 +197,26 @@ def test_every_tunable_setting_is_a_flag_with_its_range_and_default() -> None:
         assert s.flag in text
         assert s.default_text in text
     assert tuple(s.name for s in TUNABLE) == flags.SAMPLING_FLAGS
-    args = parser.parse_args(["--top-p", "1", "--min-p", "0", "--presence-penalty", "-2", "--seed", "none"])
-    assert flags.settings_of(args) == {"top_p": 1.0, "min_p": 0.0, "presence_penalty": -2.0}
+    args = parser.parse_args(
+        ["--top-p", "1", "--min-p", "0", "--presence-penalty", "-2", "--seed", "none", "--thinking-budget", "64"]
+    )
+    assert flags.settings_of(args) == {"top_p": 1.0, "min_p": 0.0, "presence_penalty": -2.0, "thinking_budget": 64}
     config = flags.config_of(args)
-    assert config == InferenceConfig.of(top_p=1.0, min_p=0.0, presence_penalty=-2.0, show_thinking=False)
+    assert config == InferenceConfig.of(
+        top_p=1.0, min_p=0.0, presence_penalty=-2.0, thinking_budget=64, show_thinking=False
+    )
 
 
 @pytest.mark.parametrize(
     "argv",
-    [["--top-p", "0"], ["--repeat-penalty", "0"], ["--min-p", "1.5"], ["--max-tokens", "0"], ["--seed", "-1"]],
+    [
+        ["--top-p", "0"],
+        ["--repeat-penalty", "0"],
+        ["--min-p", "1.5"],
+        ["--max-tokens", "0"],
+        ["--seed", "-1"],
+        ["--thinking-budget", "-1"],
+    ],
 )
 def test_a_value_the_engine_refuses_is_a_usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="ogenius chat")
@@ -184,7 +234,8 @@ def test_set_keys_and_help_come_from_the_schema() -> None:
     session = Session()
     assert session.command("/set presence-penalty -2").text == "presence_penalty = -2.0"
     assert session.command("/set max_tokens off").text == "max_tokens = None"
-    assert session.config == InferenceConfig.of(presence_penalty=-2.0)
+    assert session.command("/set thinking-budget 128").text == "thinking_budget = 128"
+    assert session.config == InferenceConfig.of(presence_penalty=-2.0, thinking_budget=128)
     refused = session.command("/set top_p 0")
     assert refused.error and refused.text == "/set top_p: 0 is out of range: must be in (0, 1]"
     assert session.command("/set context_size 64").error, "not a /set key (the engine's window is a flag)"

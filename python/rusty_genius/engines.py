@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rusty_genius import _native
 
 if TYPE_CHECKING:
     from rusty_genius.facecrab.resolve import Resolution
 
-Message = Mapping[str, str]
-"""A chat message: ``{"role": "system" | "user" | "assistant" | "tool", "content": str}``."""
+Message = Mapping[str, Any]
+"""A chat message: ``{"role": "system" | "user" | "assistant" | "tool", "content": str}``, as OpenAI's. An assistant
+message that called functions has ``tool_calls`` (``[{"id", "type": "function", "function": {"name", "arguments":
+str}}]``, or :class:`~rusty_genius.ToolCall` objects; its ``content`` may then be None or absent) and may keep its
+reasoning in ``reasoning_content``; a ``tool`` message answers a call: ``{"role": "tool", "tool_call_id", "name",
+"content"}``."""
 
 
 def key_of(spec: Loadable) -> str:
@@ -37,6 +42,12 @@ class Pinky:
     pieces may split a tag). ``fail_after`` makes every answer fail with :class:`EngineError` after that many
     tokens. ``pre_open_think`` acts like a chat template that opens ``<think>`` in the prompt. ``parallel``: answers
     generated at once, sharing each step's ``delay`` as a batched model does (more requests queue).
+
+    A script may call functions: when the request offers tools, its output is read for calls as a Qwen/Hermes
+    model's is, so a piece ``<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>``
+    (what :meth:`tool_call` writes) becomes ``tool_call_*`` events and the answer finishes with ``tool_calls``::
+
+        Pinky(script=[Pinky.tool_call("get_weather", {"city": "Paris"})])
     """
 
     delay: float = 0.005
@@ -48,6 +59,13 @@ class Pinky:
     load_delay: float = 0.0
     """Seconds a load takes (to test what callers see during one)."""
     parallel: int = 1
+
+    @staticmethod
+    def tool_call(name: str, arguments: Mapping[str, Any] | None = None) -> str:
+        """The text a model writes to call ``name`` with ``arguments`` (Qwen/Hermes form), for a Pinky ``script``:
+        ``<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>``."""
+        call = json.dumps({"name": name, "arguments": dict(arguments or {})}, ensure_ascii=False)
+        return f"<tool_call>\n{call}\n</tool_call>"
 
     def _load(self) -> _native.Engine:
         return _native.Engine.pinky(

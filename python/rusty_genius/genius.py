@@ -10,10 +10,12 @@ one entrance that a management API over HTTP maps onto too.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,7 @@ from rusty_genius.brainstem.protocol import (
 from rusty_genius.core.config import InferenceConfig
 from rusty_genius.core.errors import EngineClosedError, GeniusError
 from rusty_genius.core.events import Event, Timings, TokenStream, Usage
+from rusty_genius.core.output import Output, ResponseFormatLike, ToolCall, ToolChoiceLike, ToolLike
 from rusty_genius.core.progress import DownloadProgress, OnProgress
 from rusty_genius.engines import Brain, EngineSpec, Loadable, Message, Pinky, key_of, loadable
 
@@ -47,13 +50,33 @@ __all__ = ["Answer", "Brain", "ChatStream", "Genius", "Message", "Pinky"]
 
 @dataclass(frozen=True)
 class Answer:
-    """A whole answer, from :meth:`Genius.complete`."""
+    """A whole answer, from :meth:`Genius.complete`.
+
+    ``tool_calls``: the functions the model called, in order (then ``finish_reason`` is ``"tool_calls"``). ``parsed``:
+    the answer read as the response format asked: an instance of the pydantic model given as ``response_format``
+    (``Model.model_validate_json(content)``), the decoded JSON for a JSON schema or ``json_object``; None for text,
+    and None when the content does not parse or validate (an answer cut short by ``max_tokens``, say): the content
+    is kept as it came, and nothing is invented in its place.
+    """
 
     content: str
     thinking: str
     finish_reason: str
     usage: Usage
     timings: Timings
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    parsed: Any = None
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """This answer as the assistant message of the conversation's next request: ``role``, ``content``, and
+        ``tool_calls`` (OpenAI's form) and ``reasoning_content`` when there are some."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = [call.to_openai() for call in self.tool_calls]
+        if self.thinking:
+            message["reasoning_content"] = self.thinking
+        return message
 
 
 class ChatStream:
@@ -170,6 +193,14 @@ class Genius:
         async with Genius("smollm2-135m") as g:
             async for ev in g.chat([{"role": "user", "content": "hi"}], max_tokens=32):
                 ...
+
+    Tools and structured output, as OpenAI's API takes them (see :meth:`chat`)::
+
+        answer = await g.complete(messages, tools=[get_weather], response_format=Weather)
+        answer.tool_calls  # [ToolCall(id=..., name="get_weather", arguments='{"city": "Paris"}')]
+
+    Pinky calls functions too, from a script: ``Genius(engine=Pinky(script=[Pinky.tool_call("get_weather",
+    {"city": "Paris"})]))`` (see :class:`Pinky`).
     """
 
     def __init__(
@@ -304,20 +335,34 @@ class Genius:
         *,
         model: EngineSpec | None = None,
         keep_alive: CortexStrategy | None = None,
+        tools: Sequence[ToolLike] | None = None,
+        tool_choice: ToolChoiceLike | None = None,
+        parallel_tool_calls: bool | None = None,
+        response_format: ResponseFormatLike | None = None,
         **settings: Any,
     ) -> ChatStream:
         """Queues a chat request and returns its stream of events (``async for`` or ``for``).
 
-        ``settings`` are flat :class:`Behavior` / :class:`Sampling` fields applied over ``config``, e.g.
-        ``g.chat(messages, max_tokens=64, temperature=0)``. ``model`` picks another model than the default.
-        ``keep_alive`` (as Ollama's): how long the model stays loaded once idle after this request, e.g.
-        ``HibernateAfter(60)``, ``Immediate()`` or ``KeepAlive()``; None: the Genius's strategy. The last request to
-        arrive sets it (see :func:`rusty_genius.strategy_of` to make one from seconds).
+        ``settings`` are flat :class:`Behavior` / :class:`Sampling` / :class:`Reasoning` fields applied over
+        ``config``, e.g. ``g.chat(messages, max_tokens=64, temperature=0)``; the reasoning ones are
+        ``enable_thinking`` (True/False: ask the chat template to turn thinking on or off), ``reasoning_effort``
+        (``"low"``, ``"medium"``, ``"high"``) and ``thinking_budget`` (most tokens a thought may take). ``model``
+        picks another model than the default. ``keep_alive`` (as Ollama's): how long the model stays loaded once idle
+        after this request, e.g. ``HibernateAfter(60)``, ``Immediate()`` or ``KeepAlive()``; None: the Genius's
+        strategy. The last request to arrive sets it (see :func:`rusty_genius.strategy_of` to make one from seconds).
+
+        Tools and the answer's format, as OpenAI's API takes them (None: as ``config.output`` says; see
+        :meth:`Output.updated <rusty_genius.Output.updated>`): ``tools``, a list of :class:`Tool`, OpenAI tool dicts or
+        plain Python functions (their signature becomes the schema); ``tool_choice``, ``"auto"``, ``"none"``,
+        ``"required"``, a function's name or OpenAI's ``{"type": "function", "function": {"name": ...}}``;
+        ``parallel_tool_calls``; ``response_format``, ``{"type": "json_object"}``, ``{"type": "json_schema",
+        "json_schema": {"name", "schema", "strict"}}``, a bare JSON schema dict or a pydantic model class. The calls
+        arrive as ``tool_call_*`` events (see :mod:`rusty_genius.core.events`). ``messages`` may carry earlier calls
+        and their results (see :data:`Message`); they are passed on as they are, :class:`ToolCall` objects in
+        ``tool_calls`` turned into OpenAI's dicts.
         """
-        # Always the complete config (the schema's defaults under what was asked): the engine never fills in its own.
-        config = InferenceConfig() if config is None else config
-        if settings:
-            config = config.updated(**settings)
+        config = _request_config(config, settings, tools, tool_choice, parallel_tool_calls, response_format)
+        messages = _wire(messages)
         brainstem = self._require()
         key = self._key(model)
         held = brainstem.try_hold(key, keep_alive=keep_alive)
@@ -356,16 +401,41 @@ class Genius:
             raise
 
     async def complete(
-        self, messages: Sequence[Message], config: InferenceConfig | None = None, **settings: Any
+        self,
+        messages: Sequence[Message],
+        config: InferenceConfig | None = None,
+        *,
+        model: EngineSpec | None = None,
+        keep_alive: CortexStrategy | None = None,
+        tools: Sequence[ToolLike] | None = None,
+        tool_choice: ToolChoiceLike | None = None,
+        parallel_tool_calls: bool | None = None,
+        response_format: ResponseFormatLike | None = None,
+        **settings: Any,
     ) -> Answer:
-        """The whole answer to ``messages`` (content, thinking, usage, timings)."""
-        return _answer([ev async for ev in self.chat(messages, config, **settings)])
+        """The whole answer to ``messages`` (content, thinking, tool calls, the parsed response format, usage,
+        timings); the arguments are :meth:`chat`'s."""
+        config = _request_config(config, settings, tools, tool_choice, parallel_tool_calls, response_format)
+        stream = self.chat(messages, config, model=model, keep_alive=keep_alive)
+        return _answer([ev async for ev in stream], _parser(response_format, config.output))
 
     def complete_sync(
-        self, messages: Sequence[Message], config: InferenceConfig | None = None, **settings: Any
+        self,
+        messages: Sequence[Message],
+        config: InferenceConfig | None = None,
+        *,
+        model: EngineSpec | None = None,
+        keep_alive: CortexStrategy | None = None,
+        tools: Sequence[ToolLike] | None = None,
+        tool_choice: ToolChoiceLike | None = None,
+        parallel_tool_calls: bool | None = None,
+        response_format: ResponseFormatLike | None = None,
+        **settings: Any,
     ) -> Answer:
         """Blocking form of :meth:`complete`."""
-        return _answer(list(self.chat(messages, config, **settings)))
+        config = _request_config(config, settings, tools, tool_choice, parallel_tool_calls, response_format)
+        stream = self.chat(messages, config, model=model, keep_alive=keep_alive)
+        return _answer(list(stream), _parser(response_format, config.output))
 
     # -- models: through the brainstem's message protocol ------------------------------------------------------
 
@@ -433,14 +503,87 @@ class Genius:
         return engine
 
 
-def _answer(events: list[Event]) -> Answer:
+def _request_config(
+    config: InferenceConfig | None,
+    settings: Mapping[str, Any],
+    tools: Sequence[ToolLike] | None,
+    tool_choice: ToolChoiceLike | None,
+    parallel_tool_calls: bool | None,
+    response_format: ResponseFormatLike | None,
+) -> InferenceConfig:
+    """The complete config of one request: the schema's defaults under ``config``, under what was asked (the engine
+    never fills in its own)."""
+    config = InferenceConfig() if config is None else config
+    if settings:
+        config = config.updated(**settings)
+    if tools is not None or tool_choice is not None or parallel_tool_calls is not None or response_format is not None:
+        output = config.output.updated(
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
+            response_format=response_format,
+        )
+        config = dataclasses.replace(config, output=output)
+    return config
+
+
+def _wire(messages: Sequence[Message]) -> Sequence[Message]:
+    """``messages`` as the engine reads them: unchanged, except that :class:`ToolCall` objects in an assistant
+    message's ``tool_calls`` become OpenAI's dicts (in a copy of that message)."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        return messages  # the engine names what is wrong
+    if not any(isinstance(m, Mapping) and _has_objects(m.get("tool_calls")) for m in messages):
+        return messages
+    return [
+        {**m, "tool_calls": [c.to_openai() if isinstance(c, ToolCall) else c for c in m["tool_calls"]]}
+        if isinstance(m, Mapping) and _has_objects(m.get("tool_calls"))
+        else m
+        for m in messages
+    ]
+
+
+def _has_objects(calls: object) -> bool:
+    return isinstance(calls, Sequence) and any(isinstance(c, ToolCall) for c in calls)
+
+
+def _parser(response_format: object, output: Output) -> Callable[[str], Any] | None:
+    """How :attr:`Answer.parsed` is read from the content: a pydantic model's ``model_validate_json`` (pydantic is
+    never imported here), JSON for a JSON response format, nothing for text."""
+    if isinstance(response_format, type) and hasattr(response_format, "model_validate_json"):
+        validate: Callable[[str], Any] = response_format.model_validate_json
+        return validate
+    return json.loads if output.response_format != "text" else None
+
+
+def _answer(events: list[Event], parser: Callable[[str], Any] | None = None) -> Answer:
     end = events[-1]
     if end.kind != "complete" or end.usage is None or end.timings is None:
         raise EngineClosedError("the stream ended without completing")
+    content = "".join(e.text or "" for e in events if e.kind == "content")
+    parsed = None
+    if parser is not None and content.strip():
+        try:
+            parsed = parser(content)
+        except ValueError:  # json.JSONDecodeError and pydantic's ValidationError both are
+            parsed = None
     return Answer(
-        content="".join(e.text or "" for e in events if e.kind == "content"),
+        content=content,
         thinking="".join(e.text or "" for e in events if e.kind == "thought_delta"),
         finish_reason=end.finish_reason or "stop",
         usage=end.usage,
         timings=end.timings,
+        tool_calls=_tool_calls(events),
+        parsed=parsed,
     )
+
+
+def _tool_calls(events: list[Event]) -> list[ToolCall]:
+    """The calls that ``tool_call_start`` (index, id, name) and ``tool_call_delta`` (index, a piece of the arguments)
+    events make, in the order of their index."""
+    calls: dict[int, tuple[str, str, list[str]]] = {}
+    for e in events:
+        if e.kind == "tool_call_start":
+            calls[e.index or 0] = (e.id or "", e.name or "", [])
+        elif e.kind == "tool_call_delta":
+            calls.setdefault(e.index or 0, ("", "", []))[2].append(e.text or "")
+    return [ToolCall(id=i, name=n, arguments="".join(parts)) for _, (i, n, parts) in sorted(calls.items())]

@@ -1,6 +1,7 @@
-"""core: the shared vocabulary — events, inference config, errors, download progress."""
+"""core: the shared vocabulary — events, inference config (tools and reasoning included), errors, download
+progress."""
 
-from rusty_genius.core.config import Behavior, InferenceConfig, Sampling
+from rusty_genius.core.config import Behavior, InferenceConfig, Reasoning, Sampling
 from rusty_genius.core.errors import (
     BusyError,
     ConfigError,
@@ -17,6 +18,7 @@ from rusty_genius.core.errors import (
     UnknownModelError,
 )
 from rusty_genius.core.events import Event, EventKind, FinishReason, Timings, TokenStream, Usage
+from rusty_genius.core.output import Output, Tool, ToolCall
 from rusty_genius.core.progress import DownloadProgress
 
 __all__ = [
@@ -36,11 +38,15 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "OfflineError",
+    "Output",
     "QuantNotFoundError",
+    "Reasoning",
     "RequestError",
     "Sampling",
     "Timings",
     "TokenStream",
+    "Tool",
+    "ToolCall",
     "UnknownModelError",
     "Usage",
 ]

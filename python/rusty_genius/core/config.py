@@ -1,4 +1,6 @@
-"""Inference configuration: :class:`Behavior` (what you see) and :class:`Sampling` (how tokens are chosen).
+"""Inference configuration: :class:`Behavior` (what you see), :class:`Sampling` (how tokens are chosen),
+:class:`Reasoning` (how much the model thinks) and :class:`~rusty_genius.core.output.Output` (tools and the answer's
+format, set per request; see :mod:`rusty_genius.core.output`).
 
 The dataclasses are the one config schema. Each field carries its description in ``metadata`` (a one-line help, the
 accepted range, what None means); :data:`SETTINGS` reads it into a :class:`Setting` per field, and the CLI flags,
@@ -22,6 +24,7 @@ from typing import Any
 
 from rusty_genius import _native
 from rusty_genius.core.errors import ConfigError
+from rusty_genius.core.output import Output, Tool
 
 U32_MAX = 2**32 - 1
 """The engine holds every integer setting as an unsigned 32-bit number: the most any of them accepts."""
@@ -76,6 +79,7 @@ class _Meta:
     none_means: str = ""
     metavar: str = ""
     tunable: bool = False
+    choices: tuple[str, ...] = ()
 
 
 def _described(
@@ -86,12 +90,13 @@ def _described(
     none_means: str = "",
     metavar: str = "",
     tunable: bool = False,
+    choices: tuple[str, ...] = (),
 ) -> Any:
     """A dataclass field with its description: ``help`` (one line, no default), the accepted ``range``, what None
-    means (``none_means``, for a field that may be None), the ``metavar`` a flag shows, and whether it is
-    ``tunable`` (a number people tune per request: a flag of ``ogenius chat``/``serve``, a ``/set`` key and a field
-    of a server request)."""
-    meta = _Meta(help, range, none_means, metavar, tunable)
+    means (``none_means``, for a field that may be None), the ``metavar`` a flag shows, whether it is ``tunable`` (a
+    number people tune per request: a flag of ``ogenius chat``/``serve``, a ``/set`` key and a field of a server
+    request), and the ``choices`` a text setting accepts (the engine's check, described)."""
+    meta = _Meta(help, range, none_means, metavar, tunable, choices)
     return field(default=default, metadata={"setting": meta})
 
 
@@ -161,6 +166,37 @@ class Sampling:
         _native.validate_sampling(self)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Reasoning:
+    """How much the model thinks before it answers: one knob that every API maps onto.
+
+    ``enable_thinking`` and ``reasoning_effort`` reach the model through its chat template (as the template's
+    ``enable_thinking`` and ``reasoning_effort`` variables; a template that reads neither ignores them).
+    ``thinking_budget`` is enforced while generating: once a thought has taken that many tokens it is closed and
+    the answer follows. Whether the reasoning is *delivered* is :attr:`Behavior.show_thinking`.
+    """
+
+    enable_thinking: bool | None = _described(
+        None, "let the model think before it answers (through its chat template)", none_means="as the template says",
+        metavar="BOOL",
+    )  # fmt: skip
+    """True or False: ask the chat template to turn thinking on or off. None: the template's default."""
+    reasoning_effort: str | None = _described(
+        None, "how hard the model thinks (through its chat template)", none_means="as the template says",
+        metavar="EFFORT", choices=("low", "medium", "high"),
+    )  # fmt: skip
+    """``"low"``, ``"medium"`` or ``"high"``, for templates that take it. None: the template's default."""
+    thinking_budget: int | None = _described(
+        None, "most tokens a thought may take, then the answer follows", range=Range(0), none_means="no limit",
+        metavar="TOKENS", tunable=True,
+    )  # fmt: skip
+    """Most tokens one thought may take; then the think block is closed and generation continues into the answer
+    (0: the answer starts at once). It counts toward ``max_tokens``. None: no limit."""
+
+    def __post_init__(self) -> None:
+        _native.validate_reasoning(self)
+
+
 _NONE_WORDS = ("none", "default", "off")
 _TRUE_WORDS = ("true", "yes", "on", "1")
 _FALSE_WORDS = ("false", "no", "off", "0")
@@ -168,11 +204,11 @@ _FALSE_WORDS = ("false", "no", "off", "0")
 
 @dataclass(frozen=True)
 class Setting:
-    """One field of :class:`Behavior` or :class:`Sampling`, as front ends see it (made from the field's type and
-    metadata; see :data:`SETTINGS`)."""
+    """One field of :class:`Behavior`, :class:`Sampling` or :class:`Reasoning`, as front ends see it (made from the
+    field's type and metadata; see :data:`SETTINGS`)."""
 
     name: str
-    owner: type[Behavior] | type[Sampling]
+    owner: type[Behavior] | type[Sampling] | type[Reasoning]
     kind: type
     """``int``, ``float``, ``bool``, ``str``, or ``tuple`` (of strings, for ``stop``)."""
     default: Any
@@ -187,6 +223,8 @@ class Setting:
     tunable: bool = False
     """A number people tune per request: a flag of ``ogenius chat``/``serve``, a ``/set`` key and a field of a
     server request."""
+    choices: tuple[str, ...] = ()
+    """The values a text setting accepts (empty: any text)."""
 
     @property
     def flag(self) -> str:
@@ -206,6 +244,9 @@ class Setting:
         """What the setting accepts, in words: ``"in (0, 1]"``, ``"1 or more, or none (no limit)"``."""
         if self.range is not None:
             text = self.range.describe()
+        elif self.choices:
+            quoted = [repr(c) for c in self.choices]
+            text = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
         else:
             text = {int: "an integer", float: "a number", bool: "true or false", tuple: "strings"}.get(
                 self.kind, "text"
@@ -236,7 +277,9 @@ class Setting:
             if isinstance(value, Sequence) and all(isinstance(s, str) for s in value):
                 return tuple(value)
         elif isinstance(value, self.kind):
-            return value
+            if not self.choices or value in self.choices:
+                return value
+            raise ConfigError(f"invalid {self.name} = {value!r}: must be {self.accepted()}", field=self.name)
         raise ConfigError(
             f"invalid {self.name}: a {type(value).__name__} is not accepted (must be {self.accepted()})",
             field=self.name,
@@ -254,7 +297,8 @@ class Setting:
         within the range; raises :class:`ConfigError` (``field``: this setting's name) naming what is
         wrong, e.g. ``"'hot' is not a number"``, ``"0 is out of range: must be in (0, 1]"``."""
         text = text.strip()
-        if self.nullable and text.lower() in _NONE_WORDS:
+        # "off" is False for a setting that may be true, false or None (not "the default").
+        if self.nullable and text.lower() in _NONE_WORDS and not (self.kind is bool and text.lower() in _FALSE_WORDS):
             return None
         value: Any
         if self.kind is int:
@@ -279,14 +323,20 @@ class Setting:
             value = text
         if self.numeric and not self._in_range(value):
             raise ConfigError(f"{text} is out of range: must be {self.accepted()}", field=self.name)
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{text!r} is not accepted: must be {self.accepted()}", field=self.name)
         return value
 
     def value_in(self, config: InferenceConfig) -> Any:
         """This setting's value in ``config``."""
-        return getattr(config.behavior if self.owner is Behavior else config.sampling, self.name)
+        return getattr(getattr(config, _PART[self.owner]), self.name)
 
 
-def _settings_of(owner: type[Behavior] | type[Sampling]) -> dict[str, Setting]:
+_PART: Mapping[type, str] = {Behavior: "behavior", Sampling: "sampling", Reasoning: "reasoning"}
+"""Each settings owner's attribute in :class:`InferenceConfig`."""
+
+
+def _settings_of(owner: type[Behavior] | type[Sampling] | type[Reasoning]) -> dict[str, Setting]:
     hints = typing.get_type_hints(owner)
     out: dict[str, Setting] = {}
     for f in dataclasses.fields(owner):
@@ -308,37 +358,49 @@ def _settings_of(owner: type[Behavior] | type[Sampling]) -> dict[str, Setting]:
             none_means=meta.none_means,
             metavar=meta.metavar or f.name.upper(),
             tunable=meta.tunable,
+            choices=meta.choices,
         )
     return out
 
 
-SETTINGS: Mapping[str, Setting] = types.MappingProxyType({**_settings_of(Behavior), **_settings_of(Sampling)})
-"""Every setting of :class:`InferenceConfig` by name (the fields of :class:`Behavior`, then of :class:`Sampling`)."""
-
-TUNABLE: tuple[Setting, ...] = tuple(
-    sorted((s for s in SETTINGS.values() if s.tunable), key=lambda s: s.owner is Behavior)
+SETTINGS: Mapping[str, Setting] = types.MappingProxyType(
+    {**_settings_of(Behavior), **_settings_of(Sampling), **_settings_of(Reasoning)}
 )
-"""The numbers people tune per request (see :attr:`Setting.tunable`): the sampling ones, then ``max_tokens``."""
+"""Every setting of :class:`InferenceConfig` by name (the fields of :class:`Behavior`, :class:`Sampling`, then
+:class:`Reasoning`)."""
+
+_TUNING_ORDER = (Sampling, Behavior, Reasoning)
+TUNABLE: tuple[Setting, ...] = tuple(
+    sorted((s for s in SETTINGS.values() if s.tunable), key=lambda s: _TUNING_ORDER.index(s.owner))
+)
+"""The numbers people tune per request (see :attr:`Setting.tunable`): the sampling ones, then ``max_tokens``, then
+``thinking_budget``."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class InferenceConfig:
-    """Behaviour and sampling for one request.
+    """Everything one request asks of the engine: behaviour, sampling, reasoning and the answer's shape.
 
     ``InferenceConfig()`` is the complete default config; ``InferenceConfig.of(max_tokens=64, temperature=0)``
-    builds one from flat keyword arguments.
+    builds one from flat keyword arguments (the settings: fields of :class:`Behavior`, :class:`Sampling` and
+    :class:`Reasoning`). ``output`` (tools, response format) is not a flat setting: it is made per request, e.g.
+    by :meth:`Genius.chat <rusty_genius.Genius.chat>` from its ``tools``/``response_format`` arguments.
     """
 
     behavior: Behavior = field(default_factory=Behavior)
     sampling: Sampling = field(default_factory=Sampling)
+    output: Output = field(default_factory=Output)
+    reasoning: Reasoning = field(default_factory=Reasoning)
 
     @classmethod
     def of(cls, **settings: object) -> InferenceConfig:
-        """Builds a config from flat keywords, each a field of :class:`Behavior` or :class:`Sampling`."""
+        """Builds a config from flat keywords, each a field of :class:`Behavior`, :class:`Sampling` or
+        :class:`Reasoning`."""
         return cls().updated(**settings)
 
     def updated(self, **settings: object) -> InferenceConfig:
-        """This config with flat keyword ``settings`` (fields of :class:`Behavior` or :class:`Sampling`) applied."""
+        """This config with flat keyword ``settings`` (fields of :class:`Behavior`, :class:`Sampling` or
+        :class:`Reasoning`) applied; ``output`` is kept."""
         unknown = sorted(settings.keys() - SETTINGS.keys())
         if unknown:
             raise ConfigError(
@@ -346,12 +408,24 @@ class InferenceConfig:
             )
         if not settings:
             return self
-        behavior = {k: v for k, v in settings.items() if SETTINGS[k].owner is Behavior}
-        sampling = {k: v for k, v in settings.items() if SETTINGS[k].owner is Sampling}
-        return InferenceConfig(
-            behavior=dataclasses.replace(self.behavior, **behavior) if behavior else self.behavior,  # type: ignore[arg-type]
-            sampling=dataclasses.replace(self.sampling, **sampling) if sampling else self.sampling,  # type: ignore[arg-type]
-        )
+        parts: dict[str, Any] = {}
+        for owner, part in _PART.items():
+            changes = {k: v for k, v in settings.items() if SETTINGS[k].owner is owner}
+            if changes:
+                parts[part] = dataclasses.replace(getattr(self, part), **changes)
+        return dataclasses.replace(self, **parts)
 
 
-__all__ = ["SETTINGS", "TUNABLE", "U32_MAX", "Behavior", "InferenceConfig", "Range", "Sampling", "Setting"]
+__all__ = [
+    "SETTINGS",
+    "TUNABLE",
+    "U32_MAX",
+    "Behavior",
+    "InferenceConfig",
+    "Output",
+    "Range",
+    "Reasoning",
+    "Sampling",
+    "Setting",
+    "Tool",
+]

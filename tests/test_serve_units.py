@@ -99,6 +99,63 @@ def test_parse_chat_maps_fields_to_settings() -> None:
     InferenceConfig.of(**chat.settings)
 
 
+def test_parse_chat_reads_tools_the_format_reasoning_and_tool_messages() -> None:
+    chat = parse_chat(
+        {
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": None, "reasoning_content": "r", "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"x": 1}}}]},
+                {"role": "tool", "tool_call_id": "c1", "name": "f", "content": [{"type": "text", "text": "1"}]},
+            ],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {
+                "type": "object", "properties": {"x": {"type": "integer"}}}}}],
+            "tool_choice": {"type": "function", "function": {"name": "f"}},
+            "parallel_tool_calls": False,
+            "response_format": {"type": "json_schema", "json_schema": {
+                "name": "r", "schema": {"type": "object"}, "strict": True}},
+            "reasoning_effort": "none",
+            "thinking_budget_tokens": -1,
+        }
+    )  # fmt: skip
+    assert chat.messages[1] == {
+        "role": "assistant", "content": "", "reasoning_content": "r",
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}],
+    }  # fmt: skip
+    assert chat.messages[2] == {"role": "tool", "content": "1", "tool_call_id": "c1", "name": "f"}
+    out = chat.output
+    assert out is not None and [t.name for t in out.tools] == ["f"]
+    assert out.tool_choice == "required" and out.tool_name == "f" and not out.parallel_tool_calls
+    assert out.response_format == "json_schema" and out.schema_name == "r" and out.strict
+    assert chat.settings["enable_thinking"] is False and chat.settings["thinking_budget"] is None
+    assert chat.params["enable_thinking"] == "reasoning_effort"
+    InferenceConfig.of(**chat.settings)
+    assert parse_chat({"messages": USER}).output is None
+
+
+@pytest.mark.anyio
+async def test_tool_call_events_encode_as_openai_streams_and_returns_them() -> None:
+    from rusty_genius.core.config import Output, Tool
+    from rusty_genius.ogenius.serve.encode import completion
+
+    script = ["<tool_call>\n", '{"name": "f", ', '"arguments": {"x": ', "1}}", "\n</tool_call>"]
+    config = InferenceConfig(output=Output(tools=(Tool(name="f"),)))
+    async with Genius(engine=Pinky(delay=0, script=script)) as g:
+        events = [ev async for ev in g.chat(USER, config)]
+    body = completion("pinky", events)
+    [call] = body["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["name"] == "f" and json.loads(call["function"]["arguments"]) == {"x": 1}
+    assert body["choices"][0]["message"]["content"] is None and body["choices"][0]["finish_reason"] == "tool_calls"
+    encoder = ChunkEncoder("pinky", include_usage=False)
+    out = (encoder.deltas(events) + encoder.finish(events[-1])).decode()
+    chunks = [json.loads(line[6:]) for line in out.split("\n\n") if line.startswith("data: {")]
+    deltas = [d for c in chunks for d in c["choices"][0]["delta"].get("tool_calls", [])]
+    assert deltas[0] == {"index": 0, "id": call["id"], "type": "function", "function": {"name": "f", "arguments": ""}}
+    assert "".join(d["function"]["arguments"] for d in deltas[1:]) == call["function"]["arguments"]
+    assert all(set(d) == {"index", "function"} for d in deltas[1:])
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
 def test_host_origin_and_key_policy() -> None:
     policy = Policy(ServeSettings(addr=Address("127.0.0.1", 8080), api_key="secret", allow_hosts=("box.lan",)))
     assert split_host("[::1]:8080") == ("::1", 8080) and split_host("Box.LAN.") == ("box.lan", None)

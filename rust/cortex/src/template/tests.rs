@@ -84,20 +84,23 @@ fn qwen25_system_user() {
     assert_eq!(got, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
 }
 
+/// Qwen2.5 and Qwen3 render the tool conversation the same way.
+const QWEN_TOOL_CONVERSATION: &str = "<|im_start|>system\nBe brief.\n\n# Tools\n\nYou may call one or more functions to \
+    assist with the user query.\n\nYou are provided with function signatures within <tools></tools> \
+    XML tags:\n<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \
+    \"description\": \"Get the city's weather\", \"parameters\": {\"type\": \"object\", \
+    \"properties\": {\"city\": {\"type\": \"string\", \"description\": \"The city\"}}, \
+    \"required\": [\"city\"]}}}\n</tools>\n\nFor each function call, return a json object \
+    with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": \
+    <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n<|im_start|>user\nWea\
+    ther in Paris?<|im_end|>\n<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \
+    \"arguments\": {\"city\": \"Paris\"}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n\
+    18C\n</tool_response><|im_end|>\n<|im_start|>assistant\n";
+
 #[test]
 fn qwen25_tools_call_and_result() {
     let got = render(&compile(QWEN25), &tool_conversation("call_1"), &[weather_tool()]);
-    let want = "<|im_start|>system\nBe brief.\n\n# Tools\n\nYou may call one or more functions to \
-        assist with the user query.\n\nYou are provided with function signatures within <tools></tools> \
-        XML tags:\n<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \
-        \"description\": \"Get the city's weather\", \"parameters\": {\"type\": \"object\", \
-        \"properties\": {\"city\": {\"type\": \"string\", \"description\": \"The city\"}}, \
-        \"required\": [\"city\"]}}}\n</tools>\n\nFor each function call, return a json object \
-        with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": \
-        <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n<|im_start|>user\nWea\
-        ther in Paris?<|im_end|>\n<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \
-        \"arguments\": {\"city\": \"Paris\"}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n\
-        18C\n</tool_response><|im_end|>\n<|im_start|>assistant\n";
+    let want = QWEN_TOOL_CONVERSATION;
     assert_eq!(got, want);
 }
 
@@ -157,17 +160,7 @@ fn qwen3_thinking_switch() {
 fn qwen3_call_with_empty_content_gets_a_string() {
     // Qwen3 does `'</think>' in message.content`: the `none` content of a call turn fails, `""` renders.
     let got = render(&compile(QWEN3), &tool_conversation("call_1"), &[weather_tool()]);
-    let want = "<|im_start|>system\nBe brief.\n\n# Tools\n\nYou may call one or more functions to \
-        assist with the user query.\n\nYou are provided with function signatures within <tools></tools> \
-        XML tags:\n<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \
-        \"description\": \"Get the city's weather\", \"parameters\": {\"type\": \"object\", \
-        \"properties\": {\"city\": {\"type\": \"string\", \"description\": \"The city\"}}, \
-        \"required\": [\"city\"]}}}\n</tools>\n\nFor each function call, return a json object \
-        with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": \
-        <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n<|im_start|>user\nWea\
-        ther in Paris?<|im_end|>\n<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \
-        \"arguments\": {\"city\": \"Paris\"}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n\
-        18C\n</tool_response><|im_end|>\n<|im_start|>assistant\n";
+    let want = QWEN_TOOL_CONVERSATION;
     assert_eq!(got, want);
 }
 

@@ -1,6 +1,7 @@
 //! Table-driven tests of every family, at every split point, and property tests over random splits and calls.
 
 use super::*;
+use crate::think::split_points::{boundaries, split};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -268,10 +269,6 @@ fn cases() -> Vec<(ToolFormat, &'static str, Vec<E>)> {
     ]
 }
 
-fn boundaries(s: &str) -> Vec<usize> {
-    (0..=s.len()).filter(|&i| s.is_char_boundary(i)).collect()
-}
-
 #[test]
 fn table_unsplit() {
     for (format, input, want) in cases() {
@@ -389,21 +386,6 @@ fn fragment(format: ToolFormat) -> impl Strategy<Value = &'static str> {
 
 fn any_format() -> impl Strategy<Value = ToolFormat> {
     prop::sample::select(vec![Hermes, Llama3, Mistral, DeepSeek, Json])
-}
-
-/// Splits `input` at the given (sorted) byte offsets, moved to char boundaries.
-fn split<'a>(input: &'a str, cuts: &[prop::sample::Index]) -> Vec<&'a str> {
-    let bounds = boundaries(input);
-    let mut at: Vec<usize> = cuts.iter().map(|c| bounds[c.index(bounds.len())]).collect();
-    at.sort_unstable();
-    let mut pieces = Vec::new();
-    let mut prev = 0;
-    for &c in &at {
-        pieces.push(&input[prev..c]);
-        prev = c;
-    }
-    pieces.push(&input[prev..]);
-    pieces
 }
 
 /// A JSON value with nesting and strings full of JSON syntax.

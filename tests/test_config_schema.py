@@ -98,6 +98,40 @@ def test_the_schema_describes_every_field_with_its_default() -> None:
     ]  # fmt: skip
     assert SETTINGS["reasoning_effort"].choices == ("low", "medium", "high")
     assert SETTINGS["enable_thinking"].nullable and SETTINGS["enable_thinking"].kind is bool
+    assert SETTINGS["logit_bias"].kind is dict and not SETTINGS["logit_bias"].tunable
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [({}, {}), ({42: -100, 7: 2.5}, {7: 2.5, 42: -100.0}), ({"42": 1}, {42: 1.0}), ([(3, 1)], {3: 1.0}),
+     ({0: 100.0}, {0: 100.0})],
+)  # fmt: skip
+def test_logit_bias_is_stored_immutable_and_hashable(value: Any, stored: dict[int, float]) -> None:
+    import copy
+    import pickle
+
+    sampling = Sampling(logit_bias=value)
+    assert sampling.logit_bias == stored and list(sampling.logit_bias) == sorted(stored)
+    assert hash(sampling) == hash(Sampling(logit_bias=stored)) and sampling == Sampling(logit_bias=stored)
+    assert pickle.loads(pickle.dumps(sampling)) == sampling and copy.deepcopy(sampling) == sampling
+    assert dataclasses.asdict(sampling)["logit_bias"] == stored
+    with pytest.raises(TypeError):
+        sampling.logit_bias[1] = 2.0  # type: ignore[index]
+    assert SETTINGS["logit_bias"].check(value) == stored
+    assert InferenceConfig.of(logit_bias=value).sampling.logit_bias == stored
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [({-1: 1}, "token id -1 is negative"), ({3: 100.5}, "must be between -100 and 100"),
+     ({3: math.nan}, "must be between -100 and 100"), ({3: -math.inf}, "must be between -100 and 100"),
+     ({2**31: 1}, "too large"), (dict.fromkeys(range(1025), 1), "at most 1024"), ({"x": 1}, "not an integer"),
+     ({3: "1"}, "must be a number"), ({True: 1}, "not an integer"), ("42", "is not accepted"), (7, "not accepted")],
+)  # fmt: skip
+def test_logit_bias_is_checked_by_the_engine_naming_the_field(value: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as refused:
+        Sampling(logit_bias=value)
+    assert refused.value.field == "logit_bias"
 
 
 @pytest.mark.parametrize("value", ["low", "medium", "high", "extreme", "LOW", "", None])
@@ -148,6 +182,7 @@ def test_reasoning_settings_are_flat_settings_of_the_config() -> None:
         ("reasoning_effort", "none", None),
         ("thinking_budget", "0", 0),
         ("thinking_budget", "off", None),
+        ("logit_bias", '{"42": -100, "7": 1}', {7: 1.0, 42: -100.0}),
     ],
 )
 def test_parse_reads_a_settings_text(name: str, text: str, value: object) -> None:
@@ -167,6 +202,8 @@ def test_parse_reads_a_settings_text(name: str, text: str, value: object) -> Non
         ("show_thinking", "maybe", "'maybe' is not true or false"),
         ("reasoning_effort", "max", "'max' is not accepted: must be 'low', 'medium' or 'high'"),
         ("thinking_budget", "-1", "-1 is out of range: must be 0 or more"),
+        ("logit_bias", "42:-100", "'42:-100' is not a JSON object of token id to bias"),
+        ("logit_bias", '{"x": 1}', "token id 'x' is not an integer"),
     ],
 )
 def test_parse_refuses_with_the_field(name: str, text: str, message: str) -> None:

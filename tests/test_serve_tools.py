@@ -196,7 +196,7 @@ def _tool(**function: Any) -> dict[str, Any]:
         ({"thinking_budget_tokens": -5}, "thinking_budget_tokens"),
         ({"thinking_budget_tokens": 1.5}, "thinking_budget_tokens"),
         ({"logprobs": True}, "logprobs"),
-        ({"logit_bias": {"42": 5}}, "logit_bias"),
+        ({"logit_bias": {"42": "5"}}, "logit_bias"),
         ({"messages": [*USER, {"role": "tool", "content": "21"}]}, "messages[1].tool_call_id"),
         ({"messages": [*USER, {"role": "assistant", "tool_calls": [{"id": "c", "function": {}}]}]},
          "messages[1].tool_calls[0].function.name"),

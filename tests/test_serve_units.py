@@ -88,15 +88,62 @@ def test_parse_chat_maps_fields_to_settings() -> None:
             "stream": True,
             "stream_options": {"include_usage": True},
             "include_reasoning": False,
+            "logit_bias": {"42": -100, "7": 2.5},
+            "n": 3,
         }
     )
     assert chat.messages == [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]
     assert chat.settings == {
         "max_tokens": 7, "stop": ("END",), "seed": 3, "temperature": 1.0, "show_thinking": False,
+        "logit_bias": {42: -100.0, 7: 2.5},
     }  # fmt: skip
-    assert chat.params["max_tokens"] == "max_completion_tokens"
-    assert chat.model == "m" and chat.stream and chat.include_usage
-    InferenceConfig.of(**chat.settings)
+    assert chat.params["max_tokens"] == "max_completion_tokens" and chat.params["logit_bias"] == "logit_bias"
+    assert chat.model == "m" and chat.stream and chat.include_usage and chat.n == 3
+    config = InferenceConfig.of(**chat.settings)
+    assert config.sampling.logit_bias == {7: 2.5, 42: -100.0} and list(config.sampling.logit_bias) == [7, 42]
+    assert parse_chat({"messages": USER, "logit_bias": {}, "n": None}).settings.get("logit_bias") is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [({"n": 0}, "n"), ({"n": 9}, "n"), ({"n": 1.5}, "n"), ({"n": "2"}, "n"), ({"n": True}, "n"),
+     ({"logit_bias": [1, 2]}, "logit_bias"), ({"logit_bias": {"x": 1}}, "logit_bias"),
+     ({"logit_bias": {"-3": 1}}, "logit_bias"), ({"logit_bias": {"3": "1"}}, "logit_bias"),
+     ({"logit_bias": {"3": None}}, "logit_bias"), ({"logit_bias": {"3": True}}, "logit_bias")],
+)  # fmt: skip
+def test_parse_chat_refuses_bad_n_and_logit_bias(extra: dict[str, object], param: str) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_chat({"messages": USER, **extra})
+    assert info.value.status == 400 and info.value.param == param, info.value.message
+
+
+def test_usage_of_several_choices_counts_the_prompt_once() -> None:
+    from rusty_genius.ogenius.serve.encode import completion, total_usage
+
+    with Genius(engine=Pinky(delay=0, reply_tokens=2, think=False)) as g:
+        first = list(g.chat(USER))
+        second = list(g.chat(USER, max_tokens=1))
+    one, two = first[-1].usage, second[-1].usage
+    assert one is not None and two is not None
+    usage = total_usage([first[-1], second[-1]])
+    assert usage is not None and usage["prompt_tokens"] == one.prompt_tokens
+    assert usage["completion_tokens"] == one.completion_tokens + two.completion_tokens
+    assert usage["total_tokens"] == one.prompt_tokens + one.completion_tokens + two.completion_tokens
+    body = completion("pinky", first, second)
+    assert [c["index"] for c in body["choices"]] == [0, 1] and body["usage"] == usage
+    assert [c["finish_reason"] for c in body["choices"]] == ["stop", "length"]
+    encoder = ChunkEncoder("pinky", include_usage=True, choices=2)
+    out = encoder.start() + encoder.deltas(second, 1) + encoder.finish_choice(second[-1], 1)
+    out += encoder.deltas(first, 0) + encoder.finish_choice(first[-1], 0) + encoder.close([first[-1], second[-1]])
+    text = out.decode()
+    assert text.endswith("data: [DONE]\n\n")
+    chunks = [json.loads(line[6:]) for line in text.split("\n\n") if line.startswith("data: {")]
+    assert [c["choices"][0]["index"] for c in chunks[:2]] == [0, 1], "a role chunk per choice"
+    for i, answer in enumerate(["Narf! Narf!", "Narf!"]):
+        mine = [c["choices"][0] for c in chunks if c["choices"] and c["choices"][0]["index"] == i]
+        assert "".join(c["delta"].get("content", "") for c in mine).strip() == answer.strip(), mine
+        assert [c["finish_reason"] for c in mine if c["finish_reason"]] == [["stop", "length"][i]]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == usage
 
 
 def test_parse_chat_reads_tools_the_format_reasoning_and_tool_messages() -> None:

@@ -15,10 +15,12 @@ early (a usage error naming the flag), they are not a second check.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +130,70 @@ class Behavior:
         _native.validate_behavior(self)
 
 
+class LogitBias(Mapping[int, float]):
+    """What :attr:`Sampling.logit_bias` holds: token id → bias, immutable and hashable (like the tuple ``stop``
+    becomes), in id order. ``LogitBias({42: -100})`` equals ``{42: -100.0}``."""
+
+    __slots__ = ("_biases",)
+
+    def __init__(self, biases: Mapping[int, float] | Iterable[tuple[int, float]] = ()) -> None:
+        items = biases.items() if isinstance(biases, Mapping) else biases
+        self._biases: dict[int, float] = dict(sorted(items))
+
+    def __getitem__(self, token: int) -> float:
+        return self._biases[token]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._biases)
+
+    def __len__(self) -> int:
+        return len(self._biases)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._biases.items()))
+
+    def __eq__(self, other: object) -> bool:
+        return dict(self._biases) == dict(other) if isinstance(other, Mapping) else NotImplemented
+
+    def __repr__(self) -> str:
+        return f"LogitBias({self._biases!r})"
+
+    def __reduce__(self) -> tuple[type[LogitBias], tuple[tuple[tuple[int, float], ...]]]:
+        return LogitBias, (tuple(self._biases.items()),)
+
+
+_TOKEN_ID = re.compile(r"-?[0-9]+")
+
+
+def _logit_bias(value: object) -> LogitBias:
+    """``value`` (a mapping of token id to bias, or pairs) as a :class:`LogitBias`; ids may be integers or their
+    decimal strings (OpenAI's JSON keys). The engine checks the ranges."""
+    if isinstance(value, LogitBias):
+        return value
+    if isinstance(value, Mapping):
+        items: Iterable[Any] = value.items()
+    elif isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        items = value
+    else:
+        raise ConfigError(
+            f"invalid logit_bias: a {type(value).__name__} is not accepted (must be a mapping of token id to bias)",
+            field="logit_bias",
+        )
+    out: dict[int, float] = {}
+    for item in items:
+        if not (isinstance(item, tuple) and len(item) == 2):
+            raise ConfigError("invalid logit_bias: must be a mapping of token id to bias", field="logit_bias")
+        token, bias = item
+        if isinstance(token, str) and _TOKEN_ID.fullmatch(token.strip()):
+            token = int(token)
+        if isinstance(token, bool) or not isinstance(token, int):
+            raise ConfigError(f"invalid logit_bias: token id {token!r} is not an integer", field="logit_bias")
+        if isinstance(bias, bool) or not isinstance(bias, (int, float)):
+            raise ConfigError(f"invalid logit_bias: the bias of token {token} must be a number", field="logit_bias")
+        out[token] = float(bias)
+    return LogitBias(out)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Sampling:
     """How the next token is chosen."""
@@ -161,8 +227,14 @@ class Sampling:
     """Makes sampled output reproducible. None picks a random seed."""
     grammar: str | None = _described(None, "a GBNF grammar the output must follow", none_means="no grammar")
     """A GBNF grammar (llama.cpp's format, with a ``root`` rule) the output must follow."""
+    logit_bias: Mapping[int, float] = _described(LogitBias(), "biases added to tokens' logits, by token id")
+    """Added to a token's logit before sampling, by token id (as OpenAI's ``logit_bias``): each bias in [-100, 100]
+    (-100 bans the token in practice, 100 all but forces it), at most 1024 tokens; an id outside the model's
+    vocabulary fails the request, naming the id. Ids may be given as integers or decimal strings; stored as a
+    :class:`LogitBias`. Pinky, which has no vocabulary, ignores it."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "logit_bias", _logit_bias(self.logit_bias))
         _native.validate_sampling(self)
 
 
@@ -210,7 +282,8 @@ class Setting:
     name: str
     owner: type[Behavior] | type[Sampling] | type[Reasoning]
     kind: type
-    """``int``, ``float``, ``bool``, ``str``, or ``tuple`` (of strings, for ``stop``)."""
+    """``int``, ``float``, ``bool``, ``str``, ``tuple`` (of strings, for ``stop``) or ``dict`` (token id → bias, for
+    ``logit_bias``)."""
     default: Any
     help: str
     """One line, without the default (see :attr:`default_text`)."""
@@ -248,9 +321,13 @@ class Setting:
             quoted = [repr(c) for c in self.choices]
             text = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
         else:
-            text = {int: "an integer", float: "a number", bool: "true or false", tuple: "strings"}.get(
-                self.kind, "text"
-            )
+            text = {
+                int: "an integer",
+                float: "a number",
+                bool: "true or false",
+                tuple: "strings",
+                dict: "a mapping of token id to bias",
+            }.get(self.kind, "text")
         return f"{text}, or none ({self.none_means})" if self.nullable else text
 
     def check(self, value: Any) -> Any:
@@ -276,6 +353,8 @@ class Setting:
                 return (value,)
             if isinstance(value, Sequence) and all(isinstance(s, str) for s in value):
                 return tuple(value)
+        elif self.kind is dict:
+            return _logit_bias(value)
         elif isinstance(value, self.kind):
             if not self.choices or value in self.choices:
                 return value
@@ -319,6 +398,14 @@ class Setting:
             value = text.lower() in _TRUE_WORDS
         elif self.kind is tuple:
             value = (text,)
+        elif self.kind is dict:
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = None
+            if not isinstance(value, dict):
+                raise ConfigError(f"{text!r} is not a JSON object of token id to bias", field=self.name)
+            value = _logit_bias(value)
         else:
             value = text
         if self.numeric and not self._in_range(value):
@@ -345,7 +432,8 @@ def _settings_of(owner: type[Behavior] | type[Sampling] | type[Reasoning]) -> di
         nullable = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
         if nullable:
             (hint,) = (a for a in args if a is not type(None))
-        kind = tuple if typing.get_origin(hint) is Sequence else hint
+        origin = typing.get_origin(hint)
+        kind = tuple if origin is Sequence else dict if origin is Mapping else hint
         meta: _Meta = f.metadata["setting"]
         out[f.name] = Setting(
             name=f.name,
@@ -422,6 +510,7 @@ __all__ = [
     "U32_MAX",
     "Behavior",
     "InferenceConfig",
+    "LogitBias",
     "Output",
     "Range",
     "Reasoning",

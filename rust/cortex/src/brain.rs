@@ -27,6 +27,8 @@
 //! - Cancellation is checked for every sequence at every step; a decode failure forgets the whole cache and fails
 //!   the running sequences (the worker does that).
 //! - `sample()` already accepts the token in llama.cpp (grammar, penalties): it is never accepted twice.
+//! - Token biases (`logit_bias`) head every chain, the constrained one too, and rule out the argmax fast path; a
+//!   biased id outside the vocabulary fails the request at admission, naming the id.
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -40,6 +42,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 
 use std::collections::VecDeque;
 
@@ -544,17 +547,15 @@ impl Picker {
         let plain_greedy = sampling.temperature <= 0.0
             && sampling.grammar.is_none()
             && constraint.is_none()
+            && sampling.logit_bias.is_empty()
             && sampling.repeat_penalty == 1.0
             && sampling.frequency_penalty == 0.0
             && sampling.presence_penalty == 0.0;
         if plain_greedy {
             return Ok(Self::Argmax);
         }
-        let constrained = match constraint {
-            Some(matcher) => Some(LlamaSampler::chain_simple([matcher, sampler(sampling, model)?])),
-            None => None,
-        };
-        Ok(Self::Chain { free: sampler(sampling, model)?, constrained })
+        let constrained = constraint.map(|matcher| sampler(sampling, model, Some(matcher))).transpose()?;
+        Ok(Self::Chain { free: sampler(sampling, model, None)?, constrained })
     }
 
     /// The next token from the logits at batch index `at` (for a chain, also accepted into its state). `thinking`:
@@ -580,8 +581,20 @@ impl Picker {
     }
 }
 
-fn sampler(sampling: &Sampling, model: &LlamaModel) -> Result<LlamaSampler, CortexError> {
+/// The sampler chain of `sampling`: the token biases first (so every later stage sees them), then the answer's
+/// `constraint` when there is one, the grammar, the penalties, and the choice itself.
+fn sampler(
+    sampling: &Sampling,
+    model: &LlamaModel,
+    constraint: Option<LlamaSampler>,
+) -> Result<LlamaSampler, CortexError> {
     let mut chain = Vec::new();
+    if !sampling.logit_bias.is_empty() {
+        let biases: Vec<LlamaLogitBias> =
+            sampling.logit_bias.iter().map(|&(token, bias)| LlamaLogitBias::new(LlamaToken(token), bias)).collect();
+        chain.push(LlamaSampler::logit_bias(model.n_vocab(), &biases));
+    }
+    chain.extend(constraint);
     if let Some(grammar) = &sampling.grammar {
         let g = LlamaSampler::grammar(model, grammar, "root").map_err(|e| CortexError::InvalidConfig {
             field: "grammar",
@@ -629,6 +642,7 @@ impl Engine for Brain {
 
     fn admit(&mut self, request: &ChatRequest, free: &[usize], _out: &mut Generation) -> Result<usize, CortexError> {
         let config = &request.config;
+        config.sampling.check_vocab(self.model.n_vocab())?;
         let mut prompt = self.render(&request.messages, config)?;
         let constraint = self.constraint(config)?;
         let thinking_template = self.jinja.as_ref().is_some_and(ChatTemplate::supports_thinking);

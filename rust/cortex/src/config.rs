@@ -11,6 +11,10 @@ pub const MAX_STOP_STRINGS: usize = 16;
 pub const MAX_STOP_BYTES: usize = 256;
 /// Longest grammar, in bytes.
 pub const MAX_GRAMMAR_BYTES: usize = 64 * 1024;
+/// Most token biases one request may carry.
+pub const MAX_LOGIT_BIAS: usize = 1024;
+/// The largest bias in either direction (OpenAI's range): -100 bans a token in practice, +100 all but forces it.
+pub const MAX_BIAS: f32 = 100.0;
 
 /// What the caller sees of a generation.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +54,12 @@ pub struct Sampling {
     pub seed: Option<u32>,
     /// A GBNF grammar (llama.cpp's format, root rule `root`) the output must follow.
     pub grammar: Option<String>,
+    /// Added to a token's logit before sampling: (token id, bias in [-100, 100]), each id once. The bias is added
+    /// as given, as llama-server does: -100 puts a token 100 logits under the others, a ban in practice (its
+    /// probability is below f32's smallest normal), without the `-inf` that would leave nothing to pick when a
+    /// grammar allows only that token. Ids are checked against the model's vocabulary when a request is admitted
+    /// ([`Sampling::check_vocab`]).
+    pub logit_bias: Vec<(i32, f32)>,
 }
 
 impl Default for Sampling {
@@ -64,6 +74,7 @@ impl Default for Sampling {
             frequency_penalty: 0.0,
             seed: None,
             grammar: None,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -278,7 +289,44 @@ impl Sampling {
                 "must be a non-empty GBNF grammar of at most 64 KiB",
             ));
         }
+        self.validate_logit_bias()
+    }
+
+    fn validate_logit_bias(&self) -> Result<(), CortexError> {
+        if self.logit_bias.len() > MAX_LOGIT_BIAS {
+            return Err(CortexError::invalid(
+                "logit_bias",
+                format!("{} tokens", self.logit_bias.len()),
+                "at most 1024 token biases",
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.logit_bias.len());
+        for &(token, bias) in &self.logit_bias {
+            if token < 0 {
+                return Err(CortexError::invalid_output("logit_bias", format!("token id {token} is negative")));
+            }
+            if !(bias.is_finite() && (-MAX_BIAS..=MAX_BIAS).contains(&bias)) {
+                return Err(CortexError::invalid_output(
+                    "logit_bias",
+                    format!("the bias of token {token} is {bias}: must be between -100 and 100"),
+                ));
+            }
+            if !seen.insert(token) {
+                return Err(CortexError::invalid_output("logit_bias", format!("token id {token} is given twice")));
+            }
+        }
         Ok(())
+    }
+
+    /// Every biased token is in a vocabulary of `n_vocab` tokens (checked when a request reaches a model).
+    pub fn check_vocab(&self, n_vocab: i32) -> Result<(), CortexError> {
+        match self.logit_bias.iter().find(|&&(token, _)| token >= n_vocab) {
+            Some((token, _)) => Err(CortexError::invalid_output(
+                "logit_bias",
+                format!("token id {token} is not in the model's vocabulary (ids 0 to {})", n_vocab - 1),
+            )),
+            None => Ok(()),
+        }
     }
 }
 
@@ -313,6 +361,42 @@ mod tests {
                 other => panic!("{field}: expected an error, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn logit_bias_limits_name_the_field() {
+        let ok = Sampling { logit_bias: vec![(0, -100.0), (7, 100.0), (9, 0.5)], ..Default::default() };
+        ok.validate().unwrap();
+        ok.check_vocab(10).unwrap();
+        let bad = [
+            vec![(-1, 1.0)],
+            vec![(3, 100.5)],
+            vec![(3, -101.0)],
+            vec![(3, f32::NAN)],
+            vec![(3, f32::NEG_INFINITY)],
+            vec![(3, 1.0), (3, 2.0)],
+            (0..1025).map(|t| (t, 1.0)).collect(),
+        ];
+        for logit_bias in bad {
+            let sampling = Sampling { logit_bias: logit_bias.clone(), ..Default::default() };
+            match sampling.validate() {
+                Err(CortexError::InvalidConfig { field, .. } | CortexError::InvalidOutput { field, .. }) => {
+                    assert_eq!(field, "logit_bias");
+                }
+                other => panic!("{:?}: expected an error, got {other:?}", &logit_bias[..logit_bias.len().min(3)]),
+            }
+        }
+        Sampling { logit_bias: (0..1024).map(|t| (t, 1.0)).collect(), ..Default::default() }.validate().unwrap();
+    }
+
+    #[test]
+    fn logit_bias_ids_past_the_vocabulary_are_named() {
+        let sampling = Sampling { logit_bias: vec![(3, 1.0), (49_152, -5.0)], ..Default::default() };
+        sampling.validate().unwrap();
+        sampling.check_vocab(49_153).unwrap();
+        let err = sampling.check_vocab(49_152).unwrap_err();
+        assert!(matches!(err, CortexError::InvalidOutput { field: "logit_bias", .. }), "{err:?}");
+        assert!(err.to_string().contains("49152") && err.to_string().contains("0 to 49151"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! tags and split characters end to end); `fail_after` injects an engine error. It batches like the real engine:
 //! up to `parallel` sequences run at once, and each step waits `delay` once then gives every running sequence its
 //! next token, so N streams share the step time as they do on a batched llama.cpp context. A cancel cuts the wait
-//! short.
+//! short. Pinky has no vocabulary and samples nothing: it ignores the sampling settings, `logit_bias` included (its
+//! ids are checked for range like any config, never against a vocabulary).
 
 use std::time::{Duration, Instant};
 

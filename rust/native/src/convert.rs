@@ -65,9 +65,30 @@ pub fn sampling(obj: &Bound<'_, PyAny>) -> PyResult<Sampling> {
         frequency_penalty: attr(obj, o, "frequency_penalty")?,
         seed: opt_u32("seed", attr(obj, o, "seed")?, "must be between 0 and 4294967295, or None").map_err(to_py)?,
         grammar: attr(obj, o, "grammar")?,
+        logit_bias: logit_bias(obj)?,
     };
     s.validate().map_err(to_py)?;
     Ok(s)
+}
+
+/// Reads `Sampling.logit_bias`: a mapping of token id to bias (its `items()`). Ids and biases are read wide, then
+/// narrowed here, so an id past i32 or a bias past f32 is a `ConfigError` naming `logit_bias`.
+fn logit_bias(obj: &Bound<'_, PyAny>) -> PyResult<Vec<(i32, f32)>> {
+    let field = "logit_bias";
+    let bad = |what: String| config_error(format!("invalid logit_bias: {what}"), Some(field));
+    let value = obj.getattr(field).map_err(|_| bad("Sampling has no attribute 'logit_bias'".into()))?;
+    let shape = || bad("must be a mapping of token id (an integer) to bias (a number)".into());
+    let items = value.call_method0("items").and_then(|items| items.try_iter()).map_err(|_| shape())?;
+    let mut out = Vec::new();
+    for item in items {
+        let (token, bias): (i64, f64) = item.and_then(|i| i.extract()).map_err(|_| shape())?;
+        let token = i32::try_from(token)
+            .map_err(|_| bad(format!("token id {token} is {}", if token < 0 { "negative" } else { "too large" })))?;
+        // A finite bias past f32 becomes infinite and is refused by the range check.
+        #[allow(clippy::cast_possible_truncation)]
+        out.push((token, bias as f32));
+    }
+    Ok(out)
 }
 
 /// Reads a complete `InferenceConfig`. There is no "None means the defaults" here: the Python dataclasses are the

@@ -8,6 +8,11 @@ Tool calls are streamed as OpenAI streams them: a call's first chunk carries ``d
 ``index``, ``id``, ``type`` and ``function.name`` (``arguments`` empty), later chunks only ``index`` and a piece of
 ``function.arguments``; the pieces of one index concatenate to the arguments of the non-streamed
 ``message.tool_calls``. ``finish_reason`` is then ``tool_calls``; ``content`` is null when the answer is only calls.
+
+Several choices (``n``): the non-streamed ``choices`` list them by ``index``; streamed, each chunk carries its
+choice's ``index``, each choice has its own role chunk and finish chunk, and the usage chunk (when asked for) and
+``[DONE]`` come once, after the last choice finished. Usage sums the choices' completion tokens and counts the
+prompt once, as OpenAI does (the prompt and cached counts, and llama-server's ``timings``, are the first choice's).
 """
 
 from __future__ import annotations
@@ -70,9 +75,21 @@ def tool_calls(events: Sequence[Event]) -> list[dict[str, Any]]:
     return [calls[i] for i in sorted(calls)]
 
 
-def completion(model: str, events: Sequence[Event]) -> dict[str, Any]:
-    """The non-streaming ``chat.completion`` object for a finished stream (its last event is ``complete``)."""
-    end = events[-1]
+def total_usage(ends: Sequence[Event]) -> dict[str, Any] | None:
+    """OpenAI's ``usage`` of a request whose choices ended with ``ends``: completion tokens summed, the prompt
+    counted once (the first choice's prompt and cached counts)."""
+    usages = [e.usage for e in ends if e.usage is not None]
+    if not usages:
+        return None
+    body = usage_dict(usages[0])
+    if len(usages) > 1:
+        completion_tokens = sum(u.completion_tokens for u in usages)
+        body["completion_tokens"] = completion_tokens
+        body["total_tokens"] = usages[0].prompt_tokens + completion_tokens
+    return body
+
+
+def _choice(index: int, events: Sequence[Event]) -> dict[str, Any]:
     content = "".join(e.text or "" for e in events if e.kind == "content")
     reasoning = "".join(e.text or "" for e in events if e.kind == "thought_delta")
     calls = tool_calls(events)
@@ -81,36 +98,53 @@ def completion(model: str, events: Sequence[Event]) -> dict[str, Any]:
         message["reasoning_content"] = reasoning
     if calls:
         message["tool_calls"] = calls
+    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason(events[-1])}
+
+
+def completion(model: str, events: Sequence[Event], *more: Sequence[Event]) -> dict[str, Any]:
+    """The non-streaming ``chat.completion`` object for finished streams (each ends with ``complete``): ``events``
+    is choice 0, ``more`` the next choices."""
+    choices = [events, *more]
     body: dict[str, Any] = {
         "id": completion_id(),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(end)}],
+        "choices": [_choice(i, c) for i, c in enumerate(choices)],
     }
-    if end.usage is not None:
-        body["usage"] = usage_dict(end.usage)
-    if end.timings is not None:
-        body["timings"] = timings_dict(end.timings, end.usage)
+    usage = total_usage([c[-1] for c in choices])
+    if usage is not None:
+        body["usage"] = usage
+    first = events[-1]
+    if first.timings is not None:
+        body["timings"] = timings_dict(first.timings, first.usage)
     return body
 
 
-class ChunkEncoder:
-    """The SSE chunks of one streamed completion."""
+class _Prefixes:
+    """The precomputed chunk prefixes of one choice."""
 
-    def __init__(self, model: str, include_usage: bool) -> None:
+    def __init__(self, base: str, index: int) -> None:
+        self.index = index
+        self.head = base + f'{index},"delta":{{'
+        self.content = (self.head + '"content":').encode()
+        self.reasoning = (self.head + '"reasoning_content":').encode()
+        self.arguments: dict[int, bytes] = {}
+        """Per tool call index: the prefix of its arguments chunks."""
+
+
+class ChunkEncoder:
+    """The SSE chunks of one streamed completion (of ``choices`` choices)."""
+
+    def __init__(self, model: str, include_usage: bool, choices: int = 1) -> None:
         self.id = completion_id()
         self.created = int(time.time())
         self.model = model
         self.include_usage = include_usage
-        head = f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},"model":'
-        head += encode_basestring(model) + ',"choices":[{"index":0,"delta":{'
-        self._head = head
-        self._content = (head + '"content":').encode()
-        self._reasoning = (head + '"reasoning_content":').encode()
+        base = f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},"model":'
+        base += encode_basestring(model) + ',"choices":[{"index":'
+        self._choices = [_Prefixes(base, i) for i in range(choices)]
         self._tail = b'},"logprobs":null,"finish_reason":null}]}\n\n'
-        self._arguments: dict[int, bytes] = {}
-        """Per tool call index: the prefix of its arguments chunks."""
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         body = {
@@ -124,13 +158,17 @@ class ChunkEncoder:
         return b"data: " + dumps(body).encode() + b"\n\n"
 
     def start(self) -> bytes:
-        """The first chunk: the assistant role."""
-        choice = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
-        return self._chunk([choice])
+        """The first chunks: the assistant role, one chunk per choice."""
+        role = {"role": "assistant", "content": ""}
+        return b"".join(
+            self._chunk([{"index": c.index, "delta": role, "logprobs": None, "finish_reason": None}])
+            for c in self._choices
+        )
 
-    def deltas(self, events: Sequence[Event]) -> bytes:
-        """One write for a batch of events: content, reasoning and tool-call argument deltas, merged while
-        consecutive deltas are of one kind (and one call); a call's start is a chunk of its own."""
+    def deltas(self, events: Sequence[Event], index: int = 0) -> bytes:
+        """One write for a batch of events of choice ``index``: content, reasoning and tool-call argument deltas,
+        merged while consecutive deltas are of one kind (and one call); a call's start is a chunk of its own."""
+        choice = self._choices[index]
         out: list[bytes] = []
         key: str | int = ""  # "content", "thought_delta", or the index of the call whose arguments these are
         texts = list[str]()
@@ -140,47 +178,57 @@ class ChunkEncoder:
                 k = ev.index or 0  # set on every tool_call_* event
             elif k == "tool_call_start":
                 if texts:
-                    out.append(self._delta(key, "".join(texts)))
+                    out.append(self._delta(choice, key, "".join(texts)))
                     texts = []
-                out.append(self._call_start(ev))
+                out.append(self._call_start(choice, ev))
                 continue
             elif k != "content" and k != "thought_delta":
                 continue
             if k != key and texts:
-                out.append(self._delta(key, "".join(texts)))
+                out.append(self._delta(choice, key, "".join(texts)))
                 texts = []
             key = k
             texts.append(ev.text or "")
         if texts:
-            out.append(self._delta(key, "".join(texts)))
+            out.append(self._delta(choice, key, "".join(texts)))
         return b"".join(out)
 
-    def _delta(self, key: str | int, text: str) -> bytes:
+    def _delta(self, choice: _Prefixes, key: str | int, text: str) -> bytes:
         if isinstance(key, int):
-            prefix = self._arguments.get(key)
+            prefix = choice.arguments.get(key)
             if prefix is None:
-                prefix = self._arguments[key] = (
-                    self._head + f'"tool_calls":[{{"index":{key},"function":{{"arguments":'
+                prefix = choice.arguments[key] = (
+                    choice.head + f'"tool_calls":[{{"index":{key},"function":{{"arguments":'
                 ).encode()
             return prefix + encode_basestring(text).encode() + b"}}]" + self._tail
-        prefix = self._content if key == "content" else self._reasoning
+        prefix = choice.content if key == "content" else choice.reasoning
         return prefix + encode_basestring(text).encode() + self._tail
 
-    def _call_start(self, ev: Event) -> bytes:
+    def _call_start(self, choice: _Prefixes, ev: Event) -> bytes:
         call = {"index": ev.index, "id": ev.id, "type": "function", "function": {"name": ev.name, "arguments": ""}}
-        return self._chunk([{"index": 0, "delta": {"tool_calls": [call]}, "logprobs": None, "finish_reason": None}])
+        delta = {"tool_calls": [call]}
+        return self._chunk([{"index": choice.index, "delta": delta, "logprobs": None, "finish_reason": None}])
 
-    def finish(self, end: Event) -> bytes:
-        """The closing chunks: finish_reason (with timings), the usage chunk when asked for, and ``[DONE]``."""
-        choice = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish_reason(end)}
+    def finish_choice(self, end: Event, index: int = 0) -> bytes:
+        """The finish chunk of choice ``index`` (its finish_reason, with its timings)."""
+        choice = {"index": index, "delta": {}, "logprobs": None, "finish_reason": finish_reason(end)}
         extra: dict[str, Any] = {}
         if end.timings is not None:
             extra["timings"] = timings_dict(end.timings, end.usage)
-        out = [self._chunk([choice], **extra)]
-        if self.include_usage and end.usage is not None:
-            out.append(self._chunk([], usage=usage_dict(end.usage)))
-        out.append(DONE)
-        return b"".join(out)
+        return self._chunk([choice], **extra)
+
+    def close(self, ends: Sequence[Event]) -> bytes:
+        """The end of the stream, once every choice ended (``ends``: their ``complete`` events): the usage chunk
+        when asked for (see :func:`total_usage`), and ``[DONE]``."""
+        usage = total_usage(ends) if self.include_usage else None
+        if usage is not None:
+            return self._chunk([], usage=usage) + DONE
+        return DONE
+
+    def finish(self, end: Event) -> bytes:
+        """The closing chunks of a one-choice stream: finish_reason (with timings), the usage chunk when asked for,
+        and ``[DONE]``."""
+        return self.finish_choice(end) + self.close([end])
 
     @staticmethod
     def error(error: ApiError) -> bytes:

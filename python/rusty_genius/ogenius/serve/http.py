@@ -13,6 +13,9 @@ Rules:
   ``http.disconnect``) beside the handler and closes the stream, even while the request waits in the queue or for a
   load. Other clients are never touched.
 - No per-token logging; one write per batch of ready events (``ChatStream.batch``, encode.py).
+- ``n`` > 1: the n choices run at once and are read together (choices.py); streamed, their chunks interleave as
+  they arrive. One choice failing fails the request (the usual error response, or an SSE ``error`` chunk once
+  streaming) and closes the others; a client that leaves stops them all.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from rusty_genius import ChatStream
 from rusty_genius.core.errors import GeniusError
 from rusty_genius.core.events import Event
 from rusty_genius.ogenius.serve import encode
+from rusty_genius.ogenius.serve.choices import Choices
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error, dumps, parse_chat
 from rusty_genius.ogenius.serve.security import RECEIVE, Receive, is_loopback_name, read_body, split_host
 from rusty_genius.ogenius.serve.service import Service
@@ -71,8 +75,8 @@ def _api(handler: Handler) -> Handler:
     return wrapped
 
 
-def _watch(request: Request, stream: ChatStream) -> asyncio.Task[None] | None:
-    """Closes ``stream`` when the client disconnects (the body has been read, so receive() only reports that)."""
+def _watch(request: Request, streams: list[ChatStream]) -> asyncio.Task[None] | None:
+    """Closes ``streams`` when the client disconnects (the body has been read, so receive() only reports that)."""
     receive = cast("Receive | None", request.scope.get(RECEIVE) if request.scope else None)
     if receive is None:
         return None
@@ -80,15 +84,17 @@ def _watch(request: Request, stream: ChatStream) -> asyncio.Task[None] | None:
     async def watch() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-        stream.close()
+        for stream in streams:
+            stream.close()
 
     return asyncio.get_running_loop().create_task(watch())
 
 
-def _load_headers(stream: ChatStream) -> list[tuple[bytes, bytes]]:
-    if stream.load_seconds is None:
+def _load_headers(choices: Choices) -> list[tuple[bytes, bytes]]:
+    seconds = choices.load_seconds
+    if seconds is None:
         return []
-    return [(LOAD_HEADER, f"{stream.load_seconds:.3f}".encode())]
+    return [(LOAD_HEADER, f"{seconds:.3f}".encode())]
 
 
 class Completions:
@@ -104,61 +110,66 @@ class Completions:
         except ValueError:
             raise ApiError(400, "the request body is not valid JSON") from None
         chat = parse_chat(data)
-        stream = self.service.open(chat)
-        watcher = _watch(request, stream)
+        choices = Choices(self.service.open_choices(chat))
+        watcher = _watch(request, choices.streams)
         handed_over = False
         try:
-            first = await self._next(stream, chat)
+            first = await self._next(choices, chat)
             if chat.stream:
                 response = Response(
                     200,
-                    [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"), *_load_headers(stream)],
-                    StreamedContent(b"text/event-stream", self._sse(chat, stream, first, watcher)),
+                    [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"), *_load_headers(choices)],
+                    StreamedContent(b"text/event-stream", self._sse(chat, choices, first, watcher)),
                 )
                 handed_over = True
                 return response
-            events = list(first)
-            while not (events and events[-1].kind == "complete"):
-                batch = await self._next(stream, chat)
-                events.extend(batch)
-            return json_response(encode.completion(self.service.model, events), headers=_load_headers(stream))
+            events: list[list[Event]] = [[] for _ in range(choices.n)]
+            index, batch = first
+            events[index].extend(batch)
+            while not choices.done:
+                index, batch = await self._next(choices, chat)
+                events[index].extend(batch)
+            answer = encode.completion(self.service.model, *events)
+            return json_response(answer, headers=_load_headers(choices))
         finally:
             if not handed_over:
-                _stop(self.service, stream, watcher)
+                _stop(self.service, choices, watcher)
 
-    async def _next(self, stream: ChatStream, chat: ChatRequest) -> list[Event]:
+    async def _next(self, choices: Choices, chat: ChatRequest) -> tuple[int, list[Event]]:
         try:
-            batch = await stream.batch()
+            index, batch = await choices.next()
         except GeniusError as err:
             raise api_error_of(err, chat.params) from None
         if not batch:  # closed under us: shutdown, or the client left (then nobody reads this)
             raise closing_error() if self.service.closing else ApiError(499, "the client closed the request")
-        return batch
+        return index, batch
 
     def _sse(
         self,
         chat: ChatRequest,
-        stream: ChatStream,
-        first: list[Event],
+        choices: Choices,
+        first: tuple[int, list[Event]],
         watcher: asyncio.Task[None] | None,
     ) -> Callable[[], AsyncIterator[bytes]]:
         """The response body: one write per batch of ready events (BlackSheep wants an async generator function)."""
         service = self.service
 
         async def body() -> AsyncIterator[bytes]:
-            encoder = encode.ChunkEncoder(service.model, chat.include_usage)
-            events = first
+            encoder = encode.ChunkEncoder(service.model, chat.include_usage, choices.n)
+            index, events = first
             try:
                 out = encoder.start()
                 while True:
-                    out += encoder.deltas(events)
+                    out += encoder.deltas(events, index)
                     if events[-1].kind == "complete":
-                        yield out + encoder.finish(events[-1])
-                        return
+                        out += encoder.finish_choice(events[-1], index)
+                        if choices.done:
+                            yield out + encoder.close([end for end in choices.ends if end is not None])
+                            return
                     if out:
                         yield out
                     try:
-                        events = await stream.batch()
+                        index, events = await choices.next()
                     except GeniusError as err:
                         yield encoder.error(api_error_of(err, chat.params))
                         return
@@ -168,15 +179,17 @@ class Completions:
                         return
                     out = b""
             finally:
-                _stop(service, stream, watcher)
+                _stop(service, choices, watcher)
 
         return body
 
 
-def _stop(service: Service, stream: ChatStream, watcher: asyncio.Task[None] | None) -> None:
+def _stop(service: Service, choices: Choices, watcher: asyncio.Task[None] | None) -> None:
     if watcher is not None:
         watcher.cancel()
-    service.done(stream)
+    choices.close()
+    for stream in choices.streams:
+        service.done(stream)
 
 
 def build(service: Service) -> Application:

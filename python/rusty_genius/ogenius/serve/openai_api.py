@@ -4,9 +4,13 @@ Rules:
 - A request is checked here before it reaches the engine; what the engine checks itself (value ranges, roles) comes
   back as a :class:`~rusty_genius.GeniusError` that :func:`api_error_of` maps to the same shape.
 - Fields this server does not know are ignored (clients send many); known fields it cannot honour are refused with
-  400 rather than silently dropped: ``n`` > 1 (one choice per request), ``logprobs`` / ``top_logprobs`` (the engine
-  does not report them), a non-empty ``logit_bias`` (the sampler has no per-token bias), and tool types other than
-  ``function`` (tools_api).
+  400 rather than silently dropped: ``logprobs`` / ``top_logprobs`` (the engine does not report them yet), and tool
+  types other than ``function`` (tools_api).
+- ``n`` (1 to :data:`MAX_CHOICES`) asks for that many choices: the server runs n generations of the request at once
+  (the engine batches them), choice i with ``seed + i`` when a seed is set (see http.py and encode.py).
+- ``logit_bias`` is OpenAI's ``{"<token id>": bias}``: ids as decimal strings, biases numbers in [-100, 100] (the
+  engine checks the range, and the ids against the model's vocabulary when the request starts); it becomes the
+  ``logit_bias`` setting, ``{id: bias}``.
 - Tools, ``tool_choice``, ``parallel_tool_calls``, ``response_format`` and the reasoning controls are parsed by
   :mod:`.tools_api` into the request's :class:`~rusty_genius.core.config.Output` and reasoning settings; messages
   keep an assistant's ``tool_calls`` and ``reasoning_content`` and a tool result's ``tool_call_id`` and ``name``.
@@ -107,6 +111,9 @@ def api_error_of(err: GeniusError, params: Mapping[str, str] | None = None) -> A
 
 # -- the request ------------------------------------------------------------------------------------------------
 
+MAX_CHOICES = 8
+"""The most choices (``n``) one request may ask for."""
+
 _ROLES = {"developer": "system"}
 _ALIASES = {"max_completion_tokens": "max_tokens"}
 """OpenAI's names for settings that the schema names otherwise (request field: setting)."""
@@ -133,6 +140,8 @@ class ChatRequest:
     keep_alive: CortexStrategy | None = None
     output: Output | None = None
     """Tools and the answer's format; None: the server's defaults."""
+    n: int = 1
+    """How many choices to generate (1 to :data:`MAX_CHOICES`)."""
 
 
 def parse_chat(body: object) -> ChatRequest:
@@ -167,6 +176,11 @@ def _parse(body: dict[str, Any]) -> ChatRequest:
             raise ApiError(400, "'stop' must be a non-empty string or a list of them", param="stop")
         request.settings["stop"] = tuple(stops)
         request.params["stop"] = "stop"
+    bias = _logit_bias(body.get("logit_bias"))
+    if bias:
+        request.settings["logit_bias"] = bias
+        request.params["logit_bias"] = "logit_bias"
+    request.n = _choices(body.get("n"))
     request.settings["show_thinking"] = _flag(body, "include_reasoning", True)
     request.stream = _flag(body, "stream", False)
     options = body.get("stream_options")
@@ -229,13 +243,37 @@ def _content(content: object, where: str) -> str:
 
 
 def _refuse_unsupported(body: Mapping[str, Any]) -> None:
-    n = body.get("n")
-    if n is not None and n != 1:
-        raise ApiError(400, "only n=1 is supported", param="n")
     if body.get("logprobs") or body.get("top_logprobs"):
         raise ApiError(400, "logprobs are not supported", param="logprobs")
-    if body.get("logit_bias"):
-        raise ApiError(400, "logit_bias is not supported", param="logit_bias")
+
+
+def _choices(value: object) -> int:
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _integral(value):
+        raise ApiError(400, f"'n' must be an integer from 1 to {MAX_CHOICES}", param="n")
+    if not 1 <= value <= MAX_CHOICES:
+        raise ApiError(400, f"'n' is {int(value)}: this server generates 1 to {MAX_CHOICES} choices", param="n")
+    return int(value)
+
+
+_TOKEN_ID = re.compile(r"[0-9]{1,10}")
+
+
+def _logit_bias(value: object) -> dict[int, float]:
+    """OpenAI's ``{"<token id>": bias}`` as ``{id: bias}`` (the engine checks the ranges and the vocabulary)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ApiError(400, "'logit_bias' must be an object of token ids to biases", param="logit_bias")
+    out: dict[int, float] = {}
+    for key, bias in value.items():
+        if not _TOKEN_ID.fullmatch(key):
+            raise ApiError(400, f"'logit_bias': {key!r} is not a token id (a non-negative integer)", param="logit_bias")
+        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
+            raise ApiError(400, f"'logit_bias': the bias of token {key} must be a number", param="logit_bias")
+        out[int(key)] = float(bias)
+    return out
 
 
 _DURATION = re.compile(r"(-?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+")

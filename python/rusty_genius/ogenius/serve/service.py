@@ -7,6 +7,9 @@ Rules:
   with or without the quant); resolving reads models.toml and registry.toml, never the network.
 - Listing and health never wake the model (:meth:`Service.model_card` reads ``Genius.is_loaded``).
 - Every stream a request opens is tracked until it ends, so shutdown can stop them all at once.
+- A request for ``n`` choices opens n streams at once (the engine batches them): choice i samples with
+  ``seed + i`` (wrapping at 2**32) when the request or the server's defaults set a seed, else each draws its own.
+  If one cannot be opened, those already opened are closed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from typing import Any
 
 from rusty_genius import Brain, ChatStream, Genius, InferenceConfig
+from rusty_genius.core.config import U32_MAX
 from rusty_genius.core.errors import GeniusError
 from rusty_genius.ogenius.flags import ModelChoice
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error
@@ -74,13 +78,35 @@ class Service:
     # -- requests -----------------------------------------------------------------------------------------------
 
     def open(self, request: ChatRequest) -> ChatStream:
-        """Queues a request; raises :class:`ApiError` (bad settings, busy, shutting down)."""
+        """Queues a request (its first choice); raises :class:`ApiError` (bad settings, busy, shutting down)."""
+        return self._open(request, request.settings)
+
+    def open_choices(self, request: ChatRequest) -> list[ChatStream]:
+        """Queues the ``request.n`` choices of a request; raises :class:`ApiError` as :meth:`open` does, after
+        closing the choices already queued."""
+        if request.n == 1:
+            return [self.open(request)]
+        seed = request.settings.get("seed", self.defaults.sampling.seed)
+        streams: list[ChatStream] = []
+        try:
+            for i in range(request.n):
+                settings = (
+                    request.settings if seed is None else {**request.settings, "seed": (seed + i) % (U32_MAX + 1)}
+                )
+                streams.append(self._open(request, settings))
+        except BaseException:
+            for stream in streams:
+                self.done(stream)
+            raise
+        return streams
+
+    def _open(self, request: ChatRequest, settings: dict[str, Any]) -> ChatStream:
         if self.closing:
             raise closing_error()
         self.check_model(request.model)
         config = self.defaults if request.output is None else dataclasses.replace(self.defaults, output=request.output)
         try:
-            stream = self.genius.chat(request.messages, config, keep_alive=request.keep_alive, **request.settings)
+            stream = self.genius.chat(request.messages, config, keep_alive=request.keep_alive, **settings)
         except GeniusError as err:
             raise api_error_of(err, request.params) from None
         self._streams.add(stream)

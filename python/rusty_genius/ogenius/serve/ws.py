@@ -10,7 +10,8 @@ Rules:
 - A bad frame gets an ``error`` frame and the socket stays open; only a failed ``auth`` closes it.
 - A chat frame takes the HTTP body's fields (openai_api, tools_api: tools, response_format, reasoning controls);
   a tool call streams as ``tool_call`` (index, call_id, name), ``tool_call_delta`` (index, a piece of the arguments
-  JSON) and ``tool_call_end`` (index) frames, and ``done`` then says ``finish_reason: "tool_calls"``.
+  JSON) and ``tool_call_end`` (index) frames, and ``done`` then says ``finish_reason: "tool_calls"``. A
+  conversation is one choice: ``n`` other than 1 is refused (one chat frame per choice instead).
 """
 
 from __future__ import annotations
@@ -175,6 +176,8 @@ class Connection:
             return
         try:
             chat = parse_chat(frame)
+            if chat.n != 1:
+                raise ApiError(400, "'n' must be 1 on the WebSocket: send one chat frame per choice", param="n")
             stream = self.service.open(chat)
         except ApiError as err:
             await self.send(error_frame(err, request_id))

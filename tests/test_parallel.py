@@ -13,11 +13,15 @@ from tests.conftest import smollm2_path
 
 pytestmark = pytest.mark.anyio
 
+# Prompts whose greedy answers have a wide margin at every token. llama.cpp's CPU kernels round differently for a
+# batch of 4 rows than for 1, so an answer with a near-tie (open prompts such as "Write a short poem about the sea."
+# on this 135M model with its own template's default system prompt) may flip there when batched, on any engine
+# version; these show whether sequences stay apart, not how the rounding falls.
 PROMPTS = [
-    "What is the capital of France?",
-    "Write a short poem about the sea.",
-    "Explain gravity in two sentences.",
-    "List three fruits.",
+    "Count from 1 to 30, separated by commas.",
+    "Repeat exactly: the quick brown fox jumps over the lazy dog.",
+    "Repeat exactly: red, green, blue, yellow, purple, orange.",
+    "Repeat exactly: one, two, three, four, five, six, seven, eight.",
 ]
 
 

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -23,7 +24,9 @@ def run(cmd: list[str], stdin: str = "", env: dict[str, str] | None = None) -> s
 
 
 def readme_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    """The README's python examples, dedented (some sit inside list items)."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return [textwrap.dedent(body) for body in blocks]
 
 
 def readme_block(marker: str) -> str:
@@ -43,7 +46,7 @@ def test_readme_library_example_runs_as_written() -> None:
 
 @pytest.mark.real_engine
 def test_readme_sync_example_runs_as_written_on_the_embedded_default_model() -> None:
-    out = run([sys.executable, "-c", readme_block("complete_sync")])
+    out = run([sys.executable, "-c", readme_block("HibernateAfter(300)")])
     assert out.returncode == 0, out.stderr
     first, second = out.stdout.splitlines()[:2]
     assert first.split()[-2] == "tok/s" or first.endswith("tok/s"), first
@@ -53,12 +56,39 @@ def test_readme_sync_example_runs_as_written_on_the_embedded_default_model() -> 
 def test_readme_openai_example_runs_against_a_pinky_server() -> None:
     from tests.servers import live_server
 
-    block = readme_block("from openai import OpenAI")
+    block = readme_block("for chunk in client.chat.completions.create(")
     with live_server("--engine", "pinky", "--pinky-delay", "0") as server:
         code = block.replace("http://127.0.0.1:8080/v1", server.base_url).replace('"smollm2-135m"', '"pinky"')
         out = run([sys.executable, "-c", code])
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("Narf! Poit!") and out.stdout.endswith("Narf!"), out.stdout
+
+
+@pytest.mark.real_engine
+def test_readme_tool_loop_and_schema_examples_run_against_the_default_model() -> None:
+    from tests.servers import live_server
+
+    loop, parse = readme_block("message.tool_calls:"), readme_block("chat.completions.parse")
+    outs = []
+    for code in (loop, parse):
+        # A server each: what one example leaves in the prompt cache must not steer the other's greedy answer.
+        with live_server("--model", "smollm2-135m", "--parallel", "1", timeout=120) as server:
+            outs.append(run([sys.executable, "-c", code.replace("http://127.0.0.1:8080/v1", server.base_url)]))
+    for out in outs:
+        assert out.returncode == 0, out.stderr
+    # The first turn called the tool with a city; the second answered in words.
+    first, *rest = outs[0].stdout.splitlines()
+    assert re.fullmatch(r"-> get_weather\('[^']+'\)", first), outs[0].stdout
+    assert "".join(rest).strip(), outs[0].stdout
+    # The client parsed the constrained answer into the pydantic model.
+    assert re.match(r"name='.*' country='.*' population=\d+", outs[1].stdout), outs[1].stdout
+
+
+@pytest.mark.real_engine
+def test_readme_library_tools_example_runs_on_the_default_model() -> None:
+    out = run([sys.executable, "-c", readme_block("def get_weather")])
+    assert out.returncode == 0, out.stderr
+    assert re.fullmatch(r"get_weather city='.*' sunny=(True|False)\n", out.stdout), out.stdout
 
 
 def test_version() -> None:

@@ -329,7 +329,8 @@ def test_a_cold_load_shows_a_notice(tab: Tab) -> None:
         expect(page.locator("#model option")).to_have_text("pinky · loading…")
         tab.idle()
         assert notice.is_hidden()
-        assert "model loaded in 1.5 s" in page.locator(".turn.assistant .meta").inner_text()
+        # The load sleeps 1.5 s; a busy machine adds a little (the page shows tenths).
+        assert re.search(r"model loaded in 1\.[5-9] s", page.locator(".turn.assistant .meta").inner_text())
         assert tab.answers()[0].startswith("Narf!")
         tab.watch.assert_clean()
 

@@ -123,7 +123,7 @@ def test_logit_bias_is_stored_immutable_and_hashable(value: Any, stored: dict[in
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [({-1: 1}, "token id -1 is negative"), ({3: 100.5}, "must be between -100 and 100"),
+    [({-1: 1}, "token ids are 0 or more"), ({3: 100.5}, "must be between -100 and 100"),
      ({3: math.nan}, "must be between -100 and 100"), ({3: -math.inf}, "must be between -100 and 100"),
      ({2**31: 1}, "too large"), (dict.fromkeys(range(1025), 1), "at most 1024"), ({"x": 1}, "not an integer"),
      ({3: "1"}, "must be a number"), ({True: 1}, "not an integer"), ("42", "is not accepted"), (7, "not accepted")],

@@ -16,6 +16,7 @@ from rusty_genius import (
     Immediate,
     InferenceConfig,
     KeepAlive,
+    Output,
     Pinky,
     RequestError,
 )
@@ -178,6 +179,39 @@ def test_parse_chat_reads_tools_the_format_reasoning_and_tool_messages() -> None
     assert chat.params["enable_thinking"] == "reasoning_effort"
     InferenceConfig.of(**chat.settings)
     assert parse_chat({"messages": USER}).output is None
+
+
+_OK_TOOL = {"type": "function", "function": {"name": "ok"}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "path"),
+    [
+        ({"tools": [_OK_TOOL, {"type": "function", "function": {"name": "get weather!"}}]}, "tools[1].function.name"),
+        ({"tools": [_OK_TOOL, {"type": "function", "function": {"description": "x"}}]}, "tools[1].function.name"),
+        ({"tools": [_OK_TOOL, {"type": "code_interpreter"}]}, "tools[1].type"),
+        ({"tools": [_OK_TOOL, {"type": "function", "function": {"name": "f", "strict": 1}}]},
+         "tools[1].function.strict"),
+        ({"tools": [_OK_TOOL, {"type": "function", "function": {"name": "f", "parameters": []}}]},
+         "tools[1].function.parameters"),
+        # Refused by the engine's own check, which names the path in its message only.
+        ({"tools": [_OK_TOOL, {"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]},
+         "tools[1].function.parameters"),
+        ({"tools": [_OK_TOOL, "f"]}, "tools[1]"),
+        ({"tools": [_OK_TOOL], "tool_choice": {"type": "function", "function": {"name": "f"}}},
+         "tool_choice.function.name"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}}},
+         "response_format.json_schema.name"),
+        ({"response_format": {"type": "json_object", "schema": []}}, "response_format.schema"),
+    ],
+)  # fmt: skip
+def test_the_server_and_the_library_name_the_same_path(extra: dict[str, object], path: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Output().updated(**extra)  # type: ignore[arg-type]
+    assert err.value.path == path and err.value.field == path.split(".")[0].split("[")[0], err.value
+    with pytest.raises(ApiError) as api:
+        parse_chat({"messages": USER, **extra})
+    assert (api.value.status, api.value.param, api.value.message) == (400, path, str(err.value))
 
 
 @pytest.mark.anyio

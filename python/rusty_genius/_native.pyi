@@ -95,10 +95,11 @@ class Event:
     def kind(self) -> str:
         """``process_start``, ``thought_start``, ``thought_delta``, ``thought_stop``, ``content``,
         ``tool_call_start``, ``tool_call_delta`` (``text``: a piece of the call's arguments JSON),
-        ``tool_call_stop`` or ``complete``."""
+        ``tool_call_stop``, ``token_logprob`` (only when the config asks for logprobs) or ``complete``."""
     @property
     def text(self) -> str | None:
-        """The text of a ``thought_delta``, ``content`` or ``tool_call_delta`` event; None for the other kinds."""
+        """The text of a ``thought_delta``, ``content`` or ``tool_call_delta`` event, or the token (lossy UTF-8) on a
+        ``token_logprob``; None for the other kinds."""
     @property
     def index(self) -> int | None:
         """The tool call's number (from 0, in the order calls start) on ``tool_call_*`` events; None otherwise."""
@@ -108,6 +109,16 @@ class Event:
     @property
     def name(self) -> str | None:
         """The called function's name on a ``tool_call_start`` event; None otherwise."""
+    @property
+    def logprob(self) -> float | None:
+        """The token's log-probability on a ``token_logprob`` event; None otherwise."""
+    @property
+    def token_bytes(self) -> bytes | None:
+        """The token's exact bytes on a ``token_logprob`` event; None otherwise."""
+    @property
+    def top_logprobs(self) -> list[tuple[str, float, bytes]] | None:
+        """The likeliest tokens at a ``token_logprob`` event's position, likeliest first, as ``(token, logprob,
+        bytes)``; None for the other kinds."""
     @property
     def finish_reason(self) -> str | None:
         """``stop``, ``length``, ``cancelled`` or ``tool_calls`` on a ``complete`` event; None otherwise."""

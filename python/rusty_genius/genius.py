@@ -56,7 +56,9 @@ class Answer:
     the answer read as the response format asked: an instance of the pydantic model given as ``response_format``
     (``Model.model_validate_json(content)``), the decoded JSON for a JSON schema or ``json_object``; None for text,
     and None when the content does not parse or validate (an answer cut short by ``max_tokens``, say): the content
-    is kept as it came, and nothing is invented in its place.
+    is kept as it came, and nothing is invented in its place. ``logprobs``: the ``token_logprob`` events of the answer's
+    tokens, in order (``text``, ``logprob``, ``token_bytes``, ``top_logprobs``), when the config asked for them
+    (``logprobs=K``); empty otherwise.
     """
 
     content: str
@@ -66,6 +68,7 @@ class Answer:
     timings: Timings
     tool_calls: list[ToolCall] = field(default_factory=list)
     parsed: Any = None
+    logprobs: list[Event] = field(default_factory=list)
 
     @property
     def message(self) -> dict[str, Any]:
@@ -574,6 +577,7 @@ def _answer(events: list[Event], parser: Callable[[str], Any] | None = None) -> 
         timings=end.timings,
         tool_calls=_tool_calls(events),
         parsed=parsed,
+        logprobs=[e for e in events if e.kind == "token_logprob"],
     )
 
 

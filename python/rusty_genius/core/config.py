@@ -121,6 +121,15 @@ class Behavior:
         metavar="TOKENS",
     )  # fmt: skip
     """Most tokens the conversation may fill, up to the engine's context window. None: the whole window."""
+    logprobs: int | None = _described(
+        None, "report each answer token's log-probability and its K likeliest alternatives", range=Range(0, 20),
+        none_means="off", metavar="K",
+    )  # fmt: skip
+    """Report each answer token's log-probability and its K likeliest alternatives (0 to 20, as OpenAI's
+    ``top_logprobs``): ``token_logprob`` events, each before the text its token completes. The model's raw
+    distribution (before sampling's biases, penalties, temperature and constraints); reasoning tokens are not
+    reported, nor the tokens of a stop string that matched. Pinky reports each piece as certain (logprob 0). None:
+    off."""
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):

@@ -35,13 +35,17 @@ class ConfigError(GeniusError):
     """A setting is invalid: out of range, of the wrong type, or unknown.
 
     ``field`` names the setting at fault (``"top_p"``, ``"max_tokens"``, a Pinky option such as ``"delay"``) where
-    the error is about one; None otherwise. Read it rather than the message, whose wording may change."""
+    the error is about one; None otherwise. ``path`` is the exact place inside it, as a request writes it
+    (``tools[1].function.name``, ``response_format.json_schema.schema``), where known; None otherwise. Read them
+    rather than the message, whose wording may change."""
 
     field: str | None
+    path: str | None
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    def __init__(self, message: str, field: str | None = None, *, path: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+        self.path = path
 
 
 class BusyError(GeniusError):

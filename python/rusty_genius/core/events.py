@@ -11,6 +11,10 @@ Tool calls (only when the request offered tools) are numbered from 0 by ``index`
 arguments, and the pieces of one call concatenate to a JSON object) and ``tool_call_stop`` (``index``). The call's
 syntax in the model's output is never also delivered as ``content``. An answer that ends with calls finishes with
 ``tool_calls``.
+
+When the config asks for logprobs (``Behavior.logprobs``), each answer token also comes as a ``token_logprob`` event,
+before the text it completes: ``text`` (the token, lossy UTF-8), ``token_bytes`` (exact), ``logprob`` and
+``top_logprobs`` (``(token, logprob, bytes)`` tuples, likeliest first). Reasoning tokens are not reported.
 """
 
 from typing import Literal
@@ -26,6 +30,7 @@ EventKind = Literal[
     "tool_call_start",
     "tool_call_delta",
     "tool_call_stop",
+    "token_logprob",
     "complete",
 ]
 FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]

@@ -2,10 +2,13 @@
 tool choice and the response format of one request) and :class:`ToolCall` (a call the model made).
 
 :class:`Output` is the internal form every API maps onto (OpenAI's ``tools``/``tool_choice``/``response_format``,
-a pydantic model, plain Python functions): :meth:`Output.updated` reads those forms. The engine reads the fields
-by attribute and enforces them while sampling; an Output it cannot enforce is refused when it is made, by the same
-Rust code the engine uses (:class:`~rusty_genius.ConfigError` with ``field`` ``"tools"``, ``"tool_choice"`` or
-``"response_format"``, and a message naming the exact path, e.g. ``tools[1].function.parameters.properties.x``).
+a pydantic model, plain Python functions): :meth:`Output.updated` reads those forms, for the library and for the
+server alike (this module is the one parser of them). The engine reads the fields by attribute and enforces them
+while sampling; an Output it cannot enforce is refused when it is made, by the same Rust code the engine uses.
+
+Every refusal is a :class:`~rusty_genius.ConfigError` with ``field`` ``"tools"``, ``"tool_choice"``,
+``"parallel_tool_calls"`` or ``"response_format"`` and ``path``, the exact place as the request writes it
+(``tools[1].function.name``, ``response_format.json_schema.schema``); the message names the same path.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import dataclasses
 import enum
 import inspect
 import json
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +29,9 @@ from rusty_genius.core.errors import ConfigError
 
 TOOL_CHOICES = ("auto", "none", "required")
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A function's or a schema's name, as OpenAI requires (the engine checks tool names too, but without the path)."""
+_NAMES = "must be 1 to 64 letters, digits, '_' or '-'"
 
 
 def _empty_object() -> dict[str, Any]:
@@ -33,6 +40,11 @@ def _empty_object() -> dict[str, Any]:
 
 def _type_name(value: object) -> str:
     return type(value).__name__
+
+
+def _bad(field: str, path: str, what: str) -> ConfigError:
+    """The refusal of the value at ``path`` (in the request field ``field``): the message starts with the path."""
+    return ConfigError(f"invalid {path}: {what}", field=field, path=path)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,40 +72,43 @@ class Tool:
 
     @classmethod
     def from_openai(cls, tool: object, *, where: str = "tools") -> Tool:
-        """A tool from OpenAI's ``{"type": "function", "function": {"name", "description", "parameters"}}`` or the
-        bare ``{"name", "description", "parameters"}`` (as the Responses API writes it). ``where`` prefixes error
-        messages (``tools[2]``); a bad shape raises :class:`ConfigError` (``field`` ``"tools"``)."""
-
-        def bad(what: str) -> ConfigError:
-            return ConfigError(f"invalid {where}: {what}", field="tools")
-
+        """A tool from OpenAI's ``{"type": "function", "function": {"name", "description", "parameters",
+        "strict"}}`` or the bare ``{"name", "description", "parameters"}`` (as the Responses API writes it).
+        ``where`` is the tool's path in the request (``tools[2]``); a bad shape raises :class:`ConfigError` (``field``
+        ``"tools"``, ``path`` the value at fault, e.g. ``tools[2].function.name``). ``strict`` is checked and ignored:
+        the arguments always follow the schema."""
         if not isinstance(tool, Mapping):
-            raise bad(f"a tool must be an object with 'type': 'function' and 'function', not a {_type_name(tool)}")
+            raise _bad(
+                "tools",
+                where,
+                f"a tool must be an object with 'type': 'function' and 'function', not a {_type_name(tool)}",
+            )
         kind = tool.get("type")
+        if kind not in (None, "function"):
+            raise _bad("tools", f"{where}.type", f"only 'function' tools are supported, not {kind!r}")
         if "function" in tool or (kind is not None and "name" not in tool):
-            if kind not in (None, "function"):
-                raise bad(f"only 'function' tools are supported, not type {kind!r}")
             function = tool.get("function")
-            if not isinstance(function, Mapping):
-                raise bad("'function' must be an object with 'name', 'description' and 'parameters'")
             where = f"{where}.function"
+            if not isinstance(function, Mapping):
+                raise _bad("tools", where, "'function' must be an object with 'name', 'description' and 'parameters'")
         elif "name" in tool:
-            if kind not in (None, "function"):
-                raise bad(f"only 'function' tools are supported, not type {kind!r}")
             function = tool
         else:
-            raise bad("a tool needs 'type': 'function' and 'function': {'name', 'description', 'parameters'}")
+            raise _bad("tools", where, "a tool needs 'type': 'function' and 'function': {'name', 'description', ...}")
         name = function.get("name")
-        if not isinstance(name, str):
-            raise ConfigError(f"invalid {where}.name: must be a str", field="tools")
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise _bad("tools", f"{where}.name", f"{_NAMES} (got {name!r})")
         description = function.get("description")
         if description is not None and not isinstance(description, str):
-            raise ConfigError(f"invalid {where}.description: must be a str", field="tools")
+            raise _bad("tools", f"{where}.description", "must be a str")
         parameters = function.get("parameters")
         if parameters is None:
             parameters = _empty_object()
         elif not isinstance(parameters, Mapping):
-            raise ConfigError(f"invalid {where}.parameters: must be a JSON schema object", field="tools")
+            raise _bad("tools", f"{where}.parameters", 'must be a JSON schema object ({"type": "object", ...})')
+        strict = function.get("strict")
+        if strict is not None and not isinstance(strict, bool):
+            raise _bad("tools", f"{where}.strict", "must be true or false")
         return cls(name=name, description=description, parameters=parameters)
 
     @classmethod
@@ -140,6 +155,7 @@ JSON schema, or a pydantic model class."""
 
 
 _JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
+_JSON_TYPE_NAMES = (*_JSON_TYPES.values(), "array", "object")
 
 
 def _schema_of(hint: Any) -> dict[str, Any]:
@@ -192,19 +208,24 @@ class Output:
 
     def __post_init__(self) -> None:
         if isinstance(self.tools, (str, Mapping)) or not isinstance(self.tools, Sequence):
-            raise ConfigError(f"invalid tools: must be a list of Tool, not a {_type_name(self.tools)}", field="tools")
+            raise _bad("tools", "tools", f"must be a list of Tool, not a {_type_name(self.tools)}")
         for i, tool in enumerate(self.tools):
             if not isinstance(tool, Tool):
-                raise ConfigError(
-                    f"invalid tools[{i}]: a {_type_name(tool)} is not a Tool (see Tool.from_openai, Output.updated)",
-                    field="tools",
+                raise _bad(
+                    "tools", f"tools[{i}]", f"a {_type_name(tool)} is not a Tool (see Tool.from_openai, Output.updated)"
                 )
         object.__setattr__(self, "tools", tuple(self.tools))
         if self.tool_name is not None and self.tool_choice == "auto":
             object.__setattr__(self, "tool_choice", "required")
         if self.json_schema is not None and isinstance(self.json_schema, Mapping):
             object.__setattr__(self, "json_schema", dict(self.json_schema))
-        _native.validate_output(self)
+        try:
+            _native.validate_output(self)
+        except ConfigError as err:
+            # The engine passes the exact path as data; an error about a whole field (too many tools) has none.
+            if err.path is None:
+                err.path = err.field
+            raise
 
     def updated(
         self,
@@ -218,18 +239,24 @@ class Output:
 
         ``tools``: :class:`Tool` objects, OpenAI tool dicts or plain Python functions (:meth:`Tool.from_function`).
         ``tool_choice``: ``"auto"``, ``"none"``, ``"required"``, a function's name (or the Tool or function itself),
-        or OpenAI's ``{"type": "function", "function": {"name": ...}}``. ``response_format``: ``"text"``,
-        ``"json_object"``, OpenAI's ``{"type": "text" | "json_object"}`` or ``{"type": "json_schema", "json_schema":
-        {"name", "schema", "strict"}}``, a bare JSON schema (a dict without one of those types), or a pydantic model
-        class (its ``model_json_schema()``, named after the class)."""
+        or OpenAI's ``{"type": "function", "function": {"name": ...}}``; the function must be one of the tools.
+        ``response_format``: ``"text"``, ``"json_object"``, OpenAI's ``{"type": "text" | "json_object"}`` or
+        ``{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}``, llama-server's shorthand
+        ``{"type": "json_object" | "json_schema", "schema": {...}}``, a bare JSON schema (a dict without one of those
+        types), or a pydantic model class (its ``model_json_schema()``, named after the class).
+
+        A bad value raises :class:`ConfigError` whose ``field`` is the argument and ``path`` the exact place."""
         changes: dict[str, Any] = {}
         if tools is not None:
             changes["tools"] = tools_of(tools)
         if tool_choice is not None:
-            changes["tool_choice"], changes["tool_name"] = tool_choice_of(tool_choice)
+            choice, name = tool_choice_of(tool_choice)
+            if name is not None and name not in {t.name for t in changes.get("tools", self.tools)}:
+                raise _bad("tool_choice", _name_path(tool_choice), f"{name!r} is not a function in tools")
+            changes["tool_choice"], changes["tool_name"] = choice, name
         if parallel_tool_calls is not None:
             if not isinstance(parallel_tool_calls, bool):
-                raise ConfigError("invalid parallel_tool_calls: must be true or false", field="parallel_tool_calls")
+                raise _bad("parallel_tool_calls", "parallel_tool_calls", "must be true or false")
             changes["parallel_tool_calls"] = parallel_tool_calls
         if response_format is not None:
             changes.update(response_format_of(response_format))
@@ -239,7 +266,7 @@ class Output:
 def tools_of(tools: object) -> tuple[Tool, ...]:
     """Tools from :class:`Tool` objects, OpenAI tool dicts or plain Python functions."""
     if isinstance(tools, (str, Mapping)) or not isinstance(tools, Sequence):
-        raise ConfigError(f"invalid tools: must be a list of tools, not a {_type_name(tools)}", field="tools")
+        raise _bad("tools", "tools", f"must be a list of tools, not a {_type_name(tools)}")
     out: list[Tool] = []
     for i, tool in enumerate(tools):
         if isinstance(tool, Tool):
@@ -249,9 +276,10 @@ def tools_of(tools: object) -> tuple[Tool, ...]:
         elif callable(tool) and not isinstance(tool, type):
             out.append(Tool.from_function(tool))
         else:
-            raise ConfigError(
-                f"invalid tools[{i}]: a {_type_name(tool)} is not a tool (a Tool, an OpenAI tool dict or a function)",
-                field="tools",
+            raise _bad(
+                "tools",
+                f"tools[{i}]",
+                f"a {_type_name(tool)} is not a tool (a Tool, an OpenAI tool dict or a function)",
             )
     return tuple(out)
 
@@ -264,20 +292,30 @@ def tool_choice_of(choice: object) -> tuple[str, str | None]:
     if isinstance(choice, Tool):
         return "required", choice.name
     if isinstance(choice, Mapping):
+        if choice.get("type") != "function":
+            raise _bad(
+                "tool_choice", "tool_choice", "an object must be {'type': 'function', 'function': {'name': ...}}"
+            )
         function = choice.get("function", choice)
         name = function.get("name") if isinstance(function, Mapping) else None
-        if choice.get("type") == "function" and isinstance(name, str):
-            return "required", name
-        raise ConfigError(
-            "invalid tool_choice: an object must be {'type': 'function', 'function': {'name': ...}}",
-            field="tool_choice",
-        )
+        if not isinstance(name, str):
+            raise _bad("tool_choice", _name_path(choice), "must be the name of a function in tools")
+        return "required", name
     if callable(choice) and hasattr(choice, "__name__"):
         return "required", choice.__name__
-    raise ConfigError(
-        f"invalid tool_choice: a {_type_name(choice)} is not accepted ('auto', 'none', 'required' or a function name)",
-        field="tool_choice",
+    raise _bad(
+        "tool_choice",
+        "tool_choice",
+        f"a {_type_name(choice)} is not accepted ('auto', 'none', 'required' or a function name)",
     )
+
+
+def _name_path(choice: object) -> str:
+    """Where a tool choice names its function: ``tool_choice.function.name`` (OpenAI's form), ``tool_choice.name``
+    (the flat form) or ``tool_choice`` itself (a name, a Tool, a function)."""
+    if not isinstance(choice, Mapping):
+        return "tool_choice"
+    return "tool_choice.name" if "name" in choice and "function" not in choice else "tool_choice.function.name"
 
 
 def response_format_of(value: object) -> dict[str, Any]:
@@ -293,34 +331,37 @@ def response_format_of(value: object) -> dict[str, Any]:
             "schema_name": value.__name__,
             "strict": False,
         }
+    field = "response_format"
     if not isinstance(value, Mapping):
-        raise ConfigError(
-            f"invalid response_format: a {_type_name(value)} is not accepted (a dict, 'text', 'json_object' or a "
-            "pydantic model class)",
-            field="response_format",
+        raise _bad(
+            field,
+            field,
+            f"a {_type_name(value)} is not accepted (a dict, 'text', 'json_object' or a pydantic model class)",
         )
     kind = value.get("type")
-    if kind in ("text", "json_object"):
+    shorthand = value.get("schema") is not None and kind in ("json_object", "json_schema")
+    if kind in ("text", "json_object") and not shorthand:
         return {"response_format": kind, **plain}
-    if kind != "json_schema":
+    if kind not in RESPONSE_FORMATS:
         # A bare JSON schema: its "type" (if any) is a JSON type, such as "object".
+        if isinstance(kind, str) and kind not in _JSON_TYPE_NAMES:
+            raise _bad(field, f"{field}.type", f"{kind!r} is not 'text', 'json_object', 'json_schema' nor a JSON type")
         return {"response_format": "json_schema", **plain, "json_schema": value}
-    spec = value.get("json_schema")
+    # llama-server's shorthand {"type": "json_object" | "json_schema", "schema": {...}} holds the spec itself.
+    where, spec = (field, value) if shorthand else (f"{field}.json_schema", value.get("json_schema"))
     if not isinstance(spec, Mapping):
-        raise ConfigError(
-            "invalid response_format.json_schema: must be an object with 'name' and 'schema'", field="response_format"
-        )
+        raise _bad(field, where, "must be an object with 'name' and 'schema'")
     name = spec.get("name", "response")
     if not isinstance(name, str):
-        raise ConfigError("invalid response_format.json_schema.name: must be a str", field="response_format")
+        raise _bad(field, f"{where}.name", "must be a str")
+    if not _NAME.fullmatch(name):
+        raise _bad(field, f"{where}.name", f"{_NAMES} (got {name!r})")
     schema = spec.get("schema")
-    if schema is not None and not isinstance(schema, Mapping):
-        raise ConfigError(
-            "invalid response_format.json_schema.schema: must be a JSON schema object", field="response_format"
-        )
+    if not isinstance(schema, Mapping):
+        raise _bad(field, f"{where}.schema", "must be a JSON schema object")
     strict = spec.get("strict")
     if strict is not None and not isinstance(strict, bool):
-        raise ConfigError("invalid response_format.json_schema.strict: must be true or false", field="response_format")
+        raise _bad(field, f"{where}.strict", "must be true or false")
     return {"response_format": "json_schema", "json_schema": schema, "schema_name": name, "strict": bool(strict)}
 
 

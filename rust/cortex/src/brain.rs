@@ -29,6 +29,9 @@
 //! - `sample()` already accepts the token in llama.cpp (grammar, penalties): it is never accepted twice.
 //! - Token biases (`logit_bias`) head every chain, the constrained one too, and rule out the argmax fast path; a
 //!   biased id outside the vocabulary fails the request at admission, naming the id.
+//! - Logprobs (when a request asks and the model is not thinking) are the model's raw distribution at the token's
+//!   position, the log-softmax of its logits before biases, penalties, temperature and constraints (as vLLM reports
+//!   by default), computed by [`crate::logprob`] in buffers kept across tokens; forced tokens get them too.
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -50,6 +53,8 @@ use crate::config::{InferenceConfig, Sampling};
 use crate::constraint::Compiler;
 use crate::engine::{Engine, Seq};
 use crate::error::CortexError;
+use crate::event::TokenLogprob;
+use crate::logprob;
 use crate::pipeline::{Flow, Generation, PromptInfo};
 use crate::request::{ChatMessage, ChatRequest};
 use crate::template::{ChatTemplate, TemplateKwargs};
@@ -229,6 +234,8 @@ pub struct Brain {
     /// Compiles constraints for this vocabulary; built on the first constrained request (it walks the vocabulary).
     compiler: Option<Compiler>,
     slots: Vec<Slot>,
+    /// The likeliest tokens at a position, reused for every token's logprobs.
+    top: Vec<(usize, f32)>,
     /// The context window of each sequence.
     n_ctx: u32,
     n_batch: u32,
@@ -297,6 +304,7 @@ impl Brain {
             tool_format,
             compiler: None,
             slots,
+            top: Vec::new(),
             n_ctx,
             n_batch,
             clock: 0,
@@ -399,7 +407,7 @@ impl Brain {
 
     /// Phase A of a step: every generating sequence with fresh logits picks its next token and hands it on.
     fn sample(&mut self, seqs: &mut [Seq]) {
-        let Self { ctx, model, slots, .. } = self;
+        let Self { ctx, model, slots, top, .. } = self;
         let vocab = model.vocab();
         let mut piece = Vec::with_capacity(32);
         for seq in seqs.iter_mut().filter(|s| s.done.is_none()) {
@@ -432,7 +440,16 @@ impl Brain {
             }
             piece.clear();
             vocab.token_to_piece_into(token, &mut piece, false, None);
-            if seq.out.token(&piece) == Flow::Stop {
+            let flow = match seq.out.logprobs_wanted() {
+                Some(k) => {
+                    let logprob = token_logprob(ctx.get_logits_ith(at), token, &piece, k, top, |t, buf| {
+                        vocab.token_to_piece_into(t, buf, false, None);
+                    });
+                    seq.out.token_with_logprob(&piece, logprob)
+                }
+                None => seq.out.token(&piece),
+            };
+            if flow == Flow::Stop {
                 seq.done = Some(Ok(()));
                 continue;
             }
@@ -510,6 +527,35 @@ impl Brain {
                 }
             }
         }
+    }
+}
+
+/// The logprob of `token` (whose text is `piece`) and of the `k` likeliest tokens in `logits`; `top` is a buffer
+/// kept across calls, `piece_of` appends a token's text to a buffer.
+fn token_logprob(
+    logits: &[f32],
+    token: LlamaToken,
+    piece: &[u8],
+    k: u32,
+    top: &mut Vec<(usize, f32)>,
+    piece_of: impl Fn(LlamaToken, &mut Vec<u8>),
+) -> TokenLogprob {
+    let lse = logprob::log_sum_exp(logits);
+    let chosen = usize::try_from(token.0).ok().and_then(|i| logits.get(i)).copied().unwrap_or(f32::NEG_INFINITY);
+    logprob::top_k(logits, k as usize, top);
+    let alternatives = top
+        .iter()
+        .map(|&(id, logit)| {
+            let mut bytes = Vec::with_capacity(16);
+            piece_of(LlamaToken(i32::try_from(id).unwrap_or(0)), &mut bytes);
+            (String::from_utf8_lossy(&bytes).into_owned(), bytes, logprob::logprob(logit, lse))
+        })
+        .collect();
+    TokenLogprob {
+        token: String::from_utf8_lossy(piece).into_owned(),
+        bytes: piece.to_vec(),
+        logprob: logprob::logprob(chosen, lse),
+        top: alternatives,
     }
 }
 

@@ -15,6 +15,8 @@ pub const MAX_GRAMMAR_BYTES: usize = 64 * 1024;
 pub const MAX_LOGIT_BIAS: usize = 1024;
 /// The largest bias in either direction (OpenAI's range): -100 bans a token in practice, +100 all but forces it.
 pub const MAX_BIAS: f32 = 100.0;
+/// Most alternatives a token's log-probability may list (OpenAI's `top_logprobs` limit).
+pub const MAX_TOP_LOGPROBS: u32 = 20;
 
 /// What the caller sees of a generation.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,11 +29,14 @@ pub struct Behavior {
     pub stop: Vec<String>,
     /// Context window in tokens; `None` lets the engine choose.
     pub context_size: Option<u32>,
+    /// Report each answer token's log-probability and its `k` most likely alternatives (`k` in 0..=20, as OpenAI's
+    /// `top_logprobs`); `None`: off. See [`crate::event::TokenLogprob`] for what is reported.
+    pub logprobs: Option<u32>,
 }
 
 impl Default for Behavior {
     fn default() -> Self {
-        Self { show_thinking: true, max_tokens: None, stop: Vec::new(), context_size: None }
+        Self { show_thinking: true, max_tokens: None, stop: Vec::new(), context_size: None, logprobs: None }
     }
 }
 
@@ -169,44 +174,56 @@ impl Output {
             return Err(CortexError::invalid("tools", format!("{} tools", self.tools.len()), "at most 128 tools"));
         }
         let mut seen = std::collections::HashSet::new();
-        for tool in &self.tools {
+        for (i, tool) in self.tools.iter().enumerate() {
             let valid_name = !tool.name.is_empty()
                 && tool.name.len() <= 64
                 && tool.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !valid_name {
-                return Err(CortexError::invalid(
+                return Err(CortexError::invalid_output(
                     "tools",
-                    format!("{:?}", tool.name),
-                    "each function name is 1 to 64 letters, digits, '_' or '-'",
+                    format!("tools[{i}].function.name"),
+                    format!("must be 1 to 64 letters, digits, '_' or '-' (got {:?})", tool.name),
                 ));
             }
             if !seen.insert(tool.name.as_str()) {
-                return Err(CortexError::invalid("tools", format!("{:?}", tool.name), "function names must be unique"));
+                return Err(CortexError::invalid_output(
+                    "tools",
+                    format!("tools[{i}].function.name"),
+                    format!("{:?} is already the name of another tool; function names must be unique", tool.name),
+                ));
             }
             if tool.parameters.len() > MAX_SCHEMA_BYTES {
-                return Err(CortexError::invalid(
+                return Err(CortexError::invalid_output(
                     "tools",
-                    format!("{} bytes", tool.parameters.len()),
-                    "a schema is at most 256 KiB",
+                    format!("tools[{i}].function.parameters"),
+                    format!("{} bytes: a schema is at most 256 KiB", tool.parameters.len()),
                 ));
             }
         }
         match &self.tool_choice {
             ToolChoice::Required if self.tools.is_empty() => {
-                return Err(CortexError::invalid("tool_choice", "\"required\"", "needs at least one tool in tools"));
+                return Err(CortexError::invalid_output(
+                    "tool_choice",
+                    "tool_choice",
+                    "\"required\" needs at least one tool in tools",
+                ));
             }
             ToolChoice::Function(name) if !self.tools.iter().any(|t| &t.name == name) => {
-                return Err(CortexError::invalid("tool_choice", format!("{name:?}"), "must name a function in tools"));
+                return Err(CortexError::invalid_output(
+                    "tool_choice",
+                    "tool_choice.function.name",
+                    format!("{name:?} is not a function in tools"),
+                ));
             }
             _ => {}
         }
         if let ResponseFormat::JsonSchema { schema, .. } = &self.format
             && schema.len() > MAX_SCHEMA_BYTES
         {
-            return Err(CortexError::invalid(
+            return Err(CortexError::invalid_output(
                 "response_format",
-                format!("{} bytes", schema.len()),
-                "a schema is at most 256 KiB",
+                "response_format.json_schema.schema",
+                format!("{} bytes: a schema is at most 256 KiB", schema.len()),
             ));
         }
         Ok(())
@@ -248,6 +265,11 @@ impl Behavior {
             && !(16..=1 << 20).contains(&n)
         {
             return Err(CortexError::invalid("context_size", n, "must be between 16 and 1048576 tokens, or None"));
+        }
+        if let Some(k) = self.logprobs
+            && k > MAX_TOP_LOGPROBS
+        {
+            return Err(CortexError::invalid("logprobs", k, "must be between 0 and 20, or None (off)"));
         }
         if self.stop.len() > MAX_STOP_STRINGS {
             return Err(CortexError::invalid(
@@ -303,16 +325,25 @@ impl Sampling {
         let mut seen = std::collections::HashSet::with_capacity(self.logit_bias.len());
         for &(token, bias) in &self.logit_bias {
             if token < 0 {
-                return Err(CortexError::invalid_output("logit_bias", format!("token id {token} is negative")));
+                return Err(CortexError::invalid_output(
+                    "logit_bias",
+                    format!("logit_bias[\"{token}\"]"),
+                    "token ids are 0 or more",
+                ));
             }
             if !(bias.is_finite() && (-MAX_BIAS..=MAX_BIAS).contains(&bias)) {
                 return Err(CortexError::invalid_output(
                     "logit_bias",
-                    format!("the bias of token {token} is {bias}: must be between -100 and 100"),
+                    format!("logit_bias[\"{token}\"]"),
+                    format!("the bias is {bias}: must be between -100 and 100"),
                 ));
             }
             if !seen.insert(token) {
-                return Err(CortexError::invalid_output("logit_bias", format!("token id {token} is given twice")));
+                return Err(CortexError::invalid_output(
+                    "logit_bias",
+                    format!("logit_bias[\"{token}\"]"),
+                    "the token is given twice",
+                ));
             }
         }
         Ok(())
@@ -323,6 +354,7 @@ impl Sampling {
         match self.logit_bias.iter().find(|&&(token, _)| token >= n_vocab) {
             Some((token, _)) => Err(CortexError::invalid_output(
                 "logit_bias",
+                format!("logit_bias[\"{token}\"]"),
                 format!("token id {token} is not in the model's vocabulary (ids 0 to {})", n_vocab - 1),
             )),
             None => Ok(()),
@@ -407,9 +439,13 @@ mod tests {
             Behavior { stop: vec![String::new()], ..Default::default() },
             Behavior { stop: vec!["x".into(); 17], ..Default::default() },
             Behavior { stop: vec!["x".repeat(257)], ..Default::default() },
+            Behavior { logprobs: Some(21), ..Default::default() },
         ];
         for b in bad {
             assert!(b.validate().is_err(), "{b:?} should be rejected");
+        }
+        for k in [0, 1, 20] {
+            Behavior { logprobs: Some(k), ..Default::default() }.validate().unwrap();
         }
     }
 }

@@ -45,6 +45,14 @@ impl Source {
             Self::ToolChoice => "tools",
         }
     }
+
+    /// Where in the request the grammar comes from.
+    fn path(self) -> &'static str {
+        match self {
+            Self::ResponseFormat => "response_format.json_schema.schema",
+            Self::ToolChoice => "tool_choice",
+        }
+    }
 }
 
 /// The grammar a request's answer must follow, or None when it is free. Forced tool calls win over a response
@@ -62,7 +70,9 @@ pub fn grammar(output: &Output, format: ToolFormat) -> Result<Option<(TopLevelGr
     let schema = match &output.format {
         ResponseFormat::Text => return Ok(None),
         ResponseFormat::JsonObject => json!({"type": "object"}),
-        ResponseFormat::JsonSchema { schema, .. } => parse_schema(schema, "response_format", "json_schema.schema")?,
+        ResponseFormat::JsonSchema { schema, .. } => {
+            parse_schema(schema, "response_format", "response_format.json_schema.schema")?
+        }
     };
     Ok(Some((TopLevelGrammar::from_json_schema(styled(schema)), Source::ResponseFormat)))
 }
@@ -75,17 +85,14 @@ pub fn check(output: &Output) -> Result<(), CortexError> {
         let where_ = format!("tools[{i}].function.parameters");
         let schema = parse_schema(&tool.parameters, "tools", &where_)?;
         if schema.get("type").and_then(Value::as_str).is_some_and(|t| t != "object") {
-            return Err(CortexError::invalid_output("tools", format!("{where_}: must be an object schema")));
+            return Err(CortexError::invalid_output("tools", where_, "must be an object schema"));
         }
         compile_check(TopLevelGrammar::from_json_schema(styled(schema)))
-            .map_err(|e| CortexError::invalid_output("tools", format!("{where_}: {e}")))?;
+            .map_err(|e| CortexError::invalid_output("tools", &where_, e))?;
     }
     if let Some((grammar, source)) = grammar(output, ToolFormat::Hermes)? {
-        let where_ = match source {
-            Source::ResponseFormat => "response_format.json_schema.schema",
-            Source::ToolChoice => "tool_choice",
-        };
-        compile_check(grammar).map_err(|e| CortexError::invalid_output(source.field(), format!("{where_}: {e}")))?;
+        let where_ = source.path();
+        compile_check(grammar).map_err(|e| CortexError::invalid_output(source.field(), where_, e))?;
     }
     Ok(())
 }
@@ -99,12 +106,12 @@ fn compile_check(grammar: TopLevelGrammar) -> Result<(), String> {
 
 fn parse_schema(text: &str, field: &'static str, where_: &str) -> Result<Value, CortexError> {
     let value: Value = serde_json::from_str(text)
-        .map_err(|e| CortexError::invalid_output(field, format!("{where_}: not JSON ({e})")))?;
+        .map_err(|e| CortexError::invalid_output(field, where_, format!("not JSON ({e})")))?;
     match value {
         Value::Object(_) => Ok(value),
         // JSON Schema allows `true` (anything); llguidance takes it too.
         Value::Bool(true) => Ok(json!({})),
-        _ => Err(CortexError::invalid_output(field, format!("{where_}: a JSON schema must be an object"))),
+        _ => Err(CortexError::invalid_output(field, where_, "a JSON schema must be an object")),
     }
 }
 
@@ -164,7 +171,7 @@ fn call_grammar(tools: &[&ToolSpec], format: ToolFormat, parallel: bool) -> Resu
                 let params =
                     parse_schema(&tool.parameters, "tools", &format!("tools[{:?}].function.parameters", tool.name))?;
                 let name = serde_json::to_string(&format!("function<｜tool▁sep｜>{}\n```json\n", tool.name))
-                    .map_err(|e| CortexError::invalid_output("tools", e.to_string()))?;
+                    .map_err(|e| CortexError::invalid_output("tools", "tools", e.to_string()))?;
                 rules += &format!("call{i}: \"<｜tool▁call▁begin｜>\" {name} args{i} \"\\n```<｜tool▁call▁end｜>\"\n");
                 rules += &format!("args{i}: %json {}\n", styled(params));
                 names.push(format!("call{i}"));
@@ -198,7 +205,7 @@ impl Compiler {
 
     /// A fresh matcher for `grammar`; an error names the request field at fault.
     pub fn matcher(&self, grammar: TopLevelGrammar, source: Source) -> Result<Matcher, CortexError> {
-        self.matcher_or_message(grammar).map_err(|e| CortexError::invalid_output(source.field(), e))
+        self.matcher_or_message(grammar).map_err(|e| CortexError::invalid_output(source.field(), source.path(), e))
     }
 
     fn matcher_or_message(&self, grammar: TopLevelGrammar) -> Result<Matcher, String> {
@@ -339,9 +346,10 @@ mod tests {
         ];
         for (output, field, message) in cases {
             match check(&output) {
-                Err(CortexError::InvalidOutput { field: f, detail }) => {
-                    assert_eq!(f, field, "{detail}");
-                    assert!(detail.starts_with(message) || detail.contains(message), "{detail:?} lacks {message:?}");
+                Err(err @ CortexError::InvalidOutput { field: f, .. }) => {
+                    let text = err.to_string();
+                    assert_eq!(f, field, "{text}");
+                    assert!(text.contains(message), "{text:?} lacks {message:?}");
                 }
                 other => panic!("{message}: expected an error, got {other:?}"),
             }

@@ -6,9 +6,10 @@ pub enum CortexError {
     /// A configuration value is out of range. Names the field, the value and what is accepted.
     #[error("invalid {field} = {value}: {expected}")]
     InvalidConfig { field: &'static str, value: String, expected: &'static str },
-    /// A tool, tool choice, JSON schema or grammar cannot be enforced. `detail` names the exact path and the cause.
-    #[error("invalid {field}: {detail}")]
-    InvalidOutput { field: &'static str, detail: String },
+    /// A tool, tool choice, JSON schema or token bias cannot be used. `field` is the request field, `path` the exact
+    /// place inside it as a request writes it (`tools[1].function.parameters`), `detail` the cause.
+    #[error("invalid {path}: {detail}")]
+    InvalidOutput { field: &'static str, path: String, detail: String },
     /// The model's chat template failed to render this conversation (or broke a sandbox limit).
     #[error("the model's chat template failed: {0}")]
     Template(String),
@@ -38,8 +39,8 @@ impl CortexError {
         Self::ModelLoad { path: path.to_path_buf(), reason: reason.to_string() }
     }
 
-    pub(crate) fn invalid_output(field: &'static str, detail: impl Into<String>) -> Self {
-        Self::InvalidOutput { field, detail: detail.into() }
+    pub(crate) fn invalid_output(field: &'static str, path: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::InvalidOutput { field, path: path.into(), detail: detail.into() }
     }
 
     pub(crate) fn invalid(field: &'static str, value: impl std::fmt::Display, expected: &'static str) -> Self {

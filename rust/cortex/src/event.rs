@@ -1,7 +1,8 @@
 //! The event protocol: what one generation tells its caller, in order.
 //!
 //! Rules: `ProcessStart` comes first, when the worker picks the request up. A thought is `Start`, any number of
-//! non-empty `Delta`s, then `Stop`. `Content` is never empty. `Complete` is the last event of a stream that was not
+//! non-empty `Delta`s, then `Stop`. `Content` is never empty. `TokenLogprob` (only when the request asked for
+//! logprobs) comes for each answer token, in generation order, before the text that token completes. `Complete` is the last event of a stream that was not
 //! ended by an error; after an error nothing follows. A stream's channel carries [`StreamItem`]s: an event, or the
 //! error that ends it. This module references only `error`: every other part of the crate speaks in these types.
 
@@ -21,6 +22,8 @@ pub enum InferenceEvent {
     Content(String),
     /// A tool call the model made, parsed out of its output (its syntax is never also sent as `Content`).
     ToolCall(ToolCallEvent),
+    /// The log-probability of one answer token (the request set `Behavior::logprobs`).
+    TokenLogprob(TokenLogprob),
     /// The generation ended normally.
     Complete(Completion),
 }
@@ -41,6 +44,28 @@ pub enum ToolCallEvent {
     Start { index: u32, id: String, name: String },
     Arguments { index: u32, delta: String },
     Stop { index: u32 },
+}
+
+/// One generated token of the answer, with its log-probability and the likeliest alternatives at its position.
+///
+/// What is reported (the rules live in `pipeline`): tokens outside a thought only (reasoning is not the answer), not
+/// the white space the think parser drops after a thought, and not the tokens of a stop string that matched (the
+/// token completing the match included, even when part of its text is in the answer). With tools offered, the
+/// tokens that spell a tool call are reported too (their text is in the call, not in `Content`).
+///
+/// Brain reports the model's raw distribution at that position: the log-softmax of the logits, before the token
+/// biases, penalties, temperature, truncation (top-k/p, min-p) and constraints of sampling — what vLLM reports by
+/// default. So a sampled token may be one that is not in `top`, and a token forced by a constraint may be unlikely.
+/// Pinky, which has no logits, reports 0.0 for its piece and, when alternatives are asked for, that piece alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    /// The token's text (lossy UTF-8: a token holding part of a character shows U+FFFD; `bytes` are exact).
+    pub token: String,
+    pub bytes: Vec<u8>,
+    /// Natural log of the token's probability (≤ 0; at least -9999, OpenAI's floor).
+    pub logprob: f32,
+    /// The `k` likeliest tokens at this position, likeliest first: (text, bytes, logprob).
+    pub top: Vec<(String, Vec<u8>, f32)>,
 }
 
 /// Why a generation ended.

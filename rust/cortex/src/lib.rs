@@ -6,9 +6,10 @@
 //!   pieces, and `<think>` tags split anywhere (see [`pipeline`]).
 //! - Every engine runs on its own OS thread ([`worker`]); callers talk to it over channels only.
 //! - No module refers to one that refers back to it (`scripts/check_imports.py` checks). From the bottom up:
-//!   `error`; `event`, `config`, `cancel`, `stats` and the text stages (`utf8`, `stop`, `think`, and `tools`
-//!   beside `think`: it reads `event` and `stop` only); `request`, and `template` beside it (it reads `request`,
-//!   `config` and `error` only); `pipeline`; `engine`; the engines (`pinky`, `brain`, with `gguf`) and `worker`.
+//!   `error`, and `logprob` (pure arithmetic); `event`, `config`, `cancel`, `stats` and the text stages (`utf8`,
+//!   `stop`, `think`, and `tools` beside `think`: it reads `event` and `stop` only); `request`, and `template` beside
+//!   it (it reads `request`, `config` and `error` only); `pipeline`; `engine`; the engines (`pinky`, `brain`, with
+//!   `gguf`) and `worker`.
 //!   Modules name each other by their own paths (`crate::worker::Worker`), not through the re-exports below, which
 //!   are for other crates.
 
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod gguf;
+pub mod logprob;
 pub mod pinky;
 pub mod pipeline;
 pub mod request;
@@ -36,7 +38,9 @@ pub use cancel::CancelToken;
 pub use config::{Behavior, InferenceConfig, Sampling};
 pub use engine::{Engine, Seq};
 pub use error::CortexError;
-pub use event::{Completion, FinishReason, InferenceEvent, StreamItem, ThoughtEvent, Timings, ToolCallEvent, Usage};
+pub use event::{
+    Completion, FinishReason, InferenceEvent, StreamItem, ThoughtEvent, Timings, TokenLogprob, ToolCallEvent, Usage,
+};
 pub use pinky::{Pinky, PinkyOptions};
 pub use pipeline::{Flow, Generation, PromptInfo};
 pub use request::{ChatMessage, ChatRequest, Role};

@@ -7,12 +7,14 @@
 //! up to `parallel` sequences run at once, and each step waits `delay` once then gives every running sequence its
 //! next token, so N streams share the step time as they do on a batched llama.cpp context. A cancel cuts the wait
 //! short. Pinky has no vocabulary and samples nothing: it ignores the sampling settings, `logit_bias` included (its
-//! ids are checked for range like any config, never against a vocabulary).
+//! ids are checked for range like any config, never against a vocabulary). Asked for logprobs, it reports each
+//! piece as certain: logprob 0.0, and the piece itself as the only alternative (none when 0 are asked for).
 
 use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, Seq};
 use crate::error::CortexError;
+use crate::event::TokenLogprob;
 use crate::pipeline::{Flow, Generation, PromptInfo};
 use crate::request::ChatRequest;
 
@@ -127,6 +129,14 @@ impl Pinky {
     }
 }
 
+/// Pushes one piece, with its (certain) logprob when the request wants logprobs.
+fn push(out: &mut Generation, piece: &[u8]) -> Flow {
+    let Some(k) = out.logprobs_wanted() else { return out.token(piece) };
+    let token = String::from_utf8_lossy(piece).into_owned();
+    let top = if k == 0 { Vec::new() } else { vec![(token.clone(), piece.to_vec(), 0.0)] };
+    out.token_with_logprob(piece, TokenLogprob { token, bytes: piece.to_vec(), logprob: 0.0, top })
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -172,13 +182,13 @@ impl Engine for Pinky {
                 // A thought over its budget: feed the close and skip the rest of the scripted thought.
                 let rest = (i..len).find(|&j| contains(self.piece(j), b"</think>")).map_or(i, |j| j + 1);
                 self.next[seq.slot] = rest;
-                if seq.out.token(close.as_bytes()) == Flow::Stop || rest >= len {
+                if push(&mut seq.out, close.as_bytes()) == Flow::Stop || rest >= len {
                     seq.done = Some(Ok(()));
                 }
                 continue;
             }
             self.next[seq.slot] = i + 1;
-            if seq.out.token(self.piece(i)) == Flow::Stop || i + 1 == len {
+            if push(&mut seq.out, self.piece(i)) == Flow::Stop || i + 1 == len {
                 seq.done = Some(Ok(()));
             }
         }
@@ -248,6 +258,69 @@ mod tests {
         assert_eq!(done.finish_reason, FinishReason::Stop);
         assert_eq!(done.usage.prompt_tokens, 3);
         assert_eq!(done.usage.completion_tokens, 10);
+    }
+
+    /// The logprob events.
+    fn logprob_tokens(items: &[StreamItem]) -> Vec<crate::event::TokenLogprob> {
+        let lps = items.iter().filter_map(|item| match item {
+            Ok(InferenceEvent::TokenLogprob(lp)) => Some(lp.clone()),
+            _ => None,
+        });
+        lps.collect()
+    }
+
+    /// Whether each token's logprob came before the content it wrote.
+    fn logprobs_lead(items: &[StreamItem]) -> bool {
+        let (mut tokens, mut content) = (String::new(), String::new());
+        for item in items {
+            match item {
+                Ok(InferenceEvent::TokenLogprob(lp)) => tokens.push_str(&lp.token),
+                Ok(InferenceEvent::Content(t)) => content.push_str(t),
+                _ => continue,
+            }
+            if !tokens.starts_with(&content) {
+                return false;
+            }
+        }
+        true
+    }
+
+    #[test]
+    fn logprobs_cover_the_answer_tokens_only() {
+        let worker = pinky(PinkyOptions { reply_tokens: 3, ..fast() });
+        let items = collect(&worker, Behavior { logprobs: Some(2), ..Default::default() });
+        let lps = logprob_tokens(&items);
+        let tokens: Vec<&str> = lps.iter().map(|lp| lp.token.as_str()).collect();
+        // Not the thought, not its tags, not the white space dropped after it.
+        assert_eq!(tokens, ["Narf!", " Narf!", " Narf!"]);
+        assert_eq!(tokens.concat(), text_of(&items).1);
+        assert!(logprobs_lead(&items), "{items:?}");
+        for lp in &lps {
+            assert_eq!((lp.logprob, lp.bytes.as_slice()), (0.0, lp.token.as_bytes()));
+            assert_eq!(lp.top, vec![(lp.token.clone(), lp.bytes.clone(), 0.0)]);
+        }
+        let none = collect(&worker, Behavior { logprobs: Some(0), ..Default::default() });
+        assert!(logprob_tokens(&none).iter().all(|lp| lp.top.is_empty()), "k = 0: no alternatives");
+        assert_eq!(logprob_tokens(&none).len(), 3);
+        let off = collect(&worker, Behavior::default());
+        assert!(logprob_tokens(&off).is_empty(), "not asked, not sent");
+    }
+
+    #[test]
+    fn logprobs_of_a_stop_strings_tokens_are_dropped_with_it() {
+        let worker = pinky(PinkyOptions { reply_tokens: 5, think: false, ..fast() });
+        // "Narf!" writes "f!", held as a possible start of the stop string; " Narf!" completes it.
+        let behavior = Behavior { stop: vec!["f! Na".into()], logprobs: Some(1), ..Default::default() };
+        let items = collect(&worker, behavior);
+        assert_eq!(text_of(&items).1, "Nar");
+        assert!(logprob_tokens(&items).is_empty());
+        // A stop string that never matches releases each token's logprob with its text.
+        let behavior =
+            Behavior { stop: vec!["f!?".into()], logprobs: Some(1), max_tokens: Some(3), ..Default::default() };
+        let items = collect(&worker, behavior);
+        let tokens: Vec<String> = logprob_tokens(&items).into_iter().map(|lp| lp.token).collect();
+        assert_eq!(tokens.concat(), text_of(&items).1);
+        assert_eq!(tokens.len(), 3);
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! One generation's output path: token bytes → UTF-8 → stop strings → think parser → events on the channel.
 //!
-//! Rules: every engine pushes raw token bytes through [`Generation::token`] and obeys the [`Flow`] it returns. The
+//! Rules: every engine pushes raw token bytes through [`Generation::token`] (or, when [`Generation::logprobs_wanted`]
+//! says so, [`Generation::token_with_logprob`]) and obeys the [`Flow`] it returns. The
 //! Generation owns cancellation (checked before every token), `max_tokens`, usage counting and timings, so engines
 //! cannot disagree on them. Events are sent as soon as they are complete, never blocking the worker: when a reader
 //! lets its channel fill, the events wait here and the generation is *backlogged* — engines do not advance it
-//! until the reader catches up, while the other sequences in the batch go on. Layering: below `engine` and `worker`
+//! until the reader catches up, while the other sequences in the batch go on. A token's log-probability is queued
+//! before the text events the token produces and reported only for answer tokens: a token that begins inside a
+//! thought or ends inside one is reasoning, and one whose text the think parser drops (the white space after a
+//! thought) reaches no event; while the stop matcher holds text back, the logprobs of the tokens that wrote it wait
+//! with it, and are dropped with it when a stop string matches. Layering: below `engine` and `worker`
 //! (both hold Generations); it references only the text stages, `request`, `event`, `stats`, `cancel` and `error`.
 
 use std::collections::VecDeque;
@@ -15,7 +20,7 @@ use async_channel::{Sender, TrySendError};
 
 use crate::cancel::CancelToken;
 use crate::error::CortexError;
-use crate::event::{Completion, FinishReason, InferenceEvent, StreamItem, Timings, Usage};
+use crate::event::{Completion, FinishReason, InferenceEvent, StreamItem, Timings, TokenLogprob, Usage};
 use crate::request::ChatRequest;
 use crate::stats::WorkerStats;
 use crate::stop::StopMatcher;
@@ -76,6 +81,10 @@ pub struct Generation {
     thought_tokens: u32,
     /// The thought ran past its budget and the engine has not yet been told to close it.
     close_pending: bool,
+    /// Alternatives per token when the request asked for logprobs (`Behavior::logprobs`).
+    logprobs: Option<u32>,
+    /// Logprobs of tokens whose text the stop matcher still holds, each with whether a thought was open before it.
+    held_logprobs: Vec<(TokenLogprob, bool)>,
 }
 
 /// Unique per process and request: seeds tool call ids (`call_<seed>_<n>`).
@@ -118,12 +127,21 @@ impl Generation {
             thought_budget: request.config.reasoning.budget_tokens,
             thought_tokens: 0,
             close_pending: false,
+            logprobs: behavior.logprobs,
+            held_logprobs: Vec::new(),
         }
     }
 
     /// True while the model is inside a thought: a constraint on the answer waits until this turns false.
     pub fn in_thought(&self) -> bool {
         self.think.in_thought()
+    }
+
+    /// `Some(k)` when the next token's log-probability and its `k` likeliest alternatives are wanted: the request
+    /// asked for logprobs and the model is not inside a thought (reasoning tokens are not reported). The engine then
+    /// pushes the token with [`Generation::token_with_logprob`].
+    pub fn logprobs_wanted(&self) -> Option<u32> {
+        self.logprobs.filter(|_| !self.think.in_thought() && self.finish.is_none())
     }
 
     /// Text the engine must feed the model now instead of sampling (each of its tokens then goes through
@@ -179,6 +197,16 @@ impl Generation {
 
     /// Pushes one generated token's bytes. The engine must stop when this returns [`Flow::Stop`].
     pub fn token(&mut self, piece: &[u8]) -> Flow {
+        self.push_token(piece, None)
+    }
+
+    /// [`Generation::token`] with the token's log-probability (see [`Generation::logprobs_wanted`]): it is delivered
+    /// before the text the token produces, when the token belongs to the answer.
+    pub fn token_with_logprob(&mut self, piece: &[u8], logprob: TokenLogprob) -> Flow {
+        self.push_token(piece, Some(logprob))
+    }
+
+    fn push_token(&mut self, piece: &[u8], logprob: Option<TokenLogprob>) -> Flow {
         if self.finish.is_some() {
             return Flow::Stop;
         }
@@ -192,7 +220,18 @@ impl Generation {
         self.stats.count_token();
         let was_thinking = self.think.in_thought();
         self.utf8.push(piece, &mut self.decoded);
+        if let Some(logprob) = logprob
+            && self.logprobs.is_some()
+        {
+            self.held_logprobs.push((logprob, was_thinking));
+        }
+        let mark = self.events.len();
         let matched = self.shape();
+        if matched {
+            self.held_logprobs.clear();
+        } else if !self.stop.holding() {
+            self.release_logprobs(mark);
+        }
         if was_thinking && self.think.in_thought() {
             self.thought_tokens += 1;
             self.check_budget();
@@ -227,14 +266,17 @@ impl Generation {
         let matched_stop_string = self.finish == Some(FinishReason::Stop);
         if !matched_stop_string {
             self.utf8.finish(&mut self.decoded);
+            let mark = self.events.len();
             if self.shape() {
                 self.finish.get_or_insert(FinishReason::Stop);
             } else {
                 self.stop.finish(&mut self.shaped);
                 let shaped = std::mem::take(&mut self.shaped);
                 self.parse(&shaped);
+                self.release_logprobs(mark);
             }
         }
+        self.held_logprobs.clear();
         let mut tail = Vec::new();
         self.think.finish(&mut tail);
         self.route(tail);
@@ -258,6 +300,21 @@ impl Generation {
         self.stats.end_request();
         self.events.push(InferenceEvent::Complete(Completion { finish_reason, usage: self.usage, timings }));
         self.deliver();
+    }
+
+    /// Queues the held logprobs of answer tokens at `mark` in `events` (before the text events that came after it);
+    /// drops those of reasoning tokens and of white space the think parser dropped.
+    fn release_logprobs(&mut self, mark: usize) {
+        if self.held_logprobs.is_empty() {
+            return;
+        }
+        let answer = !self.think.in_thought() && !self.think.skipping_space();
+        let released = self
+            .held_logprobs
+            .drain(..)
+            .filter(|&(_, was_thinking)| answer && !was_thinking)
+            .map(|(logprob, _)| InferenceEvent::TokenLogprob(logprob));
+        self.events.splice(mark..mark, released);
     }
 
     /// Runs decoded text through the stop matcher into `shaped`. Returns true on a stop-string match.

@@ -46,6 +46,11 @@ impl StopMatcher {
         false
     }
 
+    /// True while text is held back (it may be the start of a stop string).
+    pub fn holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
     /// Emits whatever is still held (it never became a stop string).
     pub fn finish(&mut self, out: &mut String) {
         out.push_str(&self.held);

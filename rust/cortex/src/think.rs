@@ -60,6 +60,12 @@ impl ThinkParser {
         self.state == State::Thinking
     }
 
+    /// True while white space is being dropped (after a thought closes, or at the start of a pre-opened one):
+    /// text arriving now that is only white space reaches no event.
+    pub fn skipping_space(&self) -> bool {
+        self.skip_space
+    }
+
     /// Parses one delta, appending the events it completes to `out`.
     pub fn feed(&mut self, delta: &str, out: &mut Vec<InferenceEvent>) {
         self.emit_pending_start(out);

@@ -47,6 +47,8 @@ pub fn behavior(obj: &Bound<'_, PyAny>) -> PyResult<Behavior> {
         stop,
         context_size: opt_u32("context_size", attr(obj, o, "context_size")?, "must be between 16 and 1048576 tokens")
             .map_err(to_py)?,
+        logprobs: opt_u32("logprobs", attr(obj, o, "logprobs")?, "must be between 0 and 20, or None (off)")
+            .map_err(to_py)?,
     };
     b.validate().map_err(to_py)?;
     Ok(b)

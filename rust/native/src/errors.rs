@@ -11,8 +11,9 @@
 //! [`config_error`], which imports the class when it is first raised (not when this module is imported: the Python
 //! module imports `GeniusError` from here, so an import-time reference back would be a cycle).
 
-use pyo3::PyErr;
 use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::IntoPyDict;
 use pyo3::{create_exception, import_exception};
 use rusty_genius_cortex::CortexError;
 
@@ -40,12 +41,25 @@ pub fn config_error(message: impl Into<String>, field: Option<&str>) -> PyErr {
     ConfigError::new_err((message.into(), field.map(str::to_owned)))
 }
 
+/// A `ConfigError` that also names the exact place inside the field (its `path` attribute, keyword-only in Python).
+fn config_error_at(message: String, field: &str, path: String) -> PyErr {
+    Python::attach(|py| {
+        let made =
+            py.get_type::<ConfigError>().call((message.clone(), field), Some(&[("path", path)].into_py_dict(py)?));
+        Ok::<_, PyErr>(match made {
+            Ok(instance) => PyErr::from_value(instance),
+            Err(e) => e,
+        })
+    })
+    .unwrap_or_else(|e| e)
+}
+
 /// Maps a cortex error to its Python exception.
 pub fn to_py(err: CortexError) -> PyErr {
     let msg = err.to_string();
     match err {
         CortexError::InvalidConfig { field, .. } => config_error(msg, Some(field)),
-        CortexError::InvalidOutput { field, .. } => config_error(msg, Some(field)),
+        CortexError::InvalidOutput { field, path, .. } => config_error_at(msg, field, path),
         CortexError::InvalidRequest(_) | CortexError::Template(_) => RequestError::new_err(msg),
         CortexError::ContextOverflow { .. } => ContextOverflowError::new_err(msg),
         CortexError::ModelLoad { .. } => ModelLoadError::new_err(msg),

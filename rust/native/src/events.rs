@@ -4,8 +4,8 @@
 //! fields of that kind; the text is made a Python string once, when the event crosses over.
 
 use pyo3::prelude::*;
-use pyo3::types::PyString;
-use rusty_genius_cortex::{Completion, InferenceEvent, ThoughtEvent, ToolCallEvent};
+use pyo3::types::{PyBytes, PyString};
+use rusty_genius_cortex::{Completion, InferenceEvent, ThoughtEvent, TokenLogprob, ToolCallEvent};
 
 /// Token counts of one generation.
 #[pyclass(frozen, get_all, name = "Usage", module = "rusty_genius._native")]
@@ -60,11 +60,14 @@ pub struct PyEvent {
     completion: Option<Completion>,
     /// A tool call's number, id and function name (`tool_call_*` events only; id and name on the start only).
     call: Option<(u32, Option<String>, Option<String>)>,
+    /// A `token_logprob` event's numbers (its token's text is `text`).
+    logprob: Option<Box<TokenLogprob>>,
 }
 
 impl PyEvent {
     pub fn new(py: Python<'_>, event: InferenceEvent) -> Self {
         let mut call = None;
+        let mut logprob = None;
         let (kind, text, completion) = match event {
             InferenceEvent::ProcessStart => (pyo3::intern!(py, "process_start"), None, None),
             InferenceEvent::Thought(ThoughtEvent::Start) => (pyo3::intern!(py, "thought_start"), None, None),
@@ -83,9 +86,15 @@ impl PyEvent {
                 call = Some((index, None, None));
                 (pyo3::intern!(py, "tool_call_stop"), None, None)
             }
+            InferenceEvent::TokenLogprob(mut lp) => {
+                let token = std::mem::take(&mut lp.token);
+                logprob = Some(Box::new(lp));
+                (pyo3::intern!(py, "token_logprob"), Some(token), None)
+            }
             InferenceEvent::Complete(c) => (pyo3::intern!(py, "complete"), None, Some(c)),
         };
-        Self { kind: kind.clone().unbind(), text: text.map(|t| PyString::new(py, &t).unbind()), completion, call }
+        let text = text.map(|t| PyString::new(py, &t).unbind());
+        Self { kind: kind.clone().unbind(), text, completion, call, logprob }
     }
 
     pub fn is_complete(&self) -> bool {
@@ -96,14 +105,14 @@ impl PyEvent {
 #[pymethods]
 impl PyEvent {
     /// `process_start`, `thought_start`, `thought_delta`, `thought_stop`, `content`, `tool_call_start`,
-    /// `tool_call_delta`, `tool_call_stop` or `complete`.
+    /// `tool_call_delta`, `tool_call_stop`, `token_logprob` or `complete`.
     #[getter]
     fn kind(&self, py: Python<'_>) -> Py<PyString> {
         self.kind.clone_ref(py)
     }
 
-    /// The text of a `thought_delta` or `content` event, or a piece of a call's arguments (JSON text) on a
-    /// `tool_call_delta`; None for the other kinds.
+    /// The text of a `thought_delta` or `content` event, a piece of a call's arguments (JSON text) on a
+    /// `tool_call_delta`, or the token (lossy UTF-8) on a `token_logprob`; None for the other kinds.
     #[getter]
     fn text(&self, py: Python<'_>) -> Option<Py<PyString>> {
         self.text.as_ref().map(|t| t.clone_ref(py))
@@ -125,6 +134,27 @@ impl PyEvent {
     #[getter]
     fn name(&self) -> Option<&str> {
         self.call.as_ref().and_then(|c| c.2.as_deref())
+    }
+
+    /// The token's log-probability on a `token_logprob` event; None otherwise.
+    #[getter]
+    fn logprob(&self) -> Option<f32> {
+        self.logprob.as_ref().map(|lp| lp.logprob)
+    }
+
+    /// The token's exact bytes on a `token_logprob` event; None otherwise.
+    #[getter]
+    fn token_bytes<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.logprob.as_ref().map(|lp| PyBytes::new(py, &lp.bytes))
+    }
+
+    /// The likeliest tokens at a `token_logprob` event's position, likeliest first, as (token, logprob, bytes);
+    /// None for other kinds.
+    #[getter]
+    fn top_logprobs<'py>(&self, py: Python<'py>) -> Option<Vec<(String, f32, Bound<'py, PyBytes>)>> {
+        self.logprob.as_ref().map(|lp| {
+            lp.top.iter().map(|(token, bytes, logprob)| (token.clone(), *logprob, PyBytes::new(py, bytes))).collect()
+        })
     }
 
     /// `stop`, `length`, `cancelled` or `tool_calls` on a `complete` event; None otherwise.
@@ -165,6 +195,9 @@ impl PyEvent {
                 out += &format!(", text={}", text.bind(py).repr()?);
             }
             return Ok(out + ")");
+        }
+        if let (Some(lp), Some(text)) = (&self.logprob, &self.text) {
+            return Ok(format!("Event(kind={kind}, text={}, logprob={})", text.bind(py).repr()?, lp.logprob));
         }
         Ok(match (&self.text, self.completion) {
             (Some(text), _) => format!("Event(kind={kind}, text={})", text.bind(py).repr()?),

@@ -13,6 +13,13 @@ Several choices (``n``): the non-streamed ``choices`` list them by ``index``; st
 choice's ``index``, each choice has its own role chunk and finish chunk, and the usage chunk (when asked for) and
 ``[DONE]`` come once, after the last choice finished. Usage sums the choices' completion tokens and counts the
 prompt once, as OpenAI does (the prompt and cached counts, and llama-server's ``timings``, are the first choice's).
+
+Logprobs (when the request asked): the non-streamed choice carries ``logprobs: {"content": [...], "refusal": null}``,
+one entry per answer token (``token``, ``logprob``, ``bytes``, ``top_logprobs``: the same three per alternative);
+streamed, a content chunk carries ``logprobs: {"content": [...]}`` for the tokens whose events came before its text
+(a token's ``token_logprob`` event precedes the text it completes), and entries left at a choice's end (tokens that
+spelled a tool call) ride on its finish chunk. Concatenated, the tokens spell the content, except with tools, a stop
+string cut inside a token, or a think tag split across tokens. ``logprobs`` is null when not asked for.
 """
 
 from __future__ import annotations
@@ -89,7 +96,19 @@ def total_usage(ends: Sequence[Event]) -> dict[str, Any] | None:
     return body
 
 
-def _choice(index: int, events: Sequence[Event]) -> dict[str, Any]:
+def logprob_item(event: Event) -> dict[str, Any]:
+    """OpenAI's entry for one ``token_logprob`` event: ``token``, ``logprob``, ``bytes`` and ``top_logprobs``."""
+    return {
+        "token": event.text or "",
+        "logprob": event.logprob,
+        "bytes": list(event.token_bytes or b""),
+        "top_logprobs": [
+            {"token": token, "logprob": logprob, "bytes": list(raw)} for token, logprob, raw in event.top_logprobs or ()
+        ],
+    }
+
+
+def _choice(index: int, events: Sequence[Event], logprobs: bool = False) -> dict[str, Any]:
     content = "".join(e.text or "" for e in events if e.kind == "content")
     reasoning = "".join(e.text or "" for e in events if e.kind == "thought_delta")
     calls = tool_calls(events)
@@ -98,19 +117,22 @@ def _choice(index: int, events: Sequence[Event]) -> dict[str, Any]:
         message["reasoning_content"] = reasoning
     if calls:
         message["tool_calls"] = calls
-    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason(events[-1])}
+    tokens = None
+    if logprobs:
+        tokens = {"content": [logprob_item(e) for e in events if e.kind == "token_logprob"], "refusal": None}
+    return {"index": index, "message": message, "logprobs": tokens, "finish_reason": finish_reason(events[-1])}
 
 
-def completion(model: str, events: Sequence[Event], *more: Sequence[Event]) -> dict[str, Any]:
+def completion(model: str, events: Sequence[Event], *more: Sequence[Event], logprobs: bool = False) -> dict[str, Any]:
     """The non-streaming ``chat.completion`` object for finished streams (each ends with ``complete``): ``events``
-    is choice 0, ``more`` the next choices."""
+    is choice 0, ``more`` the next choices; ``logprobs``: the request asked for them."""
     choices = [events, *more]
     body: dict[str, Any] = {
         "id": completion_id(),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [_choice(i, c) for i, c in enumerate(choices)],
+        "choices": [_choice(i, c, logprobs) for i, c in enumerate(choices)],
     }
     usage = total_usage([c[-1] for c in choices])
     if usage is not None:
@@ -131,13 +153,16 @@ class _Prefixes:
         self.reasoning = (self.head + '"reasoning_content":').encode()
         self.arguments: dict[int, bytes] = {}
         """Per tool call index: the prefix of its arguments chunks."""
+        self.logprobs: list[dict[str, Any]] = []
+        """Logprob entries not yet sent: they go with the next content chunk (or the finish chunk)."""
 
 
 class ChunkEncoder:
     """The SSE chunks of one streamed completion (of ``choices`` choices)."""
 
-    def __init__(self, model: str, include_usage: bool, choices: int = 1) -> None:
+    def __init__(self, model: str, include_usage: bool, choices: int = 1, logprobs: bool = False) -> None:
         self.id = completion_id()
+        self.logprobs = logprobs
         self.created = int(time.time())
         self.model = model
         self.include_usage = include_usage
@@ -172,28 +197,35 @@ class ChunkEncoder:
         out: list[bytes] = []
         key: str | int = ""  # "content", "thought_delta", or the index of the call whose arguments these are
         texts = list[str]()
+        covered = 0  # logprob entries whose tokens' text is in the content run being merged
         for ev in events:
             k: str | int = ev.kind
+            if k == "token_logprob":
+                if self.logprobs:
+                    choice.logprobs.append(logprob_item(ev))
+                continue
             if k == "tool_call_delta":
                 k = ev.index or 0  # set on every tool_call_* event
             elif k == "tool_call_start":
                 if texts:
-                    out.append(self._delta(choice, key, "".join(texts)))
+                    out.append(self._delta(choice, key, "".join(texts), covered))
                     texts = []
                 out.append(self._call_start(choice, ev))
                 continue
             elif k != "content" and k != "thought_delta":
                 continue
             if k != key and texts:
-                out.append(self._delta(choice, key, "".join(texts)))
+                out.append(self._delta(choice, key, "".join(texts), covered))
                 texts = []
             key = k
             texts.append(ev.text or "")
+            if k == "content":
+                covered = len(choice.logprobs)
         if texts:
-            out.append(self._delta(choice, key, "".join(texts)))
+            out.append(self._delta(choice, key, "".join(texts), covered))
         return b"".join(out)
 
-    def _delta(self, choice: _Prefixes, key: str | int, text: str) -> bytes:
+    def _delta(self, choice: _Prefixes, key: str | int, text: str, covered: int = 0) -> bytes:
         if isinstance(key, int):
             prefix = choice.arguments.get(key)
             if prefix is None:
@@ -201,6 +233,10 @@ class ChunkEncoder:
                     choice.head + f'"tool_calls":[{{"index":{key},"function":{{"arguments":'
                 ).encode()
             return prefix + encode_basestring(text).encode() + b"}}]" + self._tail
+        if key == "content" and covered:
+            entries, choice.logprobs[:covered] = choice.logprobs[:covered], []
+            tail = b'},"logprobs":' + dumps({"content": entries}).encode() + b',"finish_reason":null}]}\n\n'
+            return choice.content + encode_basestring(text).encode() + tail
         prefix = choice.content if key == "content" else choice.reasoning
         return prefix + encode_basestring(text).encode() + self._tail
 
@@ -211,7 +247,10 @@ class ChunkEncoder:
 
     def finish_choice(self, end: Event, index: int = 0) -> bytes:
         """The finish chunk of choice ``index`` (its finish_reason, with its timings)."""
-        choice = {"index": index, "delta": {}, "logprobs": None, "finish_reason": finish_reason(end)}
+        pending = self._choices[index].logprobs
+        tokens = {"content": pending} if pending else None
+        self._choices[index].logprobs = []
+        choice = {"index": index, "delta": {}, "logprobs": tokens, "finish_reason": finish_reason(end)}
         extra: dict[str, Any] = {}
         if end.timings is not None:
             extra["timings"] = timings_dict(end.timings, end.usage)

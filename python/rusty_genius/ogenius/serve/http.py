@@ -129,7 +129,7 @@ class Completions:
             while not choices.done:
                 index, batch = await self._next(choices, chat)
                 events[index].extend(batch)
-            answer = encode.completion(self.service.model, *events)
+            answer = encode.completion(self.service.model, *events, logprobs=chat.logprobs)
             return json_response(answer, headers=_load_headers(choices))
         finally:
             if not handed_over:
@@ -155,7 +155,7 @@ class Completions:
         service = self.service
 
         async def body() -> AsyncIterator[bytes]:
-            encoder = encode.ChunkEncoder(service.model, chat.include_usage, choices.n)
+            encoder = encode.ChunkEncoder(service.model, chat.include_usage, choices.n, chat.logprobs)
             index, events = first
             try:
                 out = encoder.start()

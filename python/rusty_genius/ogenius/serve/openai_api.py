@@ -4,8 +4,11 @@ Rules:
 - A request is checked here before it reaches the engine; what the engine checks itself (value ranges, roles) comes
   back as a :class:`~rusty_genius.GeniusError` that :func:`api_error_of` maps to the same shape.
 - Fields this server does not know are ignored (clients send many); known fields it cannot honour are refused with
-  400 rather than silently dropped: ``logprobs`` / ``top_logprobs`` (the engine does not report them yet), and tool
-  types other than ``function`` (tools_api).
+  400 rather than silently dropped: tool types other than ``function`` (tools_api).
+- ``logprobs: true`` asks for each answer token's log-probability, ``top_logprobs`` (0 to 20; only with ``logprobs``
+  true, as OpenAI) for that many alternatives per token; they become the ``logprobs`` setting (K). The model's raw
+  distribution is reported (before sampling's penalties, temperature and constraints, as vLLM does by default);
+  reasoning tokens are not in it (encode.py shapes the answer).
 - ``n`` (1 to :data:`MAX_CHOICES`) asks for that many choices: the server runs n generations of the request at once
   (the engine batches them), choice i with ``seed + i`` when a seed is set (see http.py and encode.py).
 - ``logit_bias`` is OpenAI's ``{"<token id>": bias}``: ids as decimal strings, biases numbers in [-100, 100] (the
@@ -142,6 +145,8 @@ class ChatRequest:
     """Tools and the answer's format; None: the server's defaults."""
     n: int = 1
     """How many choices to generate (1 to :data:`MAX_CHOICES`)."""
+    logprobs: bool = False
+    """The response carries each answer token's logprob (``top_logprobs`` alternatives: the ``logprobs`` setting)."""
 
 
 def parse_chat(body: object) -> ChatRequest:
@@ -190,7 +195,7 @@ def _parse(body: dict[str, Any]) -> ChatRequest:
         request.include_usage = _flag(options, "include_usage", False, "stream_options.include_usage")
     if "keep_alive" in body:
         request.keep_alive = parse_keep_alive(body["keep_alive"])
-    _refuse_unsupported(body)
+    request.logprobs = _logprobs(body, request)
     request.output = tools_api.parse_output(body)
     tools_api.parse_reasoning(body, request.settings, request.params)
     return request
@@ -242,9 +247,27 @@ def _content(content: object, where: str) -> str:
     raise ApiError(400, f"{where}.content must be a string or a list of text parts", param=f"{where}.content")
 
 
-def _refuse_unsupported(body: Mapping[str, Any]) -> None:
-    if body.get("logprobs") or body.get("top_logprobs"):
-        raise ApiError(400, "logprobs are not supported", param="logprobs")
+MAX_TOP_LOGPROBS = 20
+"""The most alternatives per token ``top_logprobs`` may ask for (OpenAI's limit)."""
+
+
+def _logprobs(body: Mapping[str, Any], request: ChatRequest) -> bool:
+    """``logprobs`` and ``top_logprobs`` into the ``logprobs`` setting; returns whether logprobs were asked for."""
+    asked = _flag(body, "logprobs", False)
+    top = body.get("top_logprobs")
+    if top is not None:
+        if isinstance(top, bool) or not isinstance(top, (int, float)) or not _integral(top):
+            raise ApiError(400, f"'top_logprobs' must be an integer from 0 to {MAX_TOP_LOGPROBS}", param="top_logprobs")
+        if not 0 <= top <= MAX_TOP_LOGPROBS:
+            raise ApiError(
+                400, f"'top_logprobs' is {int(top)}: must be from 0 to {MAX_TOP_LOGPROBS}", param="top_logprobs"
+            )
+        if not asked:
+            raise ApiError(400, "'top_logprobs' needs 'logprobs' set to true", param="top_logprobs")
+    if asked:
+        request.settings["logprobs"] = int(top or 0)
+        request.params["logprobs"] = "top_logprobs"
+    return asked
 
 
 def _choices(value: object) -> int:

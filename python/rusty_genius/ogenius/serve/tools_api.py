@@ -1,12 +1,13 @@
 """The tool, answer-format and reasoning fields of a chat request (OpenAI's wire format), and the tool parts of its
-messages, parsed into the one internal request: an :class:`~rusty_genius.core.config.Output` and flat reasoning
+messages, parsed into the one internal request: an :class:`~rusty_genius.core.output.Output` and flat reasoning
 settings.
 
 Rules:
-- Every shape problem raises :class:`BadField` (a 400) whose ``param`` is the exact path
-  (``tools[1].function.name``), as OpenAI reports it. What only the engine can judge (duplicate names, a schema
-  llguidance cannot enforce) comes from ``Output``'s own check as a ConfigError; :func:`output_error` maps it to
-  the same shape, the path taken from its message.
+- Tools and the answer's format are parsed by :meth:`Output.updated <rusty_genius.core.output.Output.updated>`, the
+  library's own parser: this module maps the body onto it and its :class:`ConfigError` (whose ``path`` is the exact
+  place, ``tools[1].function.name``) onto :class:`BadField` (a 400 with that ``param``, as OpenAI reports it). What
+  the library takes beyond OpenAI's wire format (a function's name as the ``tool_choice`` string, a bare JSON schema
+  or a string as the ``response_format``) is refused first, here.
 - Accepted (OpenAI): ``tools`` (function tools), ``tool_choice`` (``auto``/``none``/``required`` or a named
   function), ``parallel_tool_calls``, ``response_format`` (``text``, ``json_object``, ``json_schema``) and
   ``reasoning_effort`` (``low``/``medium``/``high``; ``none`` turns thinking off, as llama-server does).
@@ -14,22 +15,18 @@ Rules:
   ``enable_thinking``, as vLLM accepts; the top-level one wins), ``thinking_budget_tokens`` (most tokens a thought
   may take; -1 means no limit, 0 closes the thought at once; ``thinking_budget``, the setting's own name, is
   accepted too), and a ``schema`` beside ``type`` in ``response_format`` (llama-server's shorthand for a
-  ``json_schema``). Other ``chat_template_kwargs`` keys are ignored.
+  ``json_schema``; core reads it). Other ``chat_template_kwargs`` keys are ignored.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from rusty_genius.core.config import Output, Tool
 from rusty_genius.core.errors import ConfigError
+from rusty_genius.core.output import RESPONSE_FORMATS, TOOL_CHOICES, Output
 
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_CHOICES = ("auto", "none", "required")
-_FORMATS = ("text", "json_object", "json_schema")
 OUTPUT_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "response_format")
 """The request fields (and ConfigError fields) of an Output."""
 
@@ -52,136 +49,40 @@ def parse_output(body: Mapping[str, Any]) -> Output | None:
     """The request's tools and answer format; None when it sets none of them (the server's defaults apply)."""
     if all(body.get(name) is None for name in OUTPUT_FIELDS):
         return None
-    tools = _tools(body.get("tools"))
-    choice, forced = _tool_choice(body.get("tool_choice"), {t.name for t in tools})
-    parallel = body.get("parallel_tool_calls")
-    if parallel is not None and not isinstance(parallel, bool):
-        raise _bad("'parallel_tool_calls' must be true or false", "parallel_tool_calls")
-    fmt, schema, name, strict = _response_format(body.get("response_format"))
+    _refuse_library_forms(body)
     try:
-        return Output(
-            tools=tuple(tools),
-            tool_choice=choice,
-            tool_name=forced,
-            parallel_tool_calls=True if parallel is None else parallel,
-            response_format=fmt,
-            json_schema=schema,
-            schema_name=name,
-            strict=strict,
+        return Output().updated(
+            tools=body.get("tools"),
+            tool_choice=body.get("tool_choice"),
+            parallel_tool_calls=body.get("parallel_tool_calls"),
+            response_format=body.get("response_format"),
         )
     except ConfigError as err:
         raise output_error(err) from None
 
 
 def output_error(err: ConfigError) -> BadField:
-    """A ConfigError about tools or the format as a 400: ``param`` is the path its message names (``tools[1]
-    .function.parameters``), else its field."""
-    message = str(err)
-    field = getattr(err, "field", None) or "tools"
-    paths = re.findall(rf"\b{re.escape(field)}(?:\[\d+\]|\.\w+)*", message)
-    return _bad(message, max(paths, key=len) if paths else field)
+    """A ConfigError about tools or the format as a 400: ``param`` is its ``path``, else its field."""
+    return _bad(str(err), err.path or err.field or "tools")
 
 
-def _tools(value: object) -> list[Tool]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _bad('\'tools\' must be a list of {"type": "function", "function": {...}} objects', "tools")
-    return [_tool(tool, f"tools[{i}]") for i, tool in enumerate(value)]
-
-
-def _tool(tool: object, where: str) -> Tool:
-    if not isinstance(tool, dict):
-        raise _bad(f"{where} must be an object", where)
-    kind = tool.get("type", "function")
-    if kind != "function":
-        raise _bad(f"{where}.type: only 'function' tools are supported, not {kind!r}", f"{where}.type")
-    fn = tool.get("function")
-    if not isinstance(fn, dict):
-        raise _bad(f"{where}.function must be an object with a 'name'", f"{where}.function")
-    name = fn.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+def _refuse_library_forms(body: Mapping[str, Any]) -> None:
+    """Refuses the forms that the library's parser takes but OpenAI's wire format does not."""
+    choice = body.get("tool_choice")
+    if isinstance(choice, str) and choice not in TOOL_CHOICES:
         raise _bad(
-            f"{where}.function.name must be 1 to 64 letters, digits, '_' or '-' (got {name!r})",
-            f"{where}.function.name",
+            f"tool_choice {choice!r}: use 'auto', 'none', 'required' or an object naming a function", "tool_choice"
         )
-    description = fn.get("description")
-    if description is not None and not isinstance(description, str):
-        raise _bad(f"{where}.function.description must be a string", f"{where}.function.description")
-    parameters = fn.get("parameters")
-    if parameters is None:
-        parameters = {"type": "object", "properties": {}}
-    if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
-        raise _bad(
-            f'{where}.function.parameters must be a JSON schema of an object ({{"type": "object", ...}})',
-            f"{where}.function.parameters",
-        )
-    strict = fn.get("strict")
-    if strict is not None and not isinstance(strict, bool):
-        raise _bad(f"{where}.function.strict must be true or false", f"{where}.function.strict")
-    try:
-        return Tool(name=name, description=description, parameters=parameters)
-    except ConfigError as err:
-        raise _bad(f"{where}.function: {err}", f"{where}.function.parameters") from None
-
-
-def _tool_choice(value: object, names: set[str]) -> tuple[str, str | None]:
-    """(``auto``/``none``/``required``, the forced function's name or None)."""
-    if value is None:
-        return "auto", None
-    if isinstance(value, str):
-        if value not in _CHOICES:
-            raise _bad(f"tool_choice {value!r}: use 'auto', 'none', 'required' or a function", "tool_choice")
-        return value, None
-    if isinstance(value, dict) and value.get("type") == "function":
-        fn = value.get("function")
-        name = fn.get("name") if isinstance(fn, dict) else None
-        if not isinstance(name, str):
-            raise _bad("tool_choice.function.name must be a string", "tool_choice.function.name")
-        if name not in names:
-            raise _bad(f"tool_choice.function.name: {name!r} is not a function in tools", "tool_choice.function.name")
-        return "required", name
-    raise _bad(
-        'tool_choice must be \'auto\', \'none\', \'required\' or {"type": "function", "function": {"name": ...}}',
-        "tool_choice",
-    )
-
-
-def _response_format(value: object) -> tuple[str, dict[str, Any] | None, str, bool]:
-    """(format, schema, schema name, strict)."""
-    if value is None:
-        return "text", None, "response", False
-    if not isinstance(value, dict):
+    fmt = body.get("response_format")
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict):
         raise _bad("response_format must be an object with a 'type'", "response_format")
-    kind = value.get("type")
-    if kind not in _FORMATS:
+    if fmt.get("type") not in RESPONSE_FORMATS:
         raise _bad(
-            f"response_format.type {kind!r} is not supported: use 'text', 'json_object' or 'json_schema'",
+            f"response_format.type {fmt.get('type')!r} is not supported: use 'text', 'json_object' or 'json_schema'",
             "response_format.type",
         )
-    spec = value.get("json_schema")
-    shorthand = value.get("schema")  # llama-server's {"type": ..., "schema": {...}}
-    if kind == "text":
-        return "text", None, "response", False
-    if kind == "json_object" and shorthand is None:
-        return "json_object", None, "response", False
-    if kind == "json_schema" and shorthand is None:
-        if not isinstance(spec, dict):
-            raise _bad(
-                "response_format.json_schema must be an object with 'name' and 'schema'", "response_format.json_schema"
-            )
-        schema, name, strict = spec.get("schema"), spec.get("name", "response"), spec.get("strict")
-        where = "response_format.json_schema"
-    else:
-        schema, name, strict = shorthand, "response", None
-        where = "response_format"
-    if not isinstance(schema, dict):
-        raise _bad(f"{where}.schema must be a JSON schema (an object)", f"{where}.schema")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise _bad(f"{where}.name must be 1 to 64 letters, digits, '_' or '-'", f"{where}.name")
-    if strict is not None and not isinstance(strict, bool):
-        raise _bad(f"{where}.strict must be true or false", f"{where}.strict")
-    return "json_schema", schema, name, bool(strict)
 
 
 # -- reasoning controls ------------------------------------------------------------------------------------------

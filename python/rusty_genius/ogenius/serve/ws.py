@@ -12,6 +12,9 @@ Rules:
   a tool call streams as ``tool_call`` (index, call_id, name), ``tool_call_delta`` (index, a piece of the arguments
   JSON) and ``tool_call_end`` (index) frames, and ``done`` then says ``finish_reason: "tool_calls"``. A
   conversation is one choice: ``n`` other than 1 is refused (one chat frame per choice instead).
+- ``logprobs``/``top_logprobs`` as over HTTP: a ``logprobs`` frame (``content``: the entries of encode.py) comes
+  right before the ``content`` frame that carries its tokens' text; entries still waiting at the end come before
+  ``done``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -52,6 +55,8 @@ class _Conversation:
     """Its task has begun."""
     started: bool = False
     """The engine has begun it (its first event arrived)."""
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
+    """Logprob entries not sent yet (they go just before the next content frame, or ``done``)."""
 
 
 def error_frame(error: ApiError, request_id: Any = None) -> str:
@@ -248,11 +253,15 @@ class Connection:
         texts = list[str]()
         for ev in events:
             k: str | int = ev.kind
+            if k == "token_logprob":
+                if conv.chat.logprobs:
+                    conv.logprobs.append(encode.logprob_item(ev))
+                continue
             if k == "tool_call_delta":
                 k = ev.index or 0  # set on every tool_call_* event
             elif k != "content" and k != "thought_delta":
                 if texts:
-                    frames.append(self._delta(conv, key, texts))
+                    self._delta(conv, key, texts, frames)
                     texts = []
                 if k == "tool_call_start":
                     frames.append(
@@ -262,24 +271,34 @@ class Connection:
                 elif k == "tool_call_stop":
                     frames.append(conv.head + '"tool_call_end","index":' + str(ev.index) + "}")
                 elif k == "complete":
+                    if conv.logprobs:
+                        frames.append(self._logprobs(conv))
                     frames.append(self._done(conv, ev))
                 continue
             if k != key and texts:
-                frames.append(self._delta(conv, key, texts))
+                self._delta(conv, key, texts, frames)
                 texts = []
             key = k
             texts.append(ev.text or "")
         if texts:
-            frames.append(self._delta(conv, key, texts))
+            self._delta(conv, key, texts, frames)
         return frames
 
     @staticmethod
-    def _delta(conv: _Conversation, key: str | int, texts: list[str]) -> str:
+    def _delta(conv: _Conversation, key: str | int, texts: list[str], frames: list[str]) -> None:
+        """Appends the delta frame of ``texts`` to ``frames``, after the logprobs waiting for a content frame."""
         if isinstance(key, int):
             name = '"tool_call_delta","index":' + str(key)
         else:
             name = '"content"' if key == "content" else '"thinking"'
-        return conv.head + name + ',"delta":' + encode_basestring("".join(texts)) + "}"
+            if key == "content" and conv.logprobs:
+                frames.append(Connection._logprobs(conv))
+        frames.append(conv.head + name + ',"delta":' + encode_basestring("".join(texts)) + "}")
+
+    @staticmethod
+    def _logprobs(conv: _Conversation) -> str:
+        entries, conv.logprobs = conv.logprobs, []
+        return conv.head + '"logprobs","content":' + dumps(entries) + "}"
 
     @staticmethod
     def _done(conv: _Conversation, end: Event) -> str:

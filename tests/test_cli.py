@@ -196,7 +196,12 @@ def test_help_reads_well() -> None:
 def test_three_turns_on_the_embedded_default_model_in_the_plain_repl(tmp_path: Path) -> None:
     smollm2_path()  # fails with a clear message when the test model is missing
     saved = tmp_path / "talk.json"
-    turns = ["My name is Ada.", "What is the capital of France?", "What is my name?", f"/save {saved}"]
+    turns = [
+        "I am Ada. Please remember my name.",
+        "Which city is the capital of France?",
+        "What is my name?",
+        f"/save {saved}",
+    ]
     out = run([*OGENIUS, "chat", "--temperature", "0", "--max-tokens", "40"], stdin="\n".join(turns) + "\n")
     assert out.returncode == 0, out.stderr
     messages = json.loads(saved.read_text())

@@ -27,7 +27,9 @@ async def test_three_turns_on_the_embedded_default_model() -> None:
         def answered(count: int) -> Callable[[], bool]:
             return lambda: len(session.turns) == 2 * count and app.state == "ready"
 
-        for n, text in enumerate(["My name is Ada.", "What is the capital of France?", "What is my name?"], 1):
+        for n, text in enumerate(
+            ["I am Ada. Please remember my name.", "Which city is the capital of France?", "What is my name?"], 1
+        ):
             await say(pilot, text)
             await until(pilot, answered(n), timeout=60)
         answers = [t.content for t in turns(app)]

@@ -131,6 +131,6 @@ def test_cpu_wheel_installs_and_chats_in_a_fresh_venv(cpu_wheel: Path, tmp_path:
 
     chat = run(
         [str(venv / "bin" / "ogenius"), "chat", "--plain", "--temperature", "0", "--max-tokens", "16"],
-        stdin="What is the capital of France?\n",
+        stdin="Which city is the capital of France?\n",
     )
     assert "paris" in chat.stdout.lower(), f"{chat.stdout}\n{chat.stderr}"

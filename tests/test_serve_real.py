@@ -44,3 +44,27 @@ def test_openai_client_streaming_and_not_agree_on_the_real_model(server: LiveSer
         assert len(usage) == 1 and usage[0].completion_tokens == answer.usage.completion_tokens
         assert usage[0].prompt_tokens_details is not None
         assert (usage[0].prompt_tokens_details.cached_tokens or 0) > 0, "the same prompt again reuses the KV cache"
+
+
+def test_a_gbnf_grammar_shapes_the_answer_and_a_bad_one_is_a_400(server: LiveServer) -> None:
+    with openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0) as client:
+        answer = client.chat.completions.create(
+            model="SmolLM2-135M-Instruct.Q4_1.gguf",
+            messages=USER,
+            max_tokens=16,
+            extra_body={"grammar": 'root ::= ("red" | "blue" | "yellow") "!"'},
+        )
+        assert answer.choices[0].message.content in ("red!", "blue!", "yellow!")
+        with pytest.raises(openai.BadRequestError) as bad:
+            client.chat.completions.create(
+                model="SmolLM2-135M-Instruct.Q4_1.gguf",
+                messages=USER,
+                max_tokens=4,
+                extra_body={"grammar": "root ::= ( unclosed"},
+            )
+        body = bad.value.body
+        assert isinstance(body, dict) and body.get("param") == "grammar", body
+        assert client.chat.completions.create(
+            model="SmolLM2-135M-Instruct.Q4_1.gguf", messages=USER, max_tokens=2
+        ).choices
+    assert "Traceback" not in server.log()

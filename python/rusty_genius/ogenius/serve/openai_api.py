@@ -17,10 +17,10 @@ Rules:
 - Tools, ``tool_choice``, ``parallel_tool_calls``, ``response_format`` and the reasoning controls are parsed by
   :mod:`.tools_api` into the request's :class:`~rusty_genius.core.config.Output` and reasoning settings; messages
   keep an assistant's ``tool_calls`` and ``reasoning_content`` and a tool result's ``tool_call_id`` and ``name``.
-- Extensions beyond OpenAI: ``top_k``, ``min_p``, ``repeat_penalty`` (as llama-server), ``keep_alive`` (as
-  Ollama: seconds or a duration such as ``"5m"``; negative keeps the model loaded, 0 unloads it after the request)
-  and ``include_reasoning`` (false drops the reasoning instead of returning it in ``reasoning_content``); the
-  reasoning extensions are listed in tools_api.
+- Extensions beyond OpenAI: ``top_k``, ``min_p``, ``repeat_penalty`` and ``grammar`` (a GBNF grammar, as
+  llama-server), ``keep_alive`` (as Ollama: seconds or a duration such as ``"5m"``; negative keeps the model loaded,
+  0 unloads it after the request) and ``include_reasoning`` (false drops the reasoning instead of returning it in
+  ``reasoning_content``); the reasoning extensions are listed in tools_api.
 """
 
 from __future__ import annotations
@@ -181,6 +181,12 @@ def _parse(body: dict[str, Any]) -> ChatRequest:
             raise ApiError(400, "'stop' must be a non-empty string or a list of them", param="stop")
         request.settings["stop"] = tuple(stops)
         request.params["stop"] = "stop"
+    grammar = body.get("grammar")
+    if grammar is not None:
+        if not isinstance(grammar, str):
+            raise ApiError(400, "'grammar' must be a GBNF grammar: a string with a `root` rule", param="grammar")
+        request.settings["grammar"] = grammar
+        request.params["grammar"] = "grammar"
     bias = _logit_bias(body.get("logit_bias"))
     if bias:
         request.settings["logit_bias"] = bias

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from rusty_genius import Behavior, ConfigError, Genius, InferenceConfig, Output, Pinky, Reasoning, Sampling
 from rusty_genius.brainstem.protocol import Infer
-from rusty_genius.core.config import SETTINGS, TUNABLE, U32_MAX, Range
+from rusty_genius.core.config import CONVERSATION, SETTINGS, TUNABLE, U32_MAX, Range
 from rusty_genius.ogenius import flags
 from rusty_genius.ogenius.serve.openai_api import api_error_of, parse_chat
 from rusty_genius.ogenius.session import HELP, Session
@@ -227,21 +227,25 @@ def _chat_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def test_every_tunable_setting_is_a_flag_with_its_range_and_default() -> None:
+def test_every_conversation_setting_is_a_flag_with_its_range_and_default() -> None:
     parser = _chat_parser()
     text = parser.format_help()
-    for s in TUNABLE:
+    assert CONVERSATION[: len(TUNABLE)] == TUNABLE
+    for s in CONVERSATION:
         assert s.flag in text
         assert s.default_text in text
-    assert tuple(s.name for s in TUNABLE) == flags.SAMPLING_FLAGS
-    args = parser.parse_args(
-        ["--top-p", "1", "--min-p", "0", "--presence-penalty", "-2", "--seed", "none", "--thinking-budget", "64"]
-    )
-    assert flags.settings_of(args) == {"top_p": 1.0, "min_p": 0.0, "presence_penalty": -2.0, "thinking_budget": 64}
+    assert tuple(s.name for s in CONVERSATION) == flags.SAMPLING_FLAGS
+    argv = "--top-p 1 --min-p 0 --presence-penalty -2 --seed none --thinking-budget 64"
+    args = parser.parse_args([*argv.split(), "--enable-thinking", "off", "--reasoning-effort", "low"])
+    assert flags.settings_of(args) == {
+        "top_p": 1.0, "min_p": 0.0, "presence_penalty": -2.0, "thinking_budget": 64, "enable_thinking": False,
+        "reasoning_effort": "low",
+    }  # fmt: skip
     config = flags.config_of(args)
     assert config == InferenceConfig.of(
-        top_p=1.0, min_p=0.0, presence_penalty=-2.0, thinking_budget=64, show_thinking=False
-    )
+        top_p=1.0, min_p=0.0, presence_penalty=-2.0, thinking_budget=64, show_thinking=False, enable_thinking=False,
+        reasoning_effort="low",
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -266,7 +270,7 @@ def test_a_value_the_engine_refuses_is_a_usage_error(argv: list[str], capsys: py
 
 
 def test_set_keys_and_help_come_from_the_schema() -> None:
-    for s in TUNABLE:
+    for s in CONVERSATION:
         assert s.name in HELP
     session = Session()
     assert session.command("/set presence-penalty -2").text == "presence_penalty = -2.0"
@@ -277,7 +281,10 @@ def test_set_keys_and_help_come_from_the_schema() -> None:
     assert refused.error and refused.text == "/set top_p: 0 is out of range: must be in (0, 1]"
     assert session.command("/set context_size 64").error, "not a /set key (the engine's window is a flag)"
     listing = session.command("/set").text.splitlines()
-    assert [line.split(" = ")[0] for line in listing] == [s.name for s in TUNABLE]
+    assert [line.split(" = ")[0] for line in listing] == [s.name for s in CONVERSATION]
+    assert session.command("/set reasoning_effort high").text == "reasoning_effort = high"
+    assert session.command("/set enable_thinking off").text == "enable_thinking = False"
+    assert session.command("/set reasoning_effort extreme").error
 
 
 def test_request_fields_come_from_the_schema() -> None:

@@ -473,6 +473,11 @@ TUNABLE: tuple[Setting, ...] = tuple(
 """The numbers people tune per request (see :attr:`Setting.tunable`): the sampling ones, then ``max_tokens``, then
 ``thinking_budget``."""
 
+CONVERSATION: tuple[Setting, ...] = (*TUNABLE, SETTINGS["enable_thinking"], SETTINGS["reasoning_effort"])
+"""What a person sets for a conversation: the tunable numbers and the reasoning switches. These are the flags of
+``ogenius chat``/``serve`` and the ``/set`` keys. (The server reads the reasoning switches under their API names:
+OpenAI's ``reasoning_effort``, ``chat_template_kwargs.enable_thinking``.)"""
+
 
 @dataclass(frozen=True, kw_only=True)
 class InferenceConfig:
@@ -514,6 +519,7 @@ class InferenceConfig:
 
 
 __all__ = [
+    "CONVERSATION",
     "SETTINGS",
     "TUNABLE",
     "U32_MAX",

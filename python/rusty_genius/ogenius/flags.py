@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rusty_genius import Brain, InferenceConfig, Pinky
-from rusty_genius.core.config import TUNABLE, Setting
+from rusty_genius.core.config import CONVERSATION, Setting
 from rusty_genius.core.errors import ConfigError, GeniusError
 from rusty_genius.ogenius.friendly import unknown_model
 
@@ -89,8 +89,9 @@ def _typed(setting: Setting) -> Any:
     return parse
 
 
-FLAG_SETTINGS: tuple[Setting, ...] = TUNABLE
-"""The settings that are flags (the schema's tunable ones): ``--temperature``, ``--top-p``, …, ``--max-tokens``."""
+FLAG_SETTINGS: tuple[Setting, ...] = CONVERSATION
+"""The settings that are flags (the schema's conversation ones): ``--temperature``, ``--top-p``, …,
+``--max-tokens``, ``--thinking-budget``, ``--enable-thinking``, ``--reasoning-effort``."""
 
 SAMPLING_FLAGS = tuple(s.name for s in FLAG_SETTINGS)
 """Their argparse dests (the setting names)."""

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rusty_genius import InferenceConfig
-from rusty_genius.core.config import TUNABLE, Setting
+from rusty_genius.core.config import CONVERSATION, Setting
 from rusty_genius.core.errors import ConfigError
 
-_SETTABLE: dict[str, Setting] = {s.name: s for s in TUNABLE}
-"""The ``/set`` keys: the schema's tunable settings (their parsing, ranges and None come from it too)."""
+_SETTABLE: dict[str, Setting] = {s.name: s for s in CONVERSATION}
+"""The ``/set`` keys: the schema's conversation settings (their parsing, ranges and None come from it too)."""
 
 HELP = "\n".join(
     [

@@ -1,6 +1,8 @@
 """The OpenAI-compatible HTTP app on ``--addr`` (BlackSheep, its own Router).
 
-Routes: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health``,
+Routes: ``POST /v1/chat/completions`` (JSON or SSE), ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``
+(Anthropic's Messages API, anthropic_api.py; its errors in Anthropic's shape), ``GET /v1/models``,
+``GET /v1/models/{id}``, ``GET /health``,
 ``GET /v1/ws-info`` (where the WebSocket listens, for the web page) and ``GET /`` (the web chat page, static/index.html,
 served with a strict Content-Security-Policy: its inline script and style by hash, connections only to this origin
 and the WebSocket address it is told).
@@ -12,6 +14,8 @@ Rules:
 - A client that leaves stops its generation: a task waits on the server's ``receive`` (which reports
   ``http.disconnect``) beside the handler and closes the stream, even while the request waits in the queue or for a
   load. Other clients are never touched.
+- ``count_tokens`` has no way to count without generating: it runs the request with ``max_tokens`` 1 and answers
+  the prompt's token count from the usage (the cached part included).
 - No per-token logging; one write per batch of ready events (``ChatStream.batch``, encode.py).
 - ``n`` > 1: the n choices run at once and are read together (choices.py); streamed, their chunks interleave as
   they arrive. One choice failing fails the request (the usual error response, or an SSE ``error`` chunk once
@@ -36,7 +40,7 @@ from blacksheep import Application, Content, Request, Response, Router, Streamed
 from rusty_genius import ChatStream
 from rusty_genius.core.errors import GeniusError
 from rusty_genius.core.events import Event
-from rusty_genius.ogenius.serve import encode
+from rusty_genius.ogenius.serve import anthropic_api, anthropic_encode, encode
 from rusty_genius.ogenius.serve.choices import Choices
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error, dumps, parse_chat
 from rusty_genius.ogenius.serve.security import RECEIVE, Receive, is_loopback_name, read_body, split_host
@@ -60,17 +64,24 @@ def error_response(error: ApiError) -> Response:
     return Response(error.status, list(error.headers), Content(b"application/json", error.body()))
 
 
-def _api(handler: Handler) -> Handler:
-    """Turns ApiError into its response, and anything unexpected into a logged 500 in OpenAI's shape."""
+def anthropic_error_response(error: ApiError) -> Response:
+    status, body = anthropic_api.error_of(error)
+    return Response(status, list(error.headers), Content(b"application/json", body))
+
+
+def _api(handler: Handler, anthropic: bool = False) -> Handler:
+    """Turns ApiError into its response, and anything unexpected into a logged 500, in OpenAI's shape (or
+    Anthropic's)."""
+    respond = anthropic_error_response if anthropic else error_response
 
     async def wrapped(request: Request) -> Response:
         try:
             return await handler(request)
         except ApiError as err:
-            return error_response(err)
+            return respond(err)
         except Exception:
             log.exception("%s %s failed", request.method, request.path)
-            return error_response(ApiError(500, "internal server error", type="server_error"))
+            return respond(ApiError(500, "internal server error", type="server_error"))
 
     return wrapped
 
@@ -136,13 +147,7 @@ class Completions:
                 _stop(self.service, choices, watcher)
 
     async def _next(self, choices: Choices, chat: ChatRequest) -> tuple[int, list[Event]]:
-        try:
-            index, batch = await choices.next()
-        except GeniusError as err:
-            raise api_error_of(err, chat.params) from None
-        if not batch:  # closed under us: shutdown, or the client left (then nobody reads this)
-            raise closing_error() if self.service.closing else ApiError(499, "the client closed the request")
-        return index, batch
+        return await _read(self.service, choices, chat)
 
     def _sse(
         self,
@@ -170,6 +175,87 @@ class Completions:
                         yield out
                     try:
                         index, events = await choices.next()
+                    except GeniusError as err:
+                        yield encoder.error(api_error_of(err, chat.params))
+                        return
+                    if not events:
+                        if service.closing:
+                            yield encoder.error(closing_error())
+                        return
+                    out = b""
+            finally:
+                _stop(service, choices, watcher)
+
+        return body
+
+
+async def _read(service: Service, choices: Choices, chat: ChatRequest) -> tuple[int, list[Event]]:
+    """The next batch before the response started: errors become ApiError."""
+    try:
+        index, batch = await choices.next()
+    except GeniusError as err:
+        raise api_error_of(err, chat.params) from None
+    if not batch:  # closed under us: shutdown, or the client left (then nobody reads this)
+        raise closing_error() if service.closing else ApiError(499, "the client closed the request")
+    return index, batch
+
+
+class Messages:
+    """``POST /v1/messages`` (Anthropic), or ``POST /v1/messages/count_tokens`` when ``counting``."""
+
+    def __init__(self, service: Service, counting: bool = False) -> None:
+        self.service = service
+        self.counting = counting
+
+    async def __call__(self, request: Request) -> Response:
+        body = await read_body(request, self.service.settings.max_body)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise ApiError(400, "the request body is not valid JSON") from None
+        chat = anthropic_api.parse(data, counting=self.counting)
+        choices = Choices([self.service.open(chat)])
+        watcher = _watch(request, choices.streams)
+        handed_over = False
+        try:
+            _, events = await _read(self.service, choices, chat)
+            if chat.stream:
+                response = Response(
+                    200,
+                    [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"), *_load_headers(choices)],
+                    StreamedContent(b"text/event-stream", self._sse(chat, choices, events, watcher)),
+                )
+                handed_over = True
+                return response
+            events = list(events)
+            while not choices.done:
+                events.extend((await _read(self.service, choices, chat))[1])
+            if self.counting:
+                usage = events[-1].usage
+                return json_response({"input_tokens": usage.prompt_tokens if usage else 0})
+            return json_response(anthropic_encode.message(self.service.model, events), headers=_load_headers(choices))
+        finally:
+            if not handed_over:
+                _stop(self.service, choices, watcher)
+
+    def _sse(
+        self, chat: ChatRequest, choices: Choices, first: list[Event], watcher: asyncio.Task[None] | None
+    ) -> Callable[[], AsyncIterator[bytes]]:
+        service = self.service
+
+        async def body() -> AsyncIterator[bytes]:
+            encoder = anthropic_encode.EventEncoder(service.model)
+            events = first
+            try:
+                out = encoder.start()
+                while True:
+                    out += encoder.events(events)
+                    if out:
+                        yield out
+                    if choices.done:
+                        return
+                    try:
+                        _, events = await choices.next()
                     except GeniusError as err:
                         yield encoder.error(api_error_of(err, chat.params))
                         return
@@ -226,9 +312,14 @@ def build(service: Service) -> Application:
         return page_response(ws_url(service, host))
 
     async def not_found(request: Request) -> Response:
-        return error_response(ApiError(404, f"no route {request.method} {request.path}", code="not_found"))
+        error = ApiError(404, f"no route {request.method} {request.path}", code="not_found")
+        return (
+            anthropic_error_response(error) if anthropic_api.is_anthropic_path(request.path) else error_response(error)
+        )
 
     router.add_post("/v1/chat/completions", _api(Completions(service)))
+    router.add_post(anthropic_api.PATH, _api(Messages(service), anthropic=True))
+    router.add_post(anthropic_api.PATH + "/count_tokens", _api(Messages(service, counting=True), anthropic=True))
     router.add_get("/v1/models", _api(models))
     router.add_get("/v1/models/*", _api(model))
     router.add_get("/health", _api(health))
@@ -281,4 +372,12 @@ def page_response(ws: str) -> Response:
     return Response(200, headers, Content(b"text/html; charset=utf-8", body))
 
 
-__all__ = ["LOAD_HEADER", "build", "error_response", "json_response", "page_response", "ws_url"]
+__all__ = [
+    "LOAD_HEADER",
+    "anthropic_error_response",
+    "build",
+    "error_response",
+    "json_response",
+    "page_response",
+    "ws_url",
+]

@@ -8,12 +8,14 @@
   same host at the ``--addr`` port is admitted too), a loopback page on the ``--addr`` port when the request came
   over loopback, and ``--allow-origin`` entries. Cross-origin admitted requests get CORS headers naming that origin;
   never a wildcard.
-- The API key: ``Authorization: Bearer KEY`` compared in constant time, never logged. HTTP: every path but
+- The API key: ``Authorization: Bearer KEY`` (or ``x-api-key: KEY`` over HTTP, as Anthropic's clients send it)
+  compared in constant time, never logged. HTTP: every path but
   :data:`PUBLIC_PATHS` (the page, ``/health``, ``/v1/ws-info``). WebSocket: a wrong header refuses the upgrade; no
   header leaves the socket unauthenticated until an ``auth`` frame (browsers cannot set headers), see
   docs/websocket.md.
 - Body caps: a declared Content-Length over ``--max-body-bytes`` gets 413 here; bodies without one are counted as
   they are read (:func:`read_body`); uvicorn caps WebSocket messages at the same size.
+- Refusals on Anthropic's paths (``/v1/messages``…) take Anthropic's error shape (anthropic_api.error_of).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from urllib.parse import urlsplit
 
 from blacksheep import Request
 
+from rusty_genius.ogenius.serve import anthropic_api
 from rusty_genius.ogenius.serve.openai_api import ApiError
 from rusty_genius.ogenius.serve.settings import ServeSettings
 
@@ -119,8 +122,12 @@ class Policy:
         candidate = token.strip() if scheme.lower() == "bearer" else authorization.strip()
         return hmac.compare_digest(candidate.encode(), self._key)
 
+    def bare_key_ok(self, key: str) -> bool:
+        """Constant-time check of an ``x-api-key`` value."""
+        return self._key is None or hmac.compare_digest(key.strip().encode(), self._key)
 
-_WANTED = (b"host", b"origin", b"authorization", b"content-length")
+
+_WANTED = (b"host", b"origin", b"authorization", b"x-api-key", b"content-length")
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -163,7 +170,10 @@ class Guard:
         else:
             denial = self._http_denial(scope, headers, authorization)
         if denial is not None:
-            await (_deny_ws(scope, send, denial) if kind == "websocket" else _deny_http(send, denial))
+            if kind == "websocket":
+                await _deny_ws(scope, send, denial)
+            else:
+                await _deny_http(send, denial, scope.get("path", ""))
             return
         if kind == "http":
             scope[RECEIVE] = receive
@@ -179,6 +189,7 @@ class Guard:
             and scope.get("method") != "OPTIONS"
             and path not in PUBLIC_PATHS
             and not (authorization and self.policy.key_ok(authorization))
+            and not (b"x-api-key" in headers and self.policy.bare_key_ok(headers[b"x-api-key"].decode("latin-1")))
         ):
             return _unauthorized()
         length = headers.get(b"content-length")
@@ -195,7 +206,7 @@ class Guard:
         if scope.get("method") == "OPTIONS":
             cors += [
                 (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-                (b"access-control-allow-headers", b"Authorization, Content-Type"),
+                (b"access-control-allow-headers", b"Authorization, Content-Type, X-Api-Key, Anthropic-Version"),
                 (b"access-control-max-age", b"600"),
             ]
             await send({"type": "http.response.start", "status": 204, "headers": cors})
@@ -245,10 +256,12 @@ def response_headers(error: ApiError) -> list[tuple[bytes, bytes]]:
     return [(b"content-type", b"application/json"), *error.headers]
 
 
-async def _deny_http(send: Send, error: ApiError) -> None:
-    body = error.body()
+async def _deny_http(send: Send, error: ApiError, path: str = "") -> None:
+    status, body = (
+        anthropic_api.error_of(error) if anthropic_api.is_anthropic_path(path) else (error.status, error.body())
+    )
     headers = [*response_headers(error), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -38,7 +38,7 @@ from rusty_genius.brainstem.protocol import (
 from rusty_genius.core.config import InferenceConfig
 from rusty_genius.core.errors import EngineClosedError, GeniusError
 from rusty_genius.core.events import Event, Timings, TokenStream, Usage
-from rusty_genius.core.output import Output, ResponseFormatLike, ToolCall, ToolChoiceLike, ToolLike
+from rusty_genius.core.output import Output, ResponseFormatLike, ToolCall, ToolChoiceLike, ToolLike, tool_calls_of
 from rusty_genius.core.progress import DownloadProgress, OnProgress
 from rusty_genius.engines import Brain, EngineSpec, Loadable, Message, Pinky, key_of, loadable
 
@@ -575,19 +575,7 @@ def _answer(events: list[Event], parser: Callable[[str], Any] | None = None) -> 
         finish_reason=end.finish_reason or "stop",
         usage=end.usage,
         timings=end.timings,
-        tool_calls=_tool_calls(events),
+        tool_calls=tool_calls_of(events),
         parsed=parsed,
         logprobs=[e for e in events if e.kind == "token_logprob"],
     )
-
-
-def _tool_calls(events: list[Event]) -> list[ToolCall]:
-    """The calls that ``tool_call_start`` (index, id, name) and ``tool_call_delta`` (index, a piece of the arguments)
-    events make, in the order of their index."""
-    calls: dict[int, tuple[str, str, list[str]]] = {}
-    for e in events:
-        if e.kind == "tool_call_start":
-            calls[e.index or 0] = (e.id or "", e.name or "", [])
-        elif e.kind == "tool_call_delta":
-            calls.setdefault(e.index or 0, ("", "", []))[2].append(e.text or "")
-    return [ToolCall(id=i, name=n, arguments="".join(parts)) for _, (i, n, parts) in sorted(calls.items())]

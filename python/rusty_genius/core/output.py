@@ -20,12 +20,13 @@ import json
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rusty_genius import _native
 from rusty_genius.core.errors import ConfigError
+from rusty_genius.core.events import Event
 
 TOOL_CHOICES = ("auto", "none", "required")
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
@@ -387,6 +388,18 @@ class ToolCall:
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
 
+def tool_calls_of(events: Iterable[Event]) -> list[ToolCall]:
+    """The calls that a stream's ``tool_call_start`` (index, id, name) and ``tool_call_delta`` (index, a piece of the
+    arguments) events make, in the order of their index."""
+    calls: dict[int, tuple[str, str, list[str]]] = {}
+    for e in events:
+        if e.kind == "tool_call_start":
+            calls[e.index or 0] = (e.id or "", e.name or "", [])
+        elif e.kind == "tool_call_delta":
+            calls.setdefault(e.index or 0, ("", "", []))[2].append(e.text or "")
+    return [ToolCall(id=i, name=n, arguments="".join(parts)) for _, (i, n, parts) in sorted(calls.items())]
+
+
 __all__ = [
     "RESPONSE_FORMATS",
     "TOOL_CHOICES",
@@ -396,4 +409,5 @@ __all__ = [
     "ToolCall",
     "ToolChoiceLike",
     "ToolLike",
+    "tool_calls_of",
 ]

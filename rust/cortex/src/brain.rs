@@ -321,17 +321,10 @@ impl Brain {
             };
             return jinja.render(messages, config.output.offered_tools(), true, &kwargs);
         }
-        if !config.output.offered_tools().is_empty() {
-            // llama.cpp's matcher cannot show tools: describe them in the system message, as for ChatML models.
-            let mut with_tools = messages.to_vec();
-            let text = crate::template::tool_instructions(config.output.offered_tools());
-            match with_tools.first_mut() {
-                Some(first) if first.role == crate::request::Role::System => {
-                    first.content = format!("{}\n\n{text}", first.content);
-                }
-                _ => with_tools.insert(0, ChatMessage::new(crate::request::Role::System, text)),
-            }
-            return self.render_builtin(&with_tools);
+        let tools = config.output.offered_tools();
+        if !tools.is_empty() {
+            // llama.cpp's matcher cannot show tools: they go in the system message, as for a template without them.
+            return self.render_builtin(&crate::template::with_tool_instructions(messages, tools));
         }
         self.render_builtin(messages)
     }

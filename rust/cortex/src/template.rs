@@ -199,22 +199,14 @@ impl ChatTemplate {
         shape: Shape,
     ) -> Result<(String, u64), Failure> {
         let inline_tools = !tools.is_empty() && !self.supports_tools;
-        let mut values: Vec<Value> = messages.iter().map(|m| message_value(m, shape, inline_tools)).collect();
-        if inline_tools {
-            let instructions = tool_instructions(tools);
-            match messages.first() {
-                Some(first) if first.role == Role::System => {
-                    let content = if first.content.is_empty() {
-                        instructions
-                    } else {
-                        format!("{instructions}\n\n{}", first.content)
-                    };
-                    let system = ChatMessage { content, ..first.clone() };
-                    values[0] = message_value(&system, shape, true);
-                }
-                _ => values.insert(0, message_value(&ChatMessage::new(Role::System, instructions), shape, true)),
-            }
-        }
+        let described;
+        let messages = if inline_tools {
+            described = with_tool_instructions(messages, tools);
+            described.as_slice()
+        } else {
+            messages
+        };
+        let values: Vec<Value> = messages.iter().map(|m| message_value(m, shape, inline_tools)).collect();
         let tools_value = if tools.is_empty() || inline_tools {
             Value::from(())
         } else {
@@ -349,6 +341,21 @@ fn python_json(value: &Value) -> String {
         Ok(()) => writer.out,
         Err(_) => "null".into(),
     }
+}
+
+/// `messages` with [`tool_instructions`] at the start of the system message (a new one when there is none): how a
+/// template that cannot show tools, or llama.cpp's built-in matcher, is told about them.
+pub fn with_tool_instructions(messages: &[ChatMessage], tools: &[ToolSpec]) -> Vec<ChatMessage> {
+    let instructions = tool_instructions(tools);
+    let mut out = messages.to_vec();
+    match out.first_mut() {
+        Some(first) if first.role == Role::System => {
+            first.content =
+                if first.content.is_empty() { instructions } else { format!("{instructions}\n\n{}", first.content) };
+        }
+        _ => out.insert(0, ChatMessage::new(Role::System, instructions)),
+    }
+    out
 }
 
 /// The system-prompt text that describes tools to a model whose template cannot (public: also used by tests).

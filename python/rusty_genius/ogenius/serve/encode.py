@@ -31,6 +31,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from rusty_genius.core.events import Event, Timings, Usage
+from rusty_genius.core.output import tool_calls_of
 from rusty_genius.ogenius.serve.openai_api import ApiError, dumps
 
 DONE = b"data: [DONE]\n\n"
@@ -70,16 +71,7 @@ def finish_reason(event: Event) -> str:
 
 def tool_calls(events: Sequence[Event]) -> list[dict[str, Any]]:
     """``message.tool_calls`` of a finished stream, in index order."""
-    calls: dict[int, dict[str, Any]] = {}
-    arguments: dict[int, list[str]] = {}
-    for ev in events:
-        if ev.kind == "tool_call_start":
-            calls[ev.index or 0] = {"id": ev.id, "type": "function", "function": {"name": ev.name, "arguments": ""}}
-        elif ev.kind == "tool_call_delta":
-            arguments.setdefault(ev.index or 0, []).append(ev.text or "")
-    for index, call in calls.items():
-        call["function"]["arguments"] = "".join(arguments.get(index, ()))
-    return [calls[i] for i in sorted(calls)]
+    return [call.to_openai() for call in tool_calls_of(events)]
 
 
 def total_usage(ends: Sequence[Event]) -> dict[str, Any] | None:

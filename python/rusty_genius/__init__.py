@@ -15,18 +15,20 @@ from rusty_genius import _native, core
 from rusty_genius._native import __version__, build_info
 from rusty_genius.brainstem import CortexStrategy, HibernateAfter, Immediate, KeepAlive, StatusReport, strategy_of
 from rusty_genius.core import *  # noqa: F403 (the shared vocabulary: events, config, errors)
-from rusty_genius.genius import Answer, Brain, ChatStream, Genius, Message, Pinky
+from rusty_genius.genius import Answer, Brain, ChatStream, Embeddings, Genius, Message, ModelInfo, Pinky
 
 __all__ = [
     "Answer",
     "Brain",
     "ChatStream",
     "CortexStrategy",
+    "Embeddings",
     "Genius",
     "HibernateAfter",
     "Immediate",
     "KeepAlive",
     "Message",
+    "ModelInfo",
     "Pinky",
     "StatusReport",
     "__version__",

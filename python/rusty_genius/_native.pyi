@@ -230,8 +230,51 @@ class Engine:
         "arguments"}}]``); a ``tool`` message has ``tool_call_id`` and may have ``name``; an assistant message may
         have ``reasoning_content``. ``on_done`` is called once, with no arguments, when the stream is
         finished (completed, failed, closed or dropped)."""
+    def generate(
+        self,
+        prompt: str,
+        config: InferenceConfig,
+        *,
+        suffix: str | None = None,
+        on_done: Callable[[], object] | None = None,
+    ) -> TokenStream:
+        """Queues a raw completion: the model continues ``prompt`` as it is (no chat template; plain ``content``
+        events, no think or tool-call parsing). ``suffix``: fill in the middle between ``prompt`` and it (models with
+        FIM tokens; others fail with ``RequestError``)."""
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> Awaitable[list[int]]:
+        """The token ids of ``text`` (run on the worker between steps)."""
+    def token_pieces(self, ids: Sequence[int]) -> Awaitable[list[bytes]]:
+        """The bytes of each token; an id outside the vocabulary raises ``RequestError``."""
+    def detokenize(self, ids: Sequence[int]) -> Awaitable[str]:
+        """The text of the tokens (special tokens as their text, invalid UTF-8 replaced)."""
+    def apply_template(self, messages: Sequence[Mapping[str, Any]], config: InferenceConfig) -> Awaitable[str]:
+        """The prompt the chat template makes of ``messages`` and ``config`` (tools, reasoning settings)."""
+    def embed(
+        self, inputs: Sequence[str | Sequence[int]], *, normalize: bool = True
+    ) -> Awaitable[tuple[list[list[float]], int]]:
+        """``(vectors, prompt_tokens)``: one pooled vector per input (a text or token ids), unit length when
+        ``normalize``. Inputs are checked first (``RequestError`` naming ``input[i]``: empty, over the window, an id
+        outside the vocabulary), then embedded in groups between steps."""
     def close(self) -> None:
         """Stops the running generation, fails queued ones, and ends the worker thread."""
+    @property
+    def context_size(self) -> int:
+        """Tokens each sequence's window holds."""
+    @property
+    def vocab_size(self) -> int:
+        """Token ids run from 0 to this, exclusive."""
+    @property
+    def embedding_size(self) -> int:
+        """Width of the model's embeddings."""
+    @property
+    def pooling(self) -> str:
+        """How embeddings are pooled: ``mean``, ``cls``, ``last`` or ``rank``."""
+    @property
+    def embedding_only(self) -> bool:
+        """An embedding model: it answers embedding requests only."""
+    @property
+    def fill_in_middle(self) -> bool:
+        """It has fill-in-the-middle tokens (``generate(..., suffix=...)``)."""
     @property
     def name(self) -> str: ...
     @property

@@ -14,7 +14,7 @@ import dataclasses
 import json
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, aclosing
+from contextlib import AbstractContextManager, aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,7 @@ from rusty_genius.brainstem.protocol import (
     Unload,
 )
 from rusty_genius.core.config import InferenceConfig
-from rusty_genius.core.errors import EngineClosedError, GeniusError
+from rusty_genius.core.errors import ConfigError, EngineClosedError, GeniusError, RequestError
 from rusty_genius.core.events import Event, Timings, TokenStream, Usage
 from rusty_genius.core.output import Output, ResponseFormatLike, ToolCall, ToolChoiceLike, ToolLike, tool_calls_of
 from rusty_genius.core.progress import DownloadProgress, OnProgress
@@ -45,7 +45,10 @@ from rusty_genius.engines import Brain, EngineSpec, Loadable, Message, Pinky, ke
 if TYPE_CHECKING:
     from rusty_genius.facecrab import ModelSpec
 
-__all__ = ["Answer", "Brain", "ChatStream", "Genius", "Message", "Pinky"]
+__all__ = ["Answer", "Brain", "ChatStream", "Embeddings", "Genius", "Message", "ModelInfo", "Pinky"]
+
+EmbedInput = str | Sequence[int]
+"""One input of :meth:`Genius.embed`: a text, or token ids of the model's vocabulary."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,38 @@ class Answer:
         if self.thinking:
             message["reasoning_content"] = self.thinking
         return message
+
+
+@dataclass(frozen=True)
+class Embeddings(Sequence[list[float]]):
+    """The vectors of :meth:`Genius.embed`, one per input in order (indexing and iterating give them), and the
+    tokens the inputs took."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.vectors[index]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model can do, from :meth:`Genius.model_info`."""
+
+    context_size: int
+    """Tokens each conversation's window holds (prompt and answer)."""
+    vocab_size: int
+    embedding_size: int
+    """Width of its embeddings."""
+    pooling: str
+    """How its embeddings are pooled: ``mean`` (chat models, whose GGUF names none), ``cls``, ``last`` or ``rank``."""
+    embedding_only: bool
+    """An embedding model (BERT-like, or a GGUF naming a pooling): it answers :meth:`Genius.embed` only."""
+    fill_in_middle: bool
+    """It has fill-in-the-middle tokens: :meth:`Genius.generate` takes a ``suffix``."""
 
 
 class ChatStream:
@@ -366,11 +401,52 @@ class Genius:
         """
         config = _request_config(config, settings, tools, tool_choice, parallel_tool_calls, response_format)
         messages = _wire(messages)
+        return self._stream(model, keep_alive, lambda engine, done: Genius._open((engine, done), messages, config))
+
+    @staticmethod
+    def _open(
+        held: tuple[_native.Engine, Callable[[], None]], messages: Sequence[Message], config: InferenceConfig
+    ) -> TokenStream:
+        """Queues a chat request on a held engine (the one path every front end's chat takes to the engine)."""
+        engine, release = held
+        return engine.chat(messages, config, on_done=release)
+
+    def generate(
+        self,
+        prompt: str,
+        config: InferenceConfig | None = None,
+        *,
+        suffix: str | None = None,
+        model: EngineSpec | None = None,
+        keep_alive: CortexStrategy | None = None,
+        response_format: ResponseFormatLike | None = None,
+        **settings: Any,
+    ) -> ChatStream:
+        """Queues a raw completion and returns its stream: the model continues ``prompt`` as it is, with no chat
+        template (OpenAI's legacy completions, Ollama's ``raw``). The answer arrives as ``content`` events only (no
+        thought or tool-call parsing); ``stop``, ``max_tokens``, sampling, ``logprobs`` and ``response_format`` apply
+        as in :meth:`chat`. ``suffix``: fill in the middle between ``prompt`` and it, in the model's FIM form (models
+        with FIM tokens, see :meth:`model_info`; others raise :class:`RequestError`)."""
+        config = _request_config(config, settings, None, None, None, response_format)
+        if not isinstance(prompt, str) or not (suffix is None or isinstance(suffix, str)):
+            raise RequestError("generate: prompt (and suffix) must be strings")
+        return self._stream(
+            model, keep_alive, lambda engine, done: engine.generate(prompt, config, suffix=suffix, on_done=done)
+        )
+
+    def _stream(
+        self,
+        model: EngineSpec | None,
+        keep_alive: CortexStrategy | None,
+        submit: Callable[[_native.Engine, Callable[[], None]], TokenStream],
+    ) -> ChatStream:
+        """A stream whose request ``submit`` queues on the model's engine (now if it is loaded, else on the first
+        iteration, after the load); ``submit``'s second argument releases the model's place once the stream ends."""
         brainstem = self._require()
         key = self._key(model)
         held = brainstem.try_hold(key, keep_alive=keep_alive)
         if held is not None:
-            return ChatStream(native=self._open(held, messages, config))
+            return ChatStream(native=_submitted(held, submit))
         stream = ChatStream()
 
         async def acquire() -> tuple[_native.Engine, Callable[[], None]]:
@@ -379,7 +455,7 @@ class Genius:
             return hold.engine, hold.release
 
         async def open_async() -> TokenStream:
-            return self._open(await acquire(), messages, config)
+            return _submitted(await acquire(), submit)
 
         def open_sync() -> TokenStream:
             if self._portal is None:
@@ -387,21 +463,97 @@ class Genius:
                     f"{key} is not loaded yet: iterate this stream with 'async for' (or use Genius as a plain "
                     "context manager for 'for' loops)"
                 )
-            return self._open(self._portal.call(acquire), messages, config)
+            return _submitted(self._portal.call(acquire), submit)
 
         stream._open_async, stream._open_sync = open_async, open_sync
         return stream
 
-    @staticmethod
-    def _open(
-        held: tuple[_native.Engine, Callable[[], None]], messages: Sequence[Message], config: InferenceConfig
-    ) -> TokenStream:
-        engine, release = held
+    @asynccontextmanager
+    async def _engine(
+        self, model: EngineSpec | None, keep_alive: CortexStrategy | None = None
+    ) -> AsyncGenerator[_native.Engine, None]:
+        """The model's engine (loaded if it was not), holding a place in its queue while in use."""
+        hold = await self._require().acquire(self._key(model), keep_alive=keep_alive)
         try:
-            return engine.chat(messages, config, on_done=release)
-        except BaseException:
-            release()
-            raise
+            yield hold.engine
+        finally:
+            hold.release()
+
+    # -- the model's other abilities: embeddings, tokens, templates ------------------------------------------------
+
+    async def embed(
+        self,
+        inputs: EmbedInput | Sequence[EmbedInput],
+        *,
+        model: EngineSpec | None = None,
+        keep_alive: CortexStrategy | None = None,
+        normalize: bool = True,
+        dimensions: int | None = None,
+    ) -> Embeddings:
+        """One embedding vector per input (a text or a list of token ids; a single one may be given alone), pooled
+        as the model says (see :meth:`model_info`), unit length unless ``normalize`` is False. ``dimensions``: keep
+        only the first ones (then re-normalized), for models trained for it (Matryoshka); at most the model's
+        width. Running chat answers keep going while it works (its inputs go to the engine in small groups). An
+        empty input, one longer than the model's window or a token id outside its vocabulary raises
+        :class:`RequestError` naming it (``input[2]``)."""
+        batch = _embed_inputs(inputs)
+        async with self._engine(model, keep_alive) as engine:
+            if dimensions is not None and (
+                isinstance(dimensions, bool)
+                or not isinstance(dimensions, int)
+                or not 1 <= dimensions <= engine.embedding_size
+            ):
+                raise ConfigError(
+                    f"invalid dimensions = {dimensions!r}: must be between 1 and the model's {engine.embedding_size}",
+                    "dimensions",
+                )
+            vectors, tokens = await engine.embed(batch, normalize=normalize and dimensions is None)
+        if dimensions is not None:
+            vectors = [_unit(v[:dimensions]) if normalize else v[:dimensions] for v in vectors]
+        return Embeddings(vectors, tokens)
+
+    async def tokenize(
+        self, text: str, *, add_special: bool = True, parse_special: bool = True, model: EngineSpec | None = None
+    ) -> list[int]:
+        """The token ids of ``text`` in the model's vocabulary; ``add_special``: with the BOS token the model wants;
+        ``parse_special``: special-token text (``<|im_start|>``) becomes its token."""
+        if not isinstance(text, str):
+            raise RequestError("tokenize: text must be a string")
+        async with self._engine(model) as engine:
+            return await engine.tokenize(text, add_special=add_special, parse_special=parse_special)
+
+    async def token_pieces(self, ids: Sequence[int], *, model: EngineSpec | None = None) -> list[bytes]:
+        """The bytes of each token (a piece may be part of a UTF-8 character)."""
+        async with self._engine(model) as engine:
+            return await engine.token_pieces(_ids(ids))
+
+    async def detokenize(self, ids: Sequence[int], *, model: EngineSpec | None = None) -> str:
+        """The text of the tokens (special tokens as their text)."""
+        async with self._engine(model) as engine:
+            return await engine.detokenize(_ids(ids))
+
+    async def apply_template(
+        self,
+        messages: Sequence[Message],
+        config: InferenceConfig | None = None,
+        *,
+        model: EngineSpec | None = None,
+        tools: Sequence[ToolLike] | None = None,
+        tool_choice: ToolChoiceLike | None = None,
+        **settings: Any,
+    ) -> str:
+        """The prompt :meth:`chat` would give the model for ``messages``: its chat template applied with the tools
+        and reasoning settings (``enable_thinking``, ``reasoning_effort``), ending with the open assistant turn."""
+        config = _request_config(config, settings, tools, tool_choice, None, None)
+        async with self._engine(model) as engine:
+            return await engine.apply_template(_wire(messages), config)
+
+    async def model_info(self, model: EngineSpec | None = None) -> ModelInfo:
+        """What ``model`` (default: the default model) can do; loads it if it is not loaded."""
+        async with self._engine(model) as e:
+            return ModelInfo(
+                e.context_size, e.vocab_size, e.embedding_size, e.pooling, e.embedding_only, e.fill_in_middle
+            )
 
     async def complete(
         self,
@@ -504,6 +656,61 @@ class Genius:
         if engine is None:
             raise EngineClosedError("the default model is not loaded")
         return engine
+
+
+def _submitted(
+    held: tuple[_native.Engine, Callable[[], None]],
+    submit: Callable[[_native.Engine, Callable[[], None]], TokenStream],
+) -> TokenStream:
+    engine, release = held
+    try:
+        return submit(engine, release)
+    except BaseException:
+        release()
+        raise
+
+
+def _embed_inputs(inputs: object) -> list[str | list[int]]:
+    """``inputs`` as a batch: a text or one token list alone becomes a batch of one."""
+    if isinstance(inputs, str) or _is_ids(inputs):
+        inputs = [inputs]
+    if not isinstance(inputs, Sequence) or isinstance(inputs, (bytes, bytearray)):
+        raise RequestError("embed: inputs must be a text, a list of token ids, or a list of those")
+    if not inputs:
+        raise RequestError("embed: inputs is empty; send at least one text")
+    batch: list[str | list[int]] = []
+    for i, item in enumerate(inputs):
+        if isinstance(item, str):
+            batch.append(item)
+        elif _is_ids(item):
+            batch.append(list(item))
+        else:
+            raise RequestError(f"embed: input[{i}] must be a text or a list of token ids")
+    return batch
+
+
+def _is_ids(value: object) -> bool:
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, (str, bytes, bytearray))
+        and len(value) > 0
+        and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
+    )
+
+
+def _ids(ids: object) -> list[int]:
+    if (
+        not isinstance(ids, Sequence)
+        or isinstance(ids, (str, bytes))
+        or not all(isinstance(t, int) and not isinstance(t, bool) and -(2**31) <= t < 2**31 for t in ids)
+    ):
+        raise RequestError("token ids must be a list of integers")
+    return list(ids)
+
+
+def _unit(vector: list[float]) -> list[float]:
+    norm = sum(x * x for x in vector) ** 0.5
+    return [x / norm for x in vector] if norm > 0 else vector
 
 
 def _request_config(

@@ -38,7 +38,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -51,12 +51,12 @@ use std::collections::VecDeque;
 
 use crate::config::{InferenceConfig, Sampling};
 use crate::constraint::Compiler;
-use crate::engine::{Engine, Seq};
+use crate::engine::{Engine, EngineInfo, Seq};
 use crate::error::CortexError;
 use crate::event::TokenLogprob;
 use crate::logprob;
 use crate::pipeline::{Flow, Generation, PromptInfo};
-use crate::request::{ChatMessage, ChatRequest};
+use crate::request::{ChatMessage, ChatRequest, RawPrompt};
 use crate::template::{ChatTemplate, TemplateKwargs};
 use crate::tools::ToolFormat;
 
@@ -222,8 +222,14 @@ enum Entry {
 
 /// A loaded model and its context, owned by the worker thread.
 pub struct Brain {
-    // Declared before `model`: it borrows the model and must be dropped first.
+    // Declared before `model`: they borrow the model and must be dropped first.
     ctx: LlamaContext<'static>,
+    /// Made on the first embedding request of a chat model (an embedding model's `ctx` is its embedding context).
+    embed_ctx: Option<LlamaContext<'static>>,
+    /// Pooling of the model's embeddings (its own; mean for a chat model, whose GGUF names none).
+    pooling: LlamaPoolingType,
+    /// An embedding model (BERT-like, or a GGUF that names a pooling): it answers embedding requests only.
+    embedding_only: bool,
     model: Box<LlamaModel>,
     batch: LlamaBatch<'static>,
     /// llama.cpp's built-in matcher for the GGUF's template: the fallback when minijinja cannot compile it.
@@ -238,6 +244,7 @@ pub struct Brain {
     top: Vec<(usize, f32)>,
     /// The context window of each sequence.
     n_ctx: u32,
+    threads: i32,
     n_batch: u32,
     clock: u64,
 }
@@ -263,10 +270,12 @@ impl Brain {
         let model = Box::new(model);
         let trained = info.context_length.map_or(model.n_ctx_train(), |n| u32::try_from(n).unwrap_or(u32::MAX));
         let n_ctx = options.context_size.unwrap_or_else(|| trained.clamp(16, DEFAULT_CONTEXT));
-        let parallel = options.parallel.unwrap_or_else(|| auto_parallel(&model, n_ctx));
+        let (pooling, embedding_only) = crate::embedding::pooling_of(&model);
+        let parallel =
+            if embedding_only { 1 } else { options.parallel.unwrap_or_else(|| auto_parallel(&model, n_ctx)) };
         let n_batch = options.batch_size.max(parallel).min(n_ctx.saturating_mul(parallel));
         let threads = i32::try_from(options.threads.unwrap_or_else(physical_cores)).unwrap_or(1);
-        let ctx_params = LlamaContextParams::default()
+        let chat_params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx.saturating_mul(parallel)))
             .with_n_seq_max(parallel)
             .with_kv_unified(true)
@@ -274,6 +283,8 @@ impl Brain {
             .with_n_ubatch(n_batch)
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
+        let ctx_params =
+            if embedding_only { crate::embedding::context_params(n_ctx, threads, pooling) } else { chat_params };
         // SAFETY: the model is boxed, so its address is stable for the Box's life; it is never moved out, replaced
         // or mutably borrowed while the context exists; the context is declared before the model in `Brain`, so it
         // is dropped first; neither leaves this struct. The 'static lifetime is therefore never observed past the
@@ -297,6 +308,10 @@ impl Brain {
             .collect();
         Ok(Self {
             ctx,
+            embed_ctx: None,
+            pooling,
+            embedding_only,
+            threads,
             model,
             batch: LlamaBatch::new(n_batch as usize, 1),
             template,
@@ -313,7 +328,7 @@ impl Brain {
 
     /// The conversation as the model expects it, ending with an open assistant turn: the GGUF's Jinja template
     /// (with the offered tools and the reasoning kwargs), else llama.cpp's matcher, else ChatML.
-    fn render(&self, messages: &[ChatMessage], config: &InferenceConfig) -> Result<String, CortexError> {
+    fn render_chat(&self, messages: &[ChatMessage], config: &InferenceConfig) -> Result<String, CortexError> {
         if let Some(jinja) = &self.jinja {
             let kwargs = TemplateKwargs {
                 enable_thinking: config.reasoning.enabled,
@@ -359,7 +374,7 @@ impl Brain {
         Ok(Some(LlamaSampler::from(matcher)))
     }
 
-    fn tokenize(&self, prompt: &str) -> Vec<LlamaToken> {
+    fn tokenize_prompt(&self, prompt: &str) -> Vec<LlamaToken> {
         let vocab = self.model.vocab();
         let mut tokens = vocab.tokenize(prompt.as_bytes(), true, true);
         // A template that writes the BOS text itself plus `add_special` gives two BOS tokens; keep one.
@@ -367,6 +382,51 @@ impl Brain {
             tokens.remove(0);
         }
         tokens
+    }
+
+    /// The tokens of a raw prompt: its text as it is, or with a suffix, the model's fill-in-the-middle form
+    /// (`[BOS] <fim_pre> text <fim_suf> suffix <fim_mid>`, as llama-server's infill builds it).
+    fn raw_tokens(&self, raw: &RawPrompt) -> Result<Vec<LlamaToken>, CortexError> {
+        let Some(suffix) = &raw.suffix else { return Ok(self.tokenize_prompt(&raw.text)) };
+        let vocab = self.model.vocab();
+        let (pre, suf, mid) = (vocab.fim_pre(), vocab.fim_suf(), vocab.fim_mid());
+        if pre.0 < 0 || suf.0 < 0 || mid.0 < 0 {
+            return Err(CortexError::InvalidRequest(
+                "suffix: this model has no fill-in-the-middle tokens; send the prompt without a suffix".into(),
+            ));
+        }
+        let mut tokens = Vec::new();
+        if vocab.should_add_bos() {
+            tokens.push(vocab.bos());
+        }
+        tokens.push(pre);
+        tokens.extend(vocab.tokenize(raw.text.as_bytes(), false, false));
+        tokens.push(suf);
+        tokens.extend(vocab.tokenize(suffix.as_bytes(), false, false));
+        tokens.push(mid);
+        Ok(tokens)
+    }
+
+    fn has_fim(&self) -> bool {
+        let vocab = self.model.vocab();
+        vocab.fim_pre().0 >= 0 && vocab.fim_suf().0 >= 0 && vocab.fim_mid().0 >= 0
+    }
+
+    /// The context embeddings are made in: the model's own for an embedding model, else one made for them.
+    fn embedding_context(&mut self) -> Result<&mut LlamaContext<'static>, CortexError> {
+        if self.embedding_only {
+            return Ok(&mut self.ctx);
+        }
+        if self.embed_ctx.is_none() {
+            let params = crate::embedding::context_params(self.n_ctx, self.threads, self.pooling);
+            // SAFETY: as in `load`: the boxed model outlives both contexts, which are declared before it.
+            let model_ref: &'static LlamaModel = unsafe { &*std::ptr::from_ref::<LlamaModel>(&self.model) };
+            let ctx = model_ref
+                .new_context(backend()?, params)
+                .map_err(|e| CortexError::Engine(format!("llama.cpp could not create an embedding context ({e})")))?;
+            self.embed_ctx = Some(ctx);
+        }
+        self.embed_ctx.as_mut().ok_or_else(|| CortexError::Engine("no embedding context".into()))
     }
 
     /// Keeps the longest prefix of `slot`'s cache shared with `tokens` (at least one token is always decoded, for
@@ -681,18 +741,30 @@ impl Engine for Brain {
 
     fn admit(&mut self, request: &ChatRequest, free: &[usize], _out: &mut Generation) -> Result<usize, CortexError> {
         let config = &request.config;
-        config.sampling.check_vocab(self.model.n_vocab())?;
-        let mut prompt = self.render(&request.messages, config)?;
-        let constraint = self.constraint(config)?;
-        let thinking_template = self.jinja.as_ref().is_some_and(ChatTemplate::supports_thinking);
-        if constraint.is_some()
-            && thinking_template
-            && config.reasoning.enabled != Some(false)
-            && !prompt.trim_end().ends_with("<think>")
-        {
-            prompt.push_str("<think>\n");
+        if self.embedding_only {
+            return Err(CortexError::InvalidRequest(
+                "this is an embedding model: it makes embeddings (/v1/embeddings, Genius.embed), not chat or \
+                 completions; load a chat model for those"
+                    .into(),
+            ));
         }
-        let tokens = self.tokenize(&prompt);
+        config.sampling.check_vocab(self.model.n_vocab())?;
+        let constraint = self.constraint(config)?;
+        let (tokens, think_pre_opened) = match &request.prompt {
+            Some(raw) => (self.raw_tokens(raw)?, false),
+            None => {
+                let mut prompt = self.render_chat(&request.messages, config)?;
+                let thinking_template = self.jinja.as_ref().is_some_and(ChatTemplate::supports_thinking);
+                if constraint.is_some()
+                    && thinking_template
+                    && config.reasoning.enabled != Some(false)
+                    && !prompt.trim_end().ends_with("<think>")
+                {
+                    prompt.push_str("<think>\n");
+                }
+                (self.tokenize_prompt(&prompt), prompt.trim_end().ends_with("<think>"))
+            }
+        };
         let limit = config.behavior.context_size.map_or(self.n_ctx, |n| n.min(self.n_ctx)) as usize;
         if tokens.len() >= limit {
             return Err(CortexError::ContextOverflow { prompt_tokens: tokens.len(), context_size: limit });
@@ -713,11 +785,7 @@ impl Engine for Brain {
         entry.last_used = self.clock;
         entry.limit = limit;
         entry.picker = Some(picker);
-        entry.phase = Phase::Prompt {
-            cached_at_start: entry.cached.len(),
-            think_pre_opened: prompt.trim_end().ends_with("<think>"),
-            tokens,
-        };
+        entry.phase = Phase::Prompt { cached_at_start: entry.cached.len(), think_pre_opened, tokens };
         Ok(slot)
     }
 
@@ -739,6 +807,46 @@ impl Engine for Brain {
         let slot = &mut self.slots[slot];
         slot.phase = Phase::Idle;
         slot.picker = None;
+    }
+
+    fn info(&self) -> EngineInfo {
+        EngineInfo {
+            context_size: self.n_ctx,
+            vocab_size: u32::try_from(self.model.n_vocab()).unwrap_or(0),
+            embedding_size: u32::try_from(self.model.n_embd_out()).unwrap_or(0),
+            pooling: crate::embedding::pooling_name(self.pooling),
+            embedding_only: self.embedding_only,
+            fill_in_middle: self.has_fim(),
+        }
+    }
+
+    fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<i32>, CortexError> {
+        Ok(self.model.vocab().tokenize(text.as_bytes(), add_special, parse_special).into_iter().map(|t| t.0).collect())
+    }
+
+    fn pieces(&self, ids: &[i32]) -> Result<Vec<Vec<u8>>, CortexError> {
+        let vocab = self.model.vocab();
+        let n_vocab = self.model.n_vocab();
+        ids.iter()
+            .map(|&id| {
+                if !(0..n_vocab).contains(&id) {
+                    return Err(CortexError::InvalidRequest(format!(
+                        "token id {id} is not in this model's vocabulary (0..{n_vocab})"
+                    )));
+                }
+                Ok(vocab.token_to_piece(LlamaToken(id), true, None))
+            })
+            .collect()
+    }
+
+    fn render(&self, messages: &[ChatMessage], config: &InferenceConfig) -> Result<String, CortexError> {
+        self.render_chat(messages, config)
+    }
+
+    fn embed(&mut self, inputs: &[Vec<i32>], normalize: bool) -> Result<Vec<Vec<f32>>, CortexError> {
+        let n_ctx = self.n_ctx;
+        let ctx = self.embedding_context()?;
+        crate::embedding::embed(ctx, n_ctx, inputs, normalize)
     }
 }
 

@@ -9,9 +9,10 @@
 //! the Generation's job, the same for every engine. Layering: this module sits above `request` and `pipeline` and
 //! below `worker` (which drives engines); nothing it references refers back to it.
 
+use crate::config::InferenceConfig;
 use crate::error::CortexError;
 use crate::pipeline::Generation;
-use crate::request::ChatRequest;
+use crate::request::{ChatMessage, ChatRequest};
 
 /// One running request, as an engine sees it during a step.
 #[derive(Debug)]
@@ -31,7 +32,41 @@ impl Seq {
     }
 }
 
+/// What an engine can do, for clients that budget and route (`/v1/models`, `/tokenize`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EngineInfo {
+    /// Tokens each sequence's window holds.
+    pub context_size: u32,
+    /// Token ids run from 0 to this, exclusive.
+    pub vocab_size: u32,
+    /// Width of its embeddings (0: it makes none).
+    pub embedding_size: u32,
+    /// How its embeddings are pooled (`mean`, `cls`, `last`, `rank`), as the model says or `mean` by default.
+    pub pooling: &'static str,
+    /// An embedding model: it answers embedding requests only.
+    pub embedding_only: bool,
+    /// It has fill-in-the-middle tokens (a raw prompt may carry a suffix).
+    pub fill_in_middle: bool,
+}
+
+pub(crate) fn unsupported(engine: &str, what: &str) -> CortexError {
+    CortexError::InvalidRequest(format!("the {engine} engine cannot {what}"))
+}
+
+/// Unit length (L2); a zero vector stays as it is.
+pub fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    if norm > 0.0 {
+        #[allow(clippy::cast_possible_truncation)] // a norm of f32 values fits an f32
+        let norm = norm as f32;
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
 /// A text generator driven by its worker thread.
+///
+/// Besides generating, an engine answers quick calls between steps (tokenize, render a template, embed): the
+/// worker runs them on its thread when they arrive, so they see the same model and never race a step.
 pub trait Engine {
     /// Short name for logs and errors (`pinky`, `brain`).
     fn name(&self) -> &str;
@@ -51,4 +86,26 @@ pub trait Engine {
 
     /// The sequence on `slot` is over (done, failed or cancelled): the slot is free for another request.
     fn release(&mut self, slot: usize);
+
+    /// Its sizes and abilities.
+    fn info(&self) -> EngineInfo;
+
+    /// The token ids of `text`; `add_special`: with the BOS token the model wants; `parse_special`: special-token
+    /// text (`<|im_start|>`) becomes its token rather than plain text.
+    fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<i32>, CortexError>;
+
+    /// The bytes of each token (special tokens as their text); an id outside the vocabulary is an error naming it.
+    fn pieces(&self, ids: &[i32]) -> Result<Vec<Vec<u8>>, CortexError>;
+
+    /// The prompt a chat request becomes: its template applied to `messages` and `config`'s tools and reasoning
+    /// settings, ending with the open assistant turn.
+    fn render(&self, messages: &[ChatMessage], config: &InferenceConfig) -> Result<String, CortexError>;
+
+    /// One vector per input (token ids from [`Engine::tokenize`], each non-empty and at most `context_size` long,
+    /// ids below `vocab_size`: the caller checks, so that its errors can name the input), pooled as the model says,
+    /// unit length when `normalize`.
+    fn embed(&mut self, inputs: &[Vec<i32>], normalize: bool) -> Result<Vec<Vec<f32>>, CortexError> {
+        let _ = (inputs, normalize);
+        Err(unsupported(self.name(), "make embeddings"))
+    }
 }

@@ -18,6 +18,8 @@ pub mod brain;
 pub mod cancel;
 pub mod config;
 pub mod constraint;
+#[cfg(feature = "real-engine")]
+pub mod embedding;
 pub mod engine;
 pub mod error;
 pub mod event;
@@ -36,13 +38,13 @@ pub mod worker;
 
 pub use cancel::CancelToken;
 pub use config::{Behavior, InferenceConfig, Sampling};
-pub use engine::{Engine, Seq};
+pub use engine::{Engine, EngineInfo, Seq};
 pub use error::CortexError;
 pub use event::{
     Completion, FinishReason, InferenceEvent, StreamItem, ThoughtEvent, Timings, TokenLogprob, ToolCallEvent, Usage,
 };
 pub use pinky::{Pinky, PinkyOptions};
 pub use pipeline::{Flow, Generation, PromptInfo};
-pub use request::{ChatMessage, ChatRequest, Role};
+pub use request::{ChatMessage, ChatRequest, RawPrompt, Role};
 pub use stats::WorkerStats;
 pub use worker::{EventStream, Worker};

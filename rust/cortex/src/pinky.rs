@@ -9,14 +9,25 @@
 //! short. Pinky has no vocabulary and samples nothing: it ignores the sampling settings, `logit_bias` included (its
 //! ids are checked for range like any config, never against a vocabulary). Asked for logprobs, it reports each
 //! piece as certain: logprob 0.0, and the piece itself as the only alternative (none when 0 are asked for).
+//! Its other abilities are as plain: its tokenizer is UTF-8 bytes (id = byte value, no special tokens; prompt usage
+//! still counts white-space separated words), its template is ChatML, and its embeddings are hashed bags of
+//! lowercase words (64 wide, signed feature hashing): texts sharing words are close, texts sharing none are
+//! orthogonal on average, the same text always gives the same vector. A raw prompt is answered with the same script.
 
 use std::time::{Duration, Instant};
 
-use crate::engine::{Engine, Seq};
+use crate::config::InferenceConfig;
+use crate::engine::{Engine, EngineInfo, Seq, normalize};
 use crate::error::CortexError;
 use crate::event::TokenLogprob;
 use crate::pipeline::{Flow, Generation, PromptInfo};
-use crate::request::ChatRequest;
+use crate::request::{ChatMessage, ChatRequest};
+use crate::template::{CHATML, ChatTemplate, TemplateKwargs};
+
+/// Width of Pinky's embeddings.
+pub const PINKY_EMBEDDING_SIZE: u32 = 64;
+/// The window Pinky reports (it holds no cache; this only gives clients a number to budget with).
+const PINKY_CONTEXT: u32 = 4096;
 
 /// How often a step's wait looks for a cancelled sequence.
 const WAIT_SLICE: Duration = Duration::from_millis(5);
@@ -137,6 +148,28 @@ fn push(out: &mut Generation, piece: &[u8]) -> Flow {
     out.token_with_logprob(piece, TokenLogprob { token, bytes: piece.to_vec(), logprob: 0.0, top })
 }
 
+fn pinky_byte(id: i32) -> Result<u8, CortexError> {
+    u8::try_from(id).map_err(|_| {
+        CortexError::InvalidRequest(format!(
+            "token id {id} is not in Pinky's vocabulary (its tokens are bytes, 0..=255)"
+        ))
+    })
+}
+
+/// Signed feature hashing of the lowercase words of `text` (FNV-1a), [`PINKY_EMBEDDING_SIZE`] wide.
+fn hashed_words(text: &str) -> Vec<f32> {
+    let mut v = vec![0.0; PINKY_EMBEDDING_SIZE as usize];
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        let hash = word
+            .to_lowercase()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        let index = usize::try_from(hash % u64::from(PINKY_EMBEDDING_SIZE)).unwrap_or(0);
+        v[index] += if hash >> 63 == 0 { 1.0 } else { -1.0 };
+    }
+    v
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -151,8 +184,11 @@ impl Engine for Pinky {
     }
 
     fn admit(&mut self, request: &ChatRequest, free: &[usize], out: &mut Generation) -> Result<usize, CortexError> {
-        // Pinky has no tokenizer: a prompt "token" is a white-space separated word.
-        let words: usize = request.messages.iter().map(|m| m.content.split_whitespace().count()).sum();
+        // Usage counts a prompt "token" as a white-space separated word.
+        let words: usize = match &request.prompt {
+            Some(raw) => raw.text.split_whitespace().count(),
+            None => request.messages.iter().map(|m| m.content.split_whitespace().count()).sum(),
+        };
         out.prompt_processed(PromptInfo {
             prompt_tokens: u32::try_from(words).unwrap_or(u32::MAX),
             cached_tokens: 0,
@@ -198,6 +234,48 @@ impl Engine for Pinky {
     fn release(&mut self, slot: usize) {
         self.next[slot] = 0;
     }
+
+    fn info(&self) -> EngineInfo {
+        EngineInfo {
+            context_size: PINKY_CONTEXT,
+            vocab_size: 256,
+            embedding_size: PINKY_EMBEDDING_SIZE,
+            pooling: "mean",
+            embedding_only: false,
+            fill_in_middle: false,
+        }
+    }
+
+    fn tokenize(&self, text: &str, _add_special: bool, _parse_special: bool) -> Result<Vec<i32>, CortexError> {
+        Ok(text.bytes().map(i32::from).collect())
+    }
+
+    fn pieces(&self, ids: &[i32]) -> Result<Vec<Vec<u8>>, CortexError> {
+        ids.iter().map(|&id| Ok(vec![pinky_byte(id)?])).collect()
+    }
+
+    fn render(&self, messages: &[ChatMessage], config: &InferenceConfig) -> Result<String, CortexError> {
+        let template = ChatTemplate::new(CHATML, "", "")?;
+        let kwargs = TemplateKwargs {
+            enable_thinking: config.reasoning.enabled,
+            reasoning_effort: config.reasoning.effort.clone(),
+        };
+        template.render(messages, config.output.offered_tools(), true, &kwargs)
+    }
+
+    fn embed(&mut self, inputs: &[Vec<i32>], normalized: bool) -> Result<Vec<Vec<f32>>, CortexError> {
+        inputs
+            .iter()
+            .map(|ids| {
+                let bytes = ids.iter().map(|&id| pinky_byte(id)).collect::<Result<Vec<u8>, _>>()?;
+                let mut vector = hashed_words(&String::from_utf8_lossy(&bytes));
+                if normalized {
+                    normalize(&mut vector);
+                }
+                Ok(vector)
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -216,6 +294,7 @@ mod tests {
         ChatRequest {
             messages: vec![ChatMessage::new(Role::User, "are you pondering")],
             config: InferenceConfig { behavior, ..Default::default() },
+            prompt: None,
         }
     }
 
@@ -358,7 +437,7 @@ mod tests {
     }
 
     fn run(worker: &Worker, config: InferenceConfig) -> Vec<StreamItem> {
-        let request = ChatRequest { messages: vec![ChatMessage::new(Role::User, "weather?")], config };
+        let request = ChatRequest { messages: vec![ChatMessage::new(Role::User, "weather?")], config, prompt: None };
         let stream = worker.submit(request).unwrap();
         std::iter::from_fn(|| stream.receiver.recv_blocking().ok()).collect()
     }

@@ -75,6 +75,8 @@ pub struct Generation {
     finish: Option<FinishReason>,
     /// Whether the request offers tools (then content goes through a tool-call parser).
     offers_tools: bool,
+    /// A raw completion: its text is content as it is, with no think parsing.
+    raw: bool,
     tools: Option<ToolCallParser>,
     /// Most tokens a thought may take, and how many the current one took.
     thought_budget: Option<u32>,
@@ -114,7 +116,11 @@ impl Generation {
             max_tokens: behavior.max_tokens,
             utf8: Utf8Stream::default(),
             stop: StopMatcher::new(behavior.stop.clone()),
-            think: ThinkParser::new(ThinkTags::default(), false),
+            think: if request.prompt.is_some() {
+                ThinkParser::plain()
+            } else {
+                ThinkParser::new(ThinkTags::default(), false)
+            },
             decoded: String::new(),
             shaped: String::new(),
             events: Vec::with_capacity(4),
@@ -122,7 +128,8 @@ impl Generation {
             picked_up: Instant::now(),
             prompt_done: None,
             finish: None,
-            offers_tools: !request.config.output.offered_tools().is_empty(),
+            offers_tools: request.prompt.is_none() && !request.config.output.offered_tools().is_empty(),
+            raw: request.prompt.is_some(),
             tools: None,
             thought_budget: request.config.reasoning.budget_tokens,
             thought_tokens: 0,
@@ -175,7 +182,9 @@ impl Generation {
     pub fn prompt_processed(&mut self, info: PromptInfo) {
         self.usage.prompt_tokens = info.prompt_tokens;
         self.usage.cached_prompt_tokens = info.cached_tokens;
-        self.think = ThinkParser::new(ThinkTags::default(), info.think_pre_opened);
+        if !self.raw {
+            self.think = ThinkParser::new(ThinkTags::default(), info.think_pre_opened);
+        }
         if self.offers_tools {
             self.tools = Some(ToolCallParser::new(info.tool_format.unwrap_or(ToolFormat::Hermes), &call_id_prefix()));
         }

@@ -74,14 +74,31 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
+/// A text to continue as it is, with no chat template (the legacy completions API, Ollama's `raw`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RawPrompt {
+    pub text: String,
+    /// Fill in the middle: the text after the gap (`text` is the text before it). Needs a model with FIM tokens.
+    pub suffix: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub config: InferenceConfig,
+    /// Set for a raw completion: the model continues this text; `messages` is then empty, no template is applied,
+    /// and the output is plain text (no think or tool-call parsing).
+    pub prompt: Option<RawPrompt>,
 }
 
 impl ChatRequest {
     pub fn validate(&self) -> Result<(), CortexError> {
+        if self.prompt.is_some() {
+            if !self.messages.is_empty() {
+                return Err(CortexError::InvalidRequest("send either messages or a raw prompt, not both".into()));
+            }
+            return self.config.validate();
+        }
         if self.messages.is_empty() {
             return Err(CortexError::InvalidRequest(
                 "messages is empty; send at least one {'role': 'user', 'content': ...} message".into(),

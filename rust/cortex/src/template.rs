@@ -47,6 +47,10 @@ const MAX_JSON_DEPTH: usize = 128;
 const RENDER_STACK_BYTES: usize = 128 << 20;
 const NAME: &str = "chat_template";
 
+/// ChatML as a Jinja template: what an engine without a template of its own renders (Pinky).
+pub const CHATML: &str = "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n\
+    {% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
 /// Template variables beyond messages and tools.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TemplateKwargs {

@@ -33,7 +33,8 @@ enum State {
 /// Incremental parser; one per generation.
 #[derive(Debug)]
 pub struct ThinkParser {
-    tags: ThinkTags,
+    /// `None`: plain text, no thoughts (a raw completion).
+    tags: Option<ThinkTags>,
     state: State,
     /// Text held back because it may be the start of a tag.
     held: String,
@@ -47,12 +48,17 @@ impl ThinkParser {
     /// `pre_opened`: the prompt already ends inside a thought, so the output starts as thinking.
     pub fn new(tags: ThinkTags, pre_opened: bool) -> Self {
         Self {
-            tags,
+            tags: Some(tags),
             state: if pre_opened { State::Thinking } else { State::Content },
             held: String::new(),
             start_pending: pre_opened,
             skip_space: pre_opened,
         }
+    }
+
+    /// A parser that finds no thoughts: every delta is content, as it is (white space too).
+    pub fn plain() -> Self {
+        Self { tags: None, state: State::Content, held: String::new(), start_pending: false, skip_space: false }
     }
 
     /// True inside a thought (what arrives next is reasoning, not the answer).
@@ -69,14 +75,24 @@ impl ThinkParser {
     /// Parses one delta, appending the events it completes to `out`.
     pub fn feed(&mut self, delta: &str, out: &mut Vec<InferenceEvent>) {
         self.emit_pending_start(out);
+        // Taken out for the call (and put back) so that the tags can be read while the parser changes.
+        let Some(tags) = self.tags.take() else {
+            self.text(delta, out);
+            return;
+        };
+        self.feed_tagged(&tags, delta, out);
+        self.tags = Some(tags);
+    }
+
+    fn feed_tagged(&mut self, tags: &ThinkTags, delta: &str, out: &mut Vec<InferenceEvent>) {
         let mut buf = std::mem::take(&mut self.held);
         buf.push_str(delta);
         let mut rest = buf.as_str();
         loop {
             match self.state {
                 State::Content => {
-                    let open = rest.find(&self.tags.open).map(|i| (i, true));
-                    let close = rest.find(&self.tags.close).map(|i| (i, false));
+                    let open = rest.find(&tags.open).map(|i| (i, true));
+                    let close = rest.find(&tags.close).map(|i| (i, false));
                     match open.into_iter().chain(close).min() {
                         Some((at, is_open)) => {
                             self.text(&rest[..at], out);
@@ -84,29 +100,28 @@ impl ThinkParser {
                                 out.push(InferenceEvent::Thought(ThoughtEvent::Start));
                                 self.state = State::Thinking;
                                 self.skip_space = true;
-                                rest = &rest[at + self.tags.open.len()..];
+                                rest = &rest[at + tags.open.len()..];
                             } else {
-                                rest = &rest[at + self.tags.close.len()..];
+                                rest = &rest[at + tags.close.len()..];
                             }
                         }
                         None => {
-                            let hold = partial_suffix_len(rest, &self.tags.open)
-                                .max(partial_suffix_len(rest, &self.tags.close));
+                            let hold = partial_suffix_len(rest, &tags.open).max(partial_suffix_len(rest, &tags.close));
                             self.hold_back(rest, hold, out);
                             return;
                         }
                     }
                 }
-                State::Thinking => match rest.find(&self.tags.close) {
+                State::Thinking => match rest.find(&tags.close) {
                     Some(at) => {
                         self.text(&rest[..at], out);
                         out.push(InferenceEvent::Thought(ThoughtEvent::Stop));
                         self.state = State::Content;
                         self.skip_space = true;
-                        rest = &rest[at + self.tags.close.len()..];
+                        rest = &rest[at + tags.close.len()..];
                     }
                     None => {
-                        let hold = partial_suffix_len(rest, &self.tags.close);
+                        let hold = partial_suffix_len(rest, &tags.close);
                         self.hold_back(rest, hold, out);
                         return;
                     }

@@ -5,7 +5,9 @@
 //! free slots (FIFO), so a finished or cancelled sequence's slot is reused at the next step. A request cancelled
 //! while it waits ends at once (`complete`, cancelled; nothing at all when its stream was dropped). The worker
 //! never blocks on a reader: a full channel only holds back that one sequence (see `pipeline`), and a finished
-//! sequence whose last events wait for room is kept until they are sent. A panic inside an engine fails every
+//! sequence whose last events wait for room is kept until they are sent. Quick calls on the engine
+//! ([`Worker::call`]: tokenize, render, embed) share the queue and run in order, one between two steps, so that a
+//! series of them (an embedding request's groups, queued at once) lets running sequences advance. A panic inside an engine fails every
 //! running request and stops the worker (the engine may be inconsistent); later requests get `EngineClosed`.
 //! Closing cuts every running stream off (closing its channel) and fails queued ones. Layering: the worker is the
 //! top of the engine stack (it drives `engine`, `pipeline`, `request` and `stats`); none of those refers to it.
@@ -52,6 +54,56 @@ struct Job {
     cancel: CancelToken,
 }
 
+/// A quick call on the engine (tokenize, render, embed), run on the worker thread between steps.
+type Call = Box<dyn FnOnce(&mut dyn Engine) + Send>;
+
+enum Task {
+    Chat(Box<Job>),
+    Call(Call),
+}
+
+/// The answer of [`Worker::call`], once the worker has run it.
+pub type CallReply<R> = Receiver<Result<R, CortexError>>;
+
+/// The sending end of a worker's queue. There is one sender, shared: [`Worker::close`] drops it, which is what ends
+/// the worker's loop, so no copy can keep a closed worker's queue open.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    jobs: Arc<Mutex<Option<mpsc::Sender<Task>>>>,
+    shared: Arc<Shared>,
+}
+
+impl Caller {
+    fn send(&self, task: Task) -> Result<(), CortexError> {
+        if self.shared.closing.load(Ordering::Acquire) {
+            return Err(CortexError::EngineClosed);
+        }
+        let jobs = lock(&self.jobs);
+        let jobs = jobs.as_ref().ok_or(CortexError::EngineClosed)?;
+        jobs.send(task).map_err(|_| CortexError::EngineClosed)
+    }
+
+    fn disconnect(&self) {
+        lock(&self.jobs).take();
+    }
+
+    /// Queues `f` to run on the worker thread with the engine, between steps, ahead of queued chat requests; its
+    /// result arrives on the returned channel (closed without one if the engine stops first: readers treat that as
+    /// `EngineClosed`).
+    pub fn call<R, F>(&self, f: F) -> Result<CallReply<R>, CortexError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Engine) -> Result<R, CortexError> + Send + 'static,
+    {
+        let (tx, rx) = async_channel::bounded(1);
+        let call: Call = Box::new(move |engine| {
+            let _ = tx.try_send(f(engine));
+        });
+        self.send(Task::Call(call))?;
+        Ok(rx)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Shared {
     stats: Arc<WorkerStats>,
@@ -64,7 +116,7 @@ struct Shared {
 #[derive(Debug)]
 pub struct Worker {
     name: String,
-    jobs: Option<mpsc::Sender<Job>>,
+    jobs: Caller,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
@@ -75,7 +127,7 @@ impl Worker {
     where
         F: FnOnce() -> Result<Box<dyn Engine>, CortexError> + Send + 'static,
     {
-        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+        let (jobs_tx, jobs_rx) = mpsc::channel::<Task>();
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), CortexError>>(1);
         let shared = Arc::new(Shared::default());
         let thread_shared = Arc::clone(&shared);
@@ -99,12 +151,16 @@ impl Worker {
                 let _ = ready_tx.send(Ok(()));
                 serve(engine, &jobs_rx, &thread_shared);
                 thread_shared.closing.store(true, Ordering::Release);
-                for job in jobs_rx.try_iter() {
-                    let _ = job.tx.send_blocking(Err(CortexError::EngineClosed));
+                for task in jobs_rx.try_iter() {
+                    // A call dropped unrun closes its reply channel: its caller sees EngineClosed.
+                    if let Task::Chat(job) = task {
+                        let _ = job.tx.send_blocking(Err(CortexError::EngineClosed));
+                    }
                 }
             })
             .map_err(|e| CortexError::Engine(format!("could not start the {name} worker thread: {e}")))?;
-        let mut worker = Self { name: name.to_owned(), jobs: Some(jobs_tx), thread: Some(thread), shared };
+        let jobs = Caller { jobs: Arc::new(Mutex::new(Some(jobs_tx))), shared: Arc::clone(&shared) };
+        let mut worker = Self { name: name.to_owned(), jobs, thread: Some(thread), shared };
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(worker),
             Ok(Err(err)) => {
@@ -133,14 +189,34 @@ impl Worker {
     /// Validates and queues a request; events arrive on the returned stream.
     pub fn submit(&self, request: ChatRequest) -> Result<EventStream, CortexError> {
         request.validate()?;
-        if self.is_closed() {
-            return Err(CortexError::EngineClosed);
-        }
-        let jobs = self.jobs.as_ref().ok_or(CortexError::EngineClosed)?;
         let (tx, receiver) = async_channel::bounded(STREAM_CAPACITY);
         let cancel = CancelToken::new();
-        jobs.send(Job { request, tx, cancel: cancel.clone() }).map_err(|_| CortexError::EngineClosed)?;
+        self.jobs.send(Task::Chat(Box::new(Job { request, tx, cancel: cancel.clone() })))?;
         Ok(EventStream { receiver, cancel })
+    }
+
+    /// See [`Caller::call`].
+    pub fn call<R, F>(&self, f: F) -> Result<CallReply<R>, CortexError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Engine) -> Result<R, CortexError> + Send + 'static,
+    {
+        self.jobs.call(f)
+    }
+
+    /// [`Worker::call`], waiting for the answer on this thread.
+    pub fn call_blocking<R, F>(&self, f: F) -> Result<R, CortexError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Engine) -> Result<R, CortexError> + Send + 'static,
+    {
+        self.call(f)?.recv_blocking().unwrap_or(Err(CortexError::EngineClosed))
+    }
+
+    /// A handle that queues calls from elsewhere (an async task): it does not keep the worker alive, and once the
+    /// worker is closed its calls fail with `EngineClosed`.
+    pub fn caller(&self) -> Caller {
+        self.jobs.clone()
     }
 
     /// Cancels the running requests, fails queued ones, and joins the thread. Idempotent.
@@ -151,7 +227,7 @@ impl Worker {
             tx.close();
             cancel.cancel();
         }
-        self.jobs = None;
+        self.jobs.disconnect();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -165,23 +241,32 @@ impl Drop for Worker {
 }
 
 /// The scheduling loop: admit, step, finish, until the job queue is closed and nothing is left to send.
-fn serve(mut engine: Box<dyn Engine>, jobs: &mpsc::Receiver<Job>, shared: &Shared) {
+fn serve(mut engine: Box<dyn Engine>, jobs: &mpsc::Receiver<Task>, shared: &Shared) {
     let parallel = engine.parallel().max(1);
     let mut free: Vec<usize> = (0..parallel).collect();
     let mut seqs: Vec<Seq> = Vec::with_capacity(parallel);
     let mut waiting: VecDeque<Job> = VecDeque::new();
     let mut draining: Vec<Generation> = Vec::new();
+    let mut calls: VecDeque<Call> = VecDeque::new();
     let mut open = true;
     loop {
         // Take every request that has arrived; block only when there is nothing else to do.
         while open {
-            let idle = seqs.is_empty() && waiting.is_empty() && draining.is_empty();
+            let idle = seqs.is_empty() && waiting.is_empty() && draining.is_empty() && calls.is_empty();
             let next = if idle { jobs.recv().map_err(|_| mpsc::TryRecvError::Disconnected) } else { jobs.try_recv() };
             match next {
-                Ok(job) => waiting.push_back(job),
+                Ok(Task::Chat(job)) => waiting.push_back(*job),
+                Ok(Task::Call(call)) => calls.push_back(call),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => open = false,
             }
+        }
+        // One call per step, so that a long series of them (an embedding request's groups) lets sequences advance.
+        if let Some(call) = calls.pop_front()
+            && let Err(panic) = catch_unwind(AssertUnwindSafe(|| call(engine.as_mut())))
+        {
+            let msg = format!("{} panicked: {}", engine.name(), panic_message(&*panic));
+            return fail_all(seqs, waiting, draining, &msg, shared);
         }
         // A request cancelled while it waited ends now (`complete`, cancelled), without waiting for a slot.
         waiting.retain(|job| {
@@ -205,7 +290,7 @@ fn serve(mut engine: Box<dyn Engine>, jobs: &mpsc::Receiver<Job>, shared: &Share
         }
         draining.retain_mut(|g| g.flush() && g.backlogged());
         if seqs.is_empty() {
-            if !open && waiting.is_empty() && draining.is_empty() {
+            if !open && waiting.is_empty() && draining.is_empty() && calls.is_empty() {
                 return;
             }
             if !draining.is_empty() {

@@ -9,8 +9,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use rusty_genius_cortex::{ChatRequest, CortexError, Engine, Pinky, PinkyOptions, Worker};
+use rusty_genius_cortex::{ChatRequest, CortexError, Engine, EngineInfo, Pinky, PinkyOptions, RawPrompt, Worker};
 
+use crate::calls;
 use crate::convert;
 use crate::errors::{config_error, to_py};
 use crate::stream::TokenStream;
@@ -21,9 +22,21 @@ use crate::stream::TokenStream;
 pub struct PyEngine {
     name: String,
     worker: Mutex<Option<Worker>>,
+    info: EngineInfo,
 }
 
 impl PyEngine {
+    /// Wraps a started worker, reading its engine's info once (it does not change).
+    fn started(py: Python<'_>, name: &str, worker: Worker) -> PyResult<Self> {
+        let info = py.detach(|| worker.call_blocking(|engine| Ok(engine.info()))).map_err(to_py)?;
+        Ok(Self { name: name.into(), worker: Mutex::new(Some(worker)), info })
+    }
+
+    fn with_worker<R>(&self, f: impl FnOnce(&Worker) -> PyResult<R>) -> PyResult<R> {
+        let guard = self.worker();
+        f(guard.as_ref().ok_or_else(|| to_py(CortexError::EngineClosed))?)
+    }
+
     fn worker(&self) -> MutexGuard<'_, Option<Worker>> {
         self.worker.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -86,7 +99,7 @@ impl PyEngine {
                 })
             })
             .map_err(to_py)?;
-        Ok(Self { name: "pinky".into(), worker: Mutex::new(Some(worker)) })
+        Self::started(py, "pinky", worker)
     }
 
     /// Loads a GGUF model into Brain, the llama.cpp engine (checks the file first; raises `ModelLoadError`).
@@ -113,7 +126,7 @@ impl PyEngine {
                 ..BrainOptions::new(model_path)
             };
             let worker = py.detach(|| Worker::spawn("brain", move || load_engine(&options))).map_err(to_py)?;
-            Ok(Self { name: "brain".into(), worker: Mutex::new(Some(worker)) })
+            Self::started(py, "brain", worker)
         }
         #[cfg(not(feature = "real-engine"))]
         {
@@ -132,10 +145,107 @@ impl PyEngine {
         config: &Bound<'_, PyAny>,
         on_done: Option<Py<PyAny>>,
     ) -> PyResult<TokenStream> {
-        let request = ChatRequest { messages: convert::messages(messages)?, config: convert::config(config)? };
-        let guard = self.worker();
-        let worker = guard.as_ref().ok_or_else(|| to_py(CortexError::EngineClosed))?;
-        Ok(TokenStream::new(worker.submit(request).map_err(to_py)?, on_done))
+        let request =
+            ChatRequest { messages: convert::messages(messages)?, config: convert::config(config)?, prompt: None };
+        self.with_worker(|worker| Ok(TokenStream::new(worker.submit(request).map_err(to_py)?, on_done)))
+    }
+
+    /// Queues a raw completion: the model continues `prompt` as it is (no chat template; plain text out, no think
+    /// or tool-call parsing). `suffix`: fill in the middle between `prompt` and it (models with FIM tokens).
+    #[pyo3(signature = (prompt, config, *, suffix=None, on_done=None))]
+    fn generate(
+        &self,
+        prompt: String,
+        config: &Bound<'_, PyAny>,
+        suffix: Option<String>,
+        on_done: Option<Py<PyAny>>,
+    ) -> PyResult<TokenStream> {
+        let request = ChatRequest {
+            messages: Vec::new(),
+            config: convert::config(config)?,
+            prompt: Some(RawPrompt { text: prompt, suffix }),
+        };
+        self.with_worker(|worker| Ok(TokenStream::new(worker.submit(request).map_err(to_py)?, on_done)))
+    }
+
+    /// Awaitable: the token ids of `text`.
+    #[pyo3(signature = (text, *, add_special=true, parse_special=true))]
+    fn tokenize<'py>(
+        &self,
+        py: Python<'py>,
+        text: String,
+        add_special: bool,
+        parse_special: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.with_worker(|worker| calls::tokenize(py, worker, text, add_special, parse_special))
+    }
+
+    /// Awaitable: the bytes of each token.
+    fn token_pieces<'py>(&self, py: Python<'py>, ids: Vec<i32>) -> PyResult<Bound<'py, PyAny>> {
+        self.with_worker(|worker| calls::pieces(py, worker, ids))
+    }
+
+    /// Awaitable: the text of the tokens.
+    fn detokenize<'py>(&self, py: Python<'py>, ids: Vec<i32>) -> PyResult<Bound<'py, PyAny>> {
+        self.with_worker(|worker| calls::detokenize(py, worker, ids))
+    }
+
+    /// Awaitable: the prompt the chat template makes of `messages` and `config` (tools, reasoning settings).
+    fn apply_template<'py>(
+        &self,
+        py: Python<'py>,
+        messages: &Bound<'py, PyAny>,
+        config: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (messages, config) = (convert::messages(messages)?, convert::config(config)?);
+        self.with_worker(|worker| calls::render(py, worker, messages, config))
+    }
+
+    /// Awaitable: `(vectors, prompt_tokens)` for `inputs` (texts or token-id lists).
+    #[pyo3(signature = (inputs, *, normalize=true))]
+    fn embed<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: Vec<calls::EmbedInput>,
+        normalize: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.with_worker(|worker| calls::embed(py, worker, &self.info, inputs, normalize))
+    }
+
+    /// Tokens each sequence's window holds.
+    #[getter]
+    fn context_size(&self) -> u32 {
+        self.info.context_size
+    }
+
+    /// Token ids run from 0 to this, exclusive.
+    #[getter]
+    fn vocab_size(&self) -> u32 {
+        self.info.vocab_size
+    }
+
+    /// Width of the model's embeddings.
+    #[getter]
+    fn embedding_size(&self) -> u32 {
+        self.info.embedding_size
+    }
+
+    /// How embeddings are pooled: `mean`, `cls`, `last` or `rank`.
+    #[getter]
+    fn pooling(&self) -> &'static str {
+        self.info.pooling
+    }
+
+    /// An embedding model: it answers embedding requests only.
+    #[getter]
+    fn embedding_only(&self) -> bool {
+        self.info.embedding_only
+    }
+
+    /// It has fill-in-the-middle tokens (`generate(..., suffix=...)`).
+    #[getter]
+    fn fill_in_middle(&self) -> bool {
+        self.info.fill_in_middle
     }
 
     /// Stops the running generation, fails queued ones, and ends the worker thread.

@@ -4,6 +4,7 @@
 //! blocking call releases the GIL; every cortex error becomes a `GeniusError` subclass in `errors`.
 
 mod build_info;
+mod calls;
 mod convert;
 mod engine;
 mod errors;

@@ -17,6 +17,7 @@ import hashlib
 import os
 import struct
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -94,11 +95,55 @@ def variant(src: Path, dest: Path, chat_template: str) -> Path:
     """The path of a copy of ``src`` in the folder ``dest`` whose chat template is ``chat_template``, written unless
     it is there already (the name holds a hash of the template and of the source's name and size)."""
     key = hashlib.sha256(f"{src.name}\0{src.stat().st_size}\0{chat_template}".encode()).hexdigest()[:16]
-    out = dest / f"{src.stem}.{key}.gguf"
+
+    def check(path: Path) -> None:
+        if _template_of(path) != chat_template:
+            raise AssertionError(f"{path}: the chat template did not read back")
+
+    return _write(src, dest / f"{src.stem}.{key}.gguf", lambda: _spliced(src, chat_template), check)
+
+
+def with_numbers(src: Path, dest: Path, numbers: dict[str, int]) -> Path:
+    """A copy of ``src`` with more metadata keys, each a UINT32 (``tokenizer.ggml.fim_pre_token_id``,
+    ``llama.pooling_type``, ...): keys the test model lacks, for the engine paths that read them. The keys go right
+    after the header (their order in the file carries no meaning) and the key count is raised by as many."""
+    items = sorted(numbers.items())
+    key = hashlib.sha256(f"{src.name}\0{src.stat().st_size}\0{items}".encode()).hexdigest()[:16]
+
+    def added() -> tuple[bytes, int]:
+        reader = gguf.GGUFReader(src)
+        if any(name in reader.fields for name, _ in items):
+            raise ValueError(f"{src} already has one of {list(numbers)}")
+        with src.open("rb") as f:
+            raw = f.read(reader.data_offset)
+        magic, version, tensors, count = struct.unpack("<4sIQQ", raw[:24])
+        kv = b"".join(
+            struct.pack("<Q", len(name)) + name.encode() + struct.pack("<II", gguf.GGUFValueType.UINT32, value)
+            for name, value in items
+        )
+        last = reader.tensors[-1].field
+        infos_end = last.offset + sum(int(part.nbytes) for part in last.parts)
+        head = struct.pack("<4sIQQ", magic, version, tensors, count + len(items)) + kv + raw[24:infos_end]
+        head += b"\0" * (-len(head) % reader.alignment)
+        return head, reader.data_offset
+
+    def check(path: Path) -> None:
+        fields = gguf.GGUFReader(path).fields
+        for name, value in items:
+            if int(fields[name].parts[-1][0]) != value:
+                raise AssertionError(f"{path}: {name} did not read back")
+
+    return _write(src, dest / f"{src.stem}.{key}.gguf", added, check)
+
+
+def _write(src: Path, out: Path, head_of: Callable[[], tuple[bytes, int]], check: Callable[[Path], None]) -> Path:
+    """Writes ``out`` (unless it is there): the new head, then ``src``'s tensor data; checked before it is renamed
+    into place."""
     if out.is_file():
         return out
+    dest = out.parent
     dest.mkdir(parents=True, exist_ok=True)
-    head, tail = _spliced(src, chat_template)
+    head, tail = head_of()
     fd, tmp = tempfile.mkstemp(dir=dest, prefix=out.name, suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f, src.open("rb") as data:
@@ -106,8 +151,7 @@ def variant(src: Path, dest: Path, chat_template: str) -> Path:
             data.seek(tail)
             while chunk := data.read(1 << 22):
                 f.write(chunk)
-        if _template_of(Path(tmp)) != chat_template:
-            raise AssertionError(f"{tmp}: the chat template did not read back")
+        check(Path(tmp))
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     except BaseException:

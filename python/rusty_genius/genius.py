@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
     from rusty_genius.facecrab import ModelSpec
 
 __all__ = ["Answer", "Brain", "ChatStream", "Embeddings", "Genius", "Message", "ModelInfo", "Pinky"]
+
+T = TypeVar("T")
 
 EmbedInput = str | Sequence[int]
 """One input of :meth:`Genius.embed`: a text, or token ids of the model's vocabulary."""
@@ -511,6 +514,31 @@ class Genius:
         if dimensions is not None:
             vectors = [_unit(v[:dimensions]) if normalize else v[:dimensions] for v in vectors]
         return Embeddings(vectors, tokens)
+
+    def embed_sync(
+        self,
+        inputs: EmbedInput | Sequence[EmbedInput],
+        *,
+        model: EngineSpec | None = None,
+        normalize: bool = True,
+        dimensions: int | None = None,
+    ) -> Embeddings:
+        """Blocking form of :meth:`embed`, for a Genius used as a plain context manager (``with Genius() as g``)."""
+        return self._blocking(
+            functools.partial(self.embed, model=model, normalize=normalize, dimensions=dimensions), inputs
+        )
+
+    def tokenize_sync(
+        self, text: str, *, add_special: bool = True, parse_special: bool = True, model: EngineSpec | None = None
+    ) -> list[int]:
+        """Blocking form of :meth:`tokenize` (``with Genius() as g``)."""
+        call = functools.partial(self.tokenize, add_special=add_special, parse_special=parse_special, model=model)
+        return self._blocking(call, text)
+
+    def _blocking(self, call: Callable[[Any], Awaitable[T]], arg: Any) -> T:
+        if self._portal is None:
+            raise EngineClosedError("the blocking forms need a Genius used as a plain context manager ('with')")
+        return self._portal.call(call, arg)
 
     async def tokenize(
         self, text: str, *, add_special: bool = True, parse_special: bool = True, model: EngineSpec | None = None

@@ -391,9 +391,7 @@ impl Brain {
         let vocab = self.model.vocab();
         let (pre, suf, mid) = (vocab.fim_pre(), vocab.fim_suf(), vocab.fim_mid());
         if pre.0 < 0 || suf.0 < 0 || mid.0 < 0 {
-            return Err(CortexError::InvalidRequest(
-                "suffix: this model has no fill-in-the-middle tokens; send the prompt without a suffix".into(),
-            ));
+            return Err(crate::engine::no_fill_in_middle());
         }
         let mut tokens = Vec::new();
         if vocab.should_add_bos() {

@@ -49,6 +49,13 @@ pub struct EngineInfo {
     pub fill_in_middle: bool,
 }
 
+/// A raw prompt's suffix on a model without fill-in-the-middle tokens.
+pub(crate) fn no_fill_in_middle() -> CortexError {
+    CortexError::InvalidRequest(
+        "suffix: this model has no fill-in-the-middle tokens; send the prompt without a suffix".into(),
+    )
+}
+
 pub(crate) fn unsupported(engine: &str, what: &str) -> CortexError {
     CortexError::InvalidRequest(format!("the {engine} engine cannot {what}"))
 }

@@ -186,6 +186,7 @@ impl Engine for Pinky {
     fn admit(&mut self, request: &ChatRequest, free: &[usize], out: &mut Generation) -> Result<usize, CortexError> {
         // Usage counts a prompt "token" as a white-space separated word.
         let words: usize = match &request.prompt {
+            Some(raw) if raw.suffix.is_some() => return Err(crate::engine::no_fill_in_middle()),
             Some(raw) => raw.text.split_whitespace().count(),
             None => request.messages.iter().map(|m| m.content.split_whitespace().count()).sum(),
         };

@@ -274,6 +274,25 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_parser_passes_tags_and_white_space_through_as_content() {
+        let mut parser = ThinkParser::plain();
+        let mut out = Vec::new();
+        for piece in ["  <thi", "nk>a</think>\n", "b"] {
+            parser.feed(piece, &mut out);
+        }
+        parser.finish(&mut out);
+        let text: String = out
+            .iter()
+            .map(|e| match e {
+                InferenceEvent::Content(t) => t.as_str(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(text, "  <think>a</think>\nb");
+        assert!(!parser.in_thought());
+    }
+
+    #[test]
     fn table_unsplit() {
         for (input, pre, want) in cases() {
             assert_eq!(parse(&[input], pre), want, "input {input:?}");

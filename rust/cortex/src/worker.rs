@@ -420,3 +420,6 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         "unknown panic"
     }
 }
+
+#[cfg(test)]
+mod calls_tests;

@@ -91,6 +91,15 @@ def test_readme_library_tools_example_runs_on_the_default_model() -> None:
     assert re.fullmatch(r"get_weather city='.*' sunny=(True|False)\n", out.stdout), out.stdout
 
 
+@pytest.mark.real_engine
+def test_readme_generate_and_embed_example_runs_on_the_default_model() -> None:
+    out = run([sys.executable, "-c", readme_block("g.generate(")])
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert "Paris" in first
+    assert re.fullmatch(r"nearer: True, prompt: \d+ tokens", second), out.stdout
+
+
 def test_version() -> None:
     out = run([*OGENIUS, "--version"])
     assert out.returncode == 0

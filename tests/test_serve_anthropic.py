@@ -69,6 +69,19 @@ def test_max_tokens_ends_with_stop_reason_max_tokens(pinky: LiveServer) -> None:
 
 
 @pytest.mark.pinky
+def test_a_stop_sequence_is_named_as_the_stop_reason_streamed_and_not(pinky: LiveServer) -> None:
+    with client_of(pinky) as client:
+        message = client.messages.create(model="pinky", max_tokens=64, messages=USER, stop_sequences=["zzz", "rf! N"])
+        with client.messages.stream(model="pinky", max_tokens=64, messages=USER, stop_sequences=["rf! N"]) as stream:
+            final = stream.get_final_message()
+        plain = client.messages.create(model="pinky", max_tokens=64, messages=USER, stop_sequences=["zzz"])
+    for ended in (message, final):
+        assert (ended.stop_reason, ended.stop_sequence) == ("stop_sequence", "rf! N")
+        assert ended.content[-1].text == "Na"  # type: ignore[union-attr]
+    assert (plain.stop_reason, plain.stop_sequence) == ("end_turn", None)
+
+
+@pytest.mark.pinky
 def test_stream_text_stream_and_final_message_match_create(pinky: LiveServer) -> None:
     with client_of(pinky) as client:
         whole = client.messages.create(model="pinky", max_tokens=64, messages=USER)

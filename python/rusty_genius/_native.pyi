@@ -123,6 +123,9 @@ class Event:
     def finish_reason(self) -> str | None:
         """``stop``, ``length``, ``cancelled`` or ``tool_calls`` on a ``complete`` event; None otherwise."""
     @property
+    def stop_sequence(self) -> str | None:
+        """The stop string that ended the answer, on a ``complete`` event that one ended; None otherwise."""
+    @property
     def usage(self) -> Usage | None:
         """Token counts on a ``complete`` event; None otherwise."""
     @property

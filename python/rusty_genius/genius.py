@@ -75,6 +75,8 @@ class Answer:
     tool_calls: list[ToolCall] = field(default_factory=list)
     parsed: Any = None
     logprobs: list[Event] = field(default_factory=list)
+    stop_sequence: str | None = None
+    """The stop string that ended the answer, when one did (then ``finish_reason`` is ``"stop"``)."""
 
     @property
     def message(self) -> dict[str, Any]:
@@ -813,4 +815,5 @@ def _answer(events: list[Event], parser: Callable[[str], Any] | None = None) -> 
         tool_calls=tool_calls_of(events),
         parsed=parsed,
         logprobs=[e for e in events if e.kind == "token_logprob"],
+        stop_sequence=end.stop_sequence,
     )

@@ -129,9 +129,11 @@ impl Timings {
 }
 
 /// The payload of [`InferenceEvent::Complete`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     pub finish_reason: FinishReason,
     pub usage: Usage,
     pub timings: Timings,
+    /// The stop string that ended the answer (finish reason `Stop`), if one did (Anthropic's `stop_sequence`).
+    pub stop_sequence: Option<String>,
 }

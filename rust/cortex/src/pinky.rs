@@ -322,7 +322,7 @@ mod tests {
 
     fn completion(items: &[StreamItem]) -> crate::event::Completion {
         match items.last() {
-            Some(Ok(InferenceEvent::Complete(c))) => *c,
+            Some(Ok(InferenceEvent::Complete(c))) => c.clone(),
             other => panic!("expected Complete last, got {other:?}"),
         }
     }

@@ -307,7 +307,13 @@ impl Generation {
             self.usage.completion_tokens,
         );
         self.stats.end_request();
-        self.events.push(InferenceEvent::Complete(Completion { finish_reason, usage: self.usage, timings }));
+        let stop_sequence = self.stop.matched().filter(|_| finish_reason == FinishReason::Stop).map(str::to_owned);
+        self.events.push(InferenceEvent::Complete(Completion {
+            finish_reason,
+            usage: self.usage,
+            timings,
+            stop_sequence,
+        }));
         self.deliver();
     }
 

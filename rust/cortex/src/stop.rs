@@ -19,11 +19,13 @@ pub(crate) fn partial_suffix_len(text: &str, pattern: &str) -> usize {
 pub struct StopMatcher {
     stops: Vec<String>,
     held: String,
+    /// The stop string that matched, by index.
+    matched: Option<usize>,
 }
 
 impl StopMatcher {
     pub fn new(stops: Vec<String>) -> Self {
-        Self { stops, held: String::new() }
+        Self { stops, held: String::new(), matched: None }
     }
 
     /// Appends to `out` what can safely be emitted. Returns true when a stop string matched; the generation should
@@ -34,9 +36,13 @@ impl StopMatcher {
             return false;
         }
         self.held.push_str(text);
-        if let Some(at) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+        // The earliest match; of two at one place, the first listed.
+        let first =
+            self.stops.iter().enumerate().filter_map(|(i, s)| self.held.find(s.as_str()).map(|at| (at, i))).min();
+        if let Some((at, index)) = first {
             out.push_str(&self.held[..at]);
             self.held.clear();
+            self.matched = Some(index);
             return true;
         }
         let hold = self.stops.iter().map(|s| partial_suffix_len(&self.held, s)).max().unwrap_or(0);
@@ -44,6 +50,11 @@ impl StopMatcher {
         out.push_str(&self.held[..emit]);
         self.held.drain(..emit);
         false
+    }
+
+    /// The stop string that ended the text, once one matched.
+    pub fn matched(&self) -> Option<&str> {
+        self.matched.map(|i| self.stops[i].as_str())
     }
 
     /// True while text is held back (it may be the start of a stop string).
@@ -61,6 +72,15 @@ impl StopMatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_matched_stop_string_is_named_the_earliest_first() {
+        let mut m = StopMatcher::new(vec!["END".into(), "ST".into(), "STOP".into()]);
+        let mut out = String::new();
+        assert!(!m.push("go S", &mut out) && m.matched().is_none());
+        assert!(m.push("TOP then END", &mut out));
+        assert_eq!((out.as_str(), m.matched()), ("go ", Some("ST")));
+    }
 
     /// Feeds `pieces`, returns (emitted text, matched).
     fn run(stops: &[&str], pieces: &[&str]) -> (String, bool) {

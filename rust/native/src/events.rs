@@ -160,13 +160,20 @@ impl PyEvent {
     /// `stop`, `length`, `cancelled` or `tool_calls` on a `complete` event; None otherwise.
     #[getter]
     fn finish_reason(&self) -> Option<&'static str> {
-        self.completion.map(|c| c.finish_reason.as_str())
+        self.completion.as_ref().map(|c| c.finish_reason.as_str())
+    }
+
+    /// The stop string that ended the answer, on a `complete` event whose finish reason is `stop` because of one;
+    /// None otherwise (the model ended it, or another reason).
+    #[getter]
+    fn stop_sequence(&self) -> Option<&str> {
+        self.completion.as_ref().and_then(|c| c.stop_sequence.as_deref())
     }
 
     /// Token counts on a `complete` event; None otherwise.
     #[getter]
     fn usage(&self) -> Option<PyUsage> {
-        self.completion.map(|c| PyUsage {
+        self.completion.as_ref().map(|c| PyUsage {
             prompt_tokens: c.usage.prompt_tokens,
             completion_tokens: c.usage.completion_tokens,
             cached_prompt_tokens: c.usage.cached_prompt_tokens,
@@ -176,7 +183,7 @@ impl PyEvent {
     /// Timings on a `complete` event; None otherwise.
     #[getter]
     fn timings(&self) -> Option<PyTimings> {
-        self.completion.map(|c| PyTimings {
+        self.completion.as_ref().map(|c| PyTimings {
             prompt_ms: c.timings.prompt_ms,
             decode_ms: c.timings.decode_ms,
             prompt_tokens_per_s: c.timings.prompt_tokens_per_s,
@@ -199,7 +206,7 @@ impl PyEvent {
         if let (Some(lp), Some(text)) = (&self.logprob, &self.text) {
             return Ok(format!("Event(kind={kind}, text={}, logprob={})", text.bind(py).repr()?, lp.logprob));
         }
-        Ok(match (&self.text, self.completion) {
+        Ok(match (&self.text, &self.completion) {
             (Some(text), _) => format!("Event(kind={kind}, text={})", text.bind(py).repr()?),
             (None, Some(c)) => format!("Event(kind={kind}, finish_reason='{}')", c.finish_reason.as_str()),
             (None, None) => format!("Event(kind={kind})"),

@@ -6,8 +6,9 @@ Rules:
 - Blocks are numbered in order of appearance; consecutive events of one kind make one block (:class:`Blocks` is the
   one place that decides it, for the streamed and the non-streamed answer alike). A text block appears only when the
   answer has text.
-- ``stop_reason``: ``max_tokens`` (length), ``tool_use`` (the answer ended with calls), else ``end_turn``; the engine
-  does not say which stop string ended it, so ``stop_sequence`` is always null and never the reason.
+- ``stop_reason``: ``max_tokens`` (length), ``tool_use`` (the answer ended with calls), ``stop_sequence`` (one of
+  the request's ``stop_sequences`` ended it: the engine names it, and ``stop_sequence`` holds it), else
+  ``end_turn``.
 - ``usage.input_tokens`` is the prompt less its cached part (``cache_read_input_tokens``), as Anthropic counts it.
 """
 
@@ -30,6 +31,8 @@ def message_id() -> str:
 
 def stop_reason(end: Event) -> str:
     reason = end.finish_reason
+    if end.stop_sequence is not None:
+        return "stop_sequence"
     return "max_tokens" if reason == "length" else "tool_use" if reason == "tool_calls" else "end_turn"
 
 
@@ -121,7 +124,7 @@ def message(model: str, events: Sequence[Event]) -> dict[str, Any]:
         content[index]["input"] = _input("".join(pieces))
     end = events[-1]
     return {"id": message_id(), "type": "message", "role": "assistant", "model": model, "content": content,
-            "stop_reason": stop_reason(end), "stop_sequence": None, "usage": usage_of(end.usage)}  # fmt: skip
+            "stop_reason": stop_reason(end), "stop_sequence": end.stop_sequence, "usage": usage_of(end.usage)}  # fmt: skip
 
 
 def _event(name: str, body: dict[str, Any]) -> bytes:
@@ -165,7 +168,7 @@ class EventEncoder:
             out.append(self._delta(last, "".join(pending)))
         end = events[-1] if events else None
         if end is not None and end.kind == "complete":
-            delta = {"stop_reason": stop_reason(end), "stop_sequence": None}
+            delta = {"stop_reason": stop_reason(end), "stop_sequence": end.stop_sequence}
             out.append(_event("message_delta", {"delta": delta, "usage": usage_of(end.usage)}))
             out.append(_event("message_stop", {}))
         return b"".join(out)

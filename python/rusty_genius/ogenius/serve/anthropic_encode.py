@@ -124,7 +124,8 @@ def message(model: str, events: Sequence[Event]) -> dict[str, Any]:
         content[index]["input"] = _input("".join(pieces))
     end = events[-1]
     return {"id": message_id(), "type": "message", "role": "assistant", "model": model, "content": content,
-            "stop_reason": stop_reason(end), "stop_sequence": end.stop_sequence, "usage": usage_of(end.usage)}  # fmt: skip
+            "stop_reason": stop_reason(end), "stop_sequence": end.stop_sequence,
+            "usage": usage_of(end.usage)}  # fmt: skip
 
 
 def _event(name: str, body: dict[str, Any]) -> bytes:

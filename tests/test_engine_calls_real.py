@@ -51,6 +51,13 @@ async def test_a_raw_completion_continues_the_text(smol: Genius) -> None:
     assert end.usage is not None and end.usage.prompt_tokens == len(await smol.tokenize("The capital of France is"))
 
 
+async def test_an_empty_raw_prompt_is_refused_and_the_engine_carries_on(smol: Genius) -> None:
+    with pytest.raises(RequestError, match="prompt is empty"):
+        async for _ in smol.generate(""):
+            pass
+    assert (await smol.complete(USER, max_tokens=2, temperature=0)).content
+
+
 async def test_the_template_is_what_chat_gives_the_model(smol: Genius) -> None:
     prompt = await smol.apply_template(USER)
     assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")

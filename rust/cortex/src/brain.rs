@@ -763,6 +763,10 @@ impl Engine for Brain {
                 (self.tokenize_prompt(&prompt), prompt.trim_end().ends_with("<think>"))
             }
         };
+        if tokens.is_empty() {
+            // A decode of no tokens fails in llama.cpp, and a failed decode costs every running sequence its cache.
+            return Err(CortexError::InvalidRequest("the prompt is empty: send some text to continue".into()));
+        }
         let limit = config.behavior.context_size.map_or(self.n_ctx, |n| n.min(self.n_ctx)) as usize;
         if tokens.len() >= limit {
             return Err(CortexError::ContextOverflow { prompt_tokens: tokens.len(), context_size: limit });

@@ -15,7 +15,14 @@ import sys
 
 from rusty_genius import KeepAlive, Pinky, strategy_of
 from rusty_genius.ogenius.flags import ModelChoice, add_inference_flags, bounded, config_of, resolve_model
-from rusty_genius.ogenius.serve.settings import DEFAULT_MAX_BODY, Address, AddressError, ServeSettings
+from rusty_genius.ogenius.serve.settings import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_RESPONSES_STORE,
+    DEFAULT_RESPONSES_STORE_BYTES,
+    Address,
+    AddressError,
+    ServeSettings,
+)
 
 API_KEY_ENV = "OGENIUS_API_KEY"
 
@@ -76,6 +83,15 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         "--max-body-bytes", type=bounded(int, 1024, None, "at least 1024"), default=DEFAULT_MAX_BODY, metavar="N",
         help=f"largest request body and WebSocket message (default {DEFAULT_MAX_BODY})",
     )  # fmt: skip
+    life.add_argument(
+        "--responses-store", type=bounded(int, 0, None, "0 or more"), default=DEFAULT_RESPONSES_STORE, metavar="N",
+        help="Responses API responses kept for previous_response_id, least recently used dropped first "
+        f"(default {DEFAULT_RESPONSES_STORE}; docs/responses.md)",
+    )  # fmt: skip
+    life.add_argument(
+        "--responses-store-bytes", type=bounded(int, 0, None, "0 or more"), default=DEFAULT_RESPONSES_STORE_BYTES,
+        metavar="N", help=f"most bytes those responses take (default {DEFAULT_RESPONSES_STORE_BYTES})",
+    )  # fmt: skip
     pinky = parser.add_argument_group("pinky (with --engine pinky and --pinky-delay, to test clients)")
     pinky.add_argument("--pinky-tokens", type=bounded(int, 0, None, "0 or more"), default=24, metavar="N",
                        help="'Narf!' tokens per answer (default 24)")  # fmt: skip
@@ -112,6 +128,8 @@ def settings_of(args: argparse.Namespace) -> ServeSettings:
         allow_hosts=tuple(args.allow_host),
         allow_origins=tuple(args.allow_origin),
         max_body=args.max_body_bytes,
+        responses_store=args.responses_store,
+        responses_store_bytes=args.responses_store_bytes,
     )
 
 

@@ -205,7 +205,7 @@ class Guard:
         ]
         if scope.get("method") == "OPTIONS":
             cors += [
-                (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
                 (b"access-control-allow-headers", b"Authorization, Content-Type, X-Api-Key, Anthropic-Version"),
                 (b"access-control-max-age", b"600"),
             ]

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 """Default cap on an HTTP request body and on one WebSocket message, in bytes."""
+DEFAULT_RESPONSES_STORE = 1000
+"""Default number of finished Responses API responses kept for ``previous_response_id`` (responses_store.py)."""
+DEFAULT_RESPONSES_STORE_BYTES = 128 * 1024 * 1024
+"""Default cap on the bytes those stored responses take."""
 
 
 class AddressError(ValueError):
@@ -82,6 +86,10 @@ class ServeSettings:
     """Extra browser origins (``scheme://host[:port]``) allowed to call the API and open WebSockets (CORS)."""
     max_body: int = DEFAULT_MAX_BODY
     max_conversations_per_socket: int = 16
+    responses_store: int = DEFAULT_RESPONSES_STORE
+    """Most Responses API responses kept (least recently used evicted first); 0 keeps none."""
+    responses_store_bytes: int = DEFAULT_RESPONSES_STORE_BYTES
+    """Most bytes the kept responses take (their JSON size, conversations included)."""
 
     def check(self) -> None:
         """Refuses what the security posture forbids (DESIGN.md §6)."""

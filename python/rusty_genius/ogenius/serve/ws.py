@@ -1,9 +1,11 @@
-"""The WebSocket app on ``--ws-addr``: several conversations per socket, typed JSON frames (docs/websocket.md).
+"""The WebSocket app on ``--ws-addr``: several conversations per socket, typed JSON frames (docs/websocket.md); the
+path ``/v1/responses`` is OpenAI's Responses WebSocket mode instead (responses_ws.py).
 
 Rules:
-- The handler's own loop is the receiver; each conversation is a task that reads its stream in batches and sends
-  frames. A disconnect only surfaces inside ``receive``: the receiver then closes every stream of the socket, so
-  each generation stops within a token, and waits for the tasks.
+- The handler's own loop is the receiver (ws_session.SocketSession, shared with responses_ws.py); each
+  conversation is a task that reads its stream in batches and sends frames. A disconnect only surfaces inside
+  ``receive``: the receiver then closes every stream of the socket, so each generation stops within a token, and
+  waits for the tasks.
 - ``cancel`` stops one conversation: a running one through ``ChatStream.cancel`` (it still ends with ``done``,
   finish_reason ``cancelled``, with usage); one still queued or waiting for the model load at once (``done`` with
   usage null), without waiting for its turn.
@@ -27,15 +29,15 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from blacksheep import Application, Router, WebSocket
-from blacksheep.server.websocket import WebSocketDisconnectError
 
 from rusty_genius import ChatStream
 from rusty_genius.core.errors import GeniusError
 from rusty_genius.core.events import Event
-from rusty_genius.ogenius.serve import encode
+from rusty_genius.ogenius.serve import encode, responses_ws
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error, dumps, parse_chat
-from rusty_genius.ogenius.serve.security import AUTHENTICATED, Policy
+from rusty_genius.ogenius.serve.security import Policy
 from rusty_genius.ogenius.serve.service import Service
+from rusty_genius.ogenius.serve.ws_session import SocketSession
 
 log = logging.getLogger("rusty_genius.serve")
 
@@ -63,19 +65,17 @@ def error_frame(error: ApiError, request_id: Any = None) -> str:
     return dumps({"type": "error", "id": request_id, "error": {**error.to_dict(), "status": error.status}})
 
 
-class Connection:
+class Connection(SocketSession):
     """One accepted socket."""
 
     def __init__(self, ws: WebSocket, service: Service, policy: Policy) -> None:
-        self.ws = ws
-        self.service = service
-        self.policy = policy
-        self.authenticated = bool(ws.scope.get(AUTHENTICATED, True))
+        super().__init__(ws, service, policy)
         self.conversations: dict[str, _Conversation] = {}
-        self.open = True
 
-    async def run(self) -> None:
-        await self.ws.accept()
+    def error(self, error: ApiError, ref: Any = None) -> str:
+        return error_frame(error, ref)
+
+    async def greet(self) -> None:
         await self.send(
             dumps(
                 {
@@ -87,60 +87,25 @@ class Connection:
                 }
             )
         )
-        try:
-            while self.open:
-                message = await self.ws.receive()
-                text = message.get("text")
-                if text is None:
-                    await self.send(error_frame(ApiError(400, "send JSON text frames", code="invalid_frame")))
-                    continue
-                await self.handle(str(text))
-        except WebSocketDisconnectError:
-            pass
-        finally:
-            self.open = False
-            await self.stop_all()
+
+    def streams(self) -> list[ChatStream]:
+        return [conv.stream for conv in self.conversations.values()]
+
+    def live_tasks(self) -> list[asyncio.Task[None]]:
+        return [conv.task for conv in self.conversations.values() if conv.task is not None]
 
     async def stop_all(self) -> None:
-        """Closes every stream of this socket (each worker stops within a token) and waits for the tasks."""
-        conversations = list(self.conversations.values())
-        for conv in conversations:
-            self.service.done(conv.stream)  # closes it (a task cancelled before it ran never reaches its finally)
-        tasks = [c.task for c in conversations if c.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await super().stop_all()
         self.conversations.clear()
-
-    async def send(self, text: str) -> None:
-        """Sends one frame; a socket that is gone stops the whole connection."""
-        if not self.open:
-            return
-        try:
-            await self.ws.send_text(text)
-        except Exception:  # noqa: BLE001 - closed under us: the receiver sees the disconnect and cleans up
-            self.open = False
-            for conv in list(self.conversations.values()):
-                conv.stream.close()
 
     # -- frames from the client ---------------------------------------------------------------------------------
 
-    async def handle(self, text: str) -> None:
-        try:
-            frame = json.loads(text)
-        except ValueError:
-            await self.send(error_frame(ApiError(400, "the frame is not valid JSON", code="invalid_json")))
-            return
-        if not isinstance(frame, dict):
-            await self.send(error_frame(ApiError(400, "a frame must be a JSON object", code="invalid_frame")))
-            return
+    async def dispatch(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
-        if kind == "auth":
-            await self._auth(frame)
-        elif kind == "ping":
+        if kind == "ping":
             await self.send('{"type":"pong"}')
-        elif not self.authenticated:
-            await self.send(error_frame(_unauthorized(), frame.get("id")))
+        elif await self.gate(frame, frame.get("id")):
+            pass  # an auth frame, or a frame before the needed one
         elif kind == "chat":
             await self._chat(frame)
         elif kind == "cancel":
@@ -148,16 +113,6 @@ class Connection:
         else:
             error = ApiError(400, f"unknown frame type {kind!r}; use chat, cancel, auth or ping", code="invalid_frame")
             await self.send(error_frame(error, frame.get("id")))
-
-    async def _auth(self, frame: dict[str, Any]) -> None:
-        key = frame.get("api_key")
-        if isinstance(key, str) and self.policy.key_ok(key):
-            self.authenticated = True
-            await self.send('{"type":"auth","auth":"ok"}')
-            return
-        await self.send(error_frame(_unauthorized()))
-        self.open = False
-        await self.ws.close(1008, "unauthorized")
 
     async def _chat(self, frame: dict[str, Any]) -> None:
         request_id = frame.get("id")
@@ -313,10 +268,6 @@ class Connection:
         return dumps(body)
 
 
-def _unauthorized() -> ApiError:
-    return ApiError(401, 'send {"type": "auth", "api_key": "..."} first', code="invalid_api_key")
-
-
 def build(service: Service, policy: Policy) -> Application:
     """The WebSocket app (wrap it in security.Guard before serving)."""
     router = Router()  # its own, as in http.py
@@ -325,6 +276,10 @@ def build(service: Service, policy: Policy) -> Application:
     async def socket(ws: WebSocket) -> None:
         await Connection(ws, service, policy).run()
 
+    async def responses_socket(ws: WebSocket) -> None:
+        await responses_ws.ResponsesSocket(ws, service, policy).run()
+
     router.add_ws("/", socket)
     router.add_ws("/v1/ws", socket)
+    router.add_ws(responses_ws.PATH, responses_socket)  # OpenAI's Responses WebSocket mode (docs/responses.md)
     return app

@@ -1,7 +1,10 @@
 """The OpenAI-compatible HTTP app on ``--addr`` (BlackSheep, its own Router).
 
 Routes: ``POST /v1/chat/completions`` (JSON or SSE), ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``
-(Anthropic's Messages API, anthropic_api.py; its errors in Anthropic's shape), ``GET /v1/models``,
+(Anthropic's Messages API, anthropic_api.py; its errors in Anthropic's shape), OpenAI's Responses API under
+``/v1/responses`` (responses_http.py), ``POST /v1/completions`` and ``POST /v1/embeddings`` (completions_api.py,
+embeddings_api.py; these two, chat completions and ``GET /v1/models`` also without ``/v1``, as llama-server),
+llama-server's ``POST /tokenize``, ``/detokenize`` and ``/apply-template`` (tokens_api.py), ``GET /v1/models``,
 ``GET /v1/models/{id}``, ``GET /health``,
 ``GET /v1/ws-info`` (where the WebSocket listens, for the web page) and ``GET /`` (the web chat page, static/index.html,
 served with a strict Content-Security-Policy: its inline script and style by hash, connections only to this origin
@@ -29,83 +32,42 @@ import base64
 import functools
 import hashlib
 import json
-import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
-from typing import cast
 
 from blacksheep import Application, Content, Request, Response, Router, StreamedContent
 
-from rusty_genius import ChatStream
 from rusty_genius.core.errors import GeniusError
 from rusty_genius.core.events import Event
-from rusty_genius.ogenius.serve import anthropic_api, anthropic_encode, encode
+from rusty_genius.ogenius.serve import (
+    anthropic_api,
+    anthropic_encode,
+    completions_api,
+    embeddings_api,
+    encode,
+    responses_http,
+    tokens_api,
+)
 from rusty_genius.ogenius.serve.choices import Choices
-from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error, dumps, parse_chat
-from rusty_genius.ogenius.serve.security import RECEIVE, Receive, is_loopback_name, read_body, split_host
+from rusty_genius.ogenius.serve.http_shared import (
+    LOAD_HEADER,
+    anthropic_error_response,
+    error_response,
+    json_response,
+    load_headers,
+)
+from rusty_genius.ogenius.serve.http_shared import api as _api
+from rusty_genius.ogenius.serve.http_shared import watch as _watch
+from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error, parse_chat
+from rusty_genius.ogenius.serve.security import is_loopback_name, read_body, split_host
 from rusty_genius.ogenius.serve.service import Service
 from rusty_genius.ogenius.serve.settings import Address
 from rusty_genius.ogenius.serve.ws import PROTOCOL
 
-log = logging.getLogger("rusty_genius.serve")
-
-LOAD_HEADER = b"x-model-load-seconds"
-"""Set when the request waited for the model to (re)load: how long the load took."""
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def json_response(body: object, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
-    return Response(status, headers, Content(b"application/json", dumps(body).encode()))
-
-
-def error_response(error: ApiError) -> Response:
-    return Response(error.status, list(error.headers), Content(b"application/json", error.body()))
-
-
-def anthropic_error_response(error: ApiError) -> Response:
-    status, body = anthropic_api.error_of(error)
-    return Response(status, list(error.headers), Content(b"application/json", body))
-
-
-def _api(handler: Handler, anthropic: bool = False) -> Handler:
-    """Turns ApiError into its response, and anything unexpected into a logged 500, in OpenAI's shape (or
-    Anthropic's)."""
-    respond = anthropic_error_response if anthropic else error_response
-
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except ApiError as err:
-            return respond(err)
-        except Exception:
-            log.exception("%s %s failed", request.method, request.path)
-            return respond(ApiError(500, "internal server error", type="server_error"))
-
-    return wrapped
-
-
-def _watch(request: Request, streams: list[ChatStream]) -> asyncio.Task[None] | None:
-    """Closes ``streams`` when the client disconnects (the body has been read, so receive() only reports that)."""
-    receive = cast("Receive | None", request.scope.get(RECEIVE) if request.scope else None)
-    if receive is None:
-        return None
-
-    async def watch() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        for stream in streams:
-            stream.close()
-
-    return asyncio.get_running_loop().create_task(watch())
-
 
 def _load_headers(choices: Choices) -> list[tuple[bytes, bytes]]:
-    seconds = choices.load_seconds
-    if seconds is None:
-        return []
-    return [(LOAD_HEADER, f"{seconds:.3f}".encode())]
+    return load_headers(choices.load_seconds)
 
 
 class Completions:
@@ -318,9 +280,15 @@ def build(service: Service) -> Application:
         )
 
     router.add_post("/v1/chat/completions", _api(Completions(service)))
+    router.add_post("/chat/completions", _api(Completions(service)))  # llama-server's alias without /v1
+    completions_api.add_routes(router, service)  # /v1/completions, /completions
+    embeddings_api.add_routes(router, service)  # /v1/embeddings, /embeddings
+    tokens_api.add_routes(router, service)  # /tokenize, /detokenize, /apply-template
     router.add_post(anthropic_api.PATH, _api(Messages(service), anthropic=True))
     router.add_post(anthropic_api.PATH + "/count_tokens", _api(Messages(service, counting=True), anthropic=True))
+    responses_http.add_routes(router, service)
     router.add_get("/v1/models", _api(models))
+    router.add_get("/models", _api(models))
     router.add_get("/v1/models/*", _api(model))
     router.add_get("/health", _api(health))
     router.add_get("/v1/ws-info", _api(ws_info))

@@ -6,7 +6,10 @@ Rules:
   served one when it is the listed id, or when facecrab's resolver makes the same model of it (an alias, a repo id,
   with or without the quant); resolving reads models.toml and registry.toml, never the network.
 - Listing and health never wake the model (:meth:`Service.model_card` reads ``Genius.is_loaded``).
-- Every stream a request opens is tracked until it ends, so shutdown can stop them all at once.
+- Every stream a request opens is tracked until it ends, so shutdown can stop them all at once; so is every engine
+  call (embeddings, tokens, templates: :meth:`Service.call`), which shutdown cancels.
+- A raw completion (``prompt``, OpenAI's legacy completions) opens its choices as a chat request does, through
+  :meth:`Genius.generate <rusty_genius.Genius.generate>` instead of ``chat``.
 - A request for ``n`` choices opens n streams at once (the engine batches them): choice i samples with
   ``seed + i`` (wrapping at 2**32) when the request or the server's defaults set a seed, else each draws its own.
   If one cannot be opened, those already opened are closed.
@@ -14,10 +17,12 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from rusty_genius import Brain, ChatStream, Genius, InferenceConfig
 from rusty_genius.core.config import U32_MAX
@@ -25,6 +30,8 @@ from rusty_genius.core.errors import GeniusError
 from rusty_genius.ogenius.flags import ModelChoice
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error
 from rusty_genius.ogenius.serve.settings import ServeSettings
+
+T = TypeVar("T")
 
 
 class Service:
@@ -40,6 +47,7 @@ class Service:
         self.created = _created(choice)
         self.closing = False
         self._streams: set[ChatStream] = set()
+        self._calls: set[asyncio.Task[Any]] = set()
 
     # -- models -------------------------------------------------------------------------------------------------
 
@@ -81,11 +89,14 @@ class Service:
         """Queues a request (its first choice); raises :class:`ApiError` (bad settings, busy, shutting down)."""
         return self._open(request, request.settings)
 
-    def open_choices(self, request: ChatRequest) -> list[ChatStream]:
+    def open_choices(
+        self, request: ChatRequest, *, prompt: str | None = None, suffix: str | None = None
+    ) -> list[ChatStream]:
         """Queues the ``request.n`` choices of a request; raises :class:`ApiError` as :meth:`open` does, after
-        closing the choices already queued."""
+        closing the choices already queued. ``prompt``: a raw completion of it (``request.messages`` unused), with
+        ``suffix`` to fill in the middle."""
         if request.n == 1:
-            return [self.open(request)]
+            return [self._open(request, request.settings, prompt, suffix)]
         seed = request.settings.get("seed", self.defaults.sampling.seed)
         streams: list[ChatStream] = []
         try:
@@ -93,24 +104,60 @@ class Service:
                 settings = (
                     request.settings if seed is None else {**request.settings, "seed": (seed + i) % (U32_MAX + 1)}
                 )
-                streams.append(self._open(request, settings))
+                streams.append(self._open(request, settings, prompt, suffix))
         except BaseException:
             for stream in streams:
                 self.done(stream)
             raise
         return streams
 
-    def _open(self, request: ChatRequest, settings: dict[str, Any]) -> ChatStream:
+    def _open(
+        self, request: ChatRequest, settings: dict[str, Any], prompt: str | None = None, suffix: str | None = None
+    ) -> ChatStream:
         if self.closing:
             raise closing_error()
         self.check_model(request.model)
-        config = self.defaults if request.output is None else dataclasses.replace(self.defaults, output=request.output)
+        config = self.config_of(request)
         try:
-            stream = self.genius.chat(request.messages, config, keep_alive=request.keep_alive, **settings)
+            if prompt is None:
+                stream = self.genius.chat(request.messages, config, keep_alive=request.keep_alive, **settings)
+            else:
+                keep_alive = request.keep_alive
+                stream = self.genius.generate(prompt, config, suffix=suffix, keep_alive=keep_alive, **settings)
         except GeniusError as err:
             raise api_error_of(err, request.params) from None
         self._streams.add(stream)
         return stream
+
+    def config_of(self, request: ChatRequest) -> InferenceConfig:
+        """The server's defaults with the request's tools and answer format (when it sets them)."""
+        return self.defaults if request.output is None else dataclasses.replace(self.defaults, output=request.output)
+
+    async def call(self, model: str | None, work: Callable[[], Awaitable[T]]) -> T:
+        """Runs an engine call of a request naming ``model`` (``work``: an embed, tokenize, template… of
+        ``self.genius``; it loads the model when it is not loaded, and waits its turn in the queue); raises
+        :class:`ApiError` for its errors (``work`` may raise its own, naming the request's fields), 503 while shutting
+        down. Shutdown cancels it."""
+        if self.closing:
+            raise closing_error()
+        self.check_model(model)
+
+        async def run() -> T:
+            return await work()
+
+        task = asyncio.ensure_future(run())
+        self._calls.add(task)
+        try:
+            return await task
+        except GeniusError as err:
+            raise api_error_of(err) from None
+        except asyncio.CancelledError:
+            if self.closing and task.cancelled():
+                raise closing_error() from None
+            raise
+        finally:
+            self._calls.discard(task)
+            task.cancel()
 
     def done(self, stream: ChatStream) -> None:
         """Stops ``stream`` if it still runs and forgets it (call once its request is over, however it ended)."""
@@ -123,6 +170,8 @@ class Service:
         self.closing = True
         for stream in list(self._streams):
             stream.close()
+        for task in list(self._calls):
+            task.cancel()
 
 
 _NAMES_KEPT = 256

@@ -1,0 +1,283 @@
+"""OpenAI's legacy completions, ``POST /v1/completions`` (and ``/completions``, as llama-server serves it): the body
+checked here, run as raw completions (:meth:`Genius.generate <rusty_genius.Genius.generate>`: no chat template), the
+events encoded by :mod:`.completions_encode`. docs/completions-embeddings.md lists what is supported.
+
+Rules:
+- The fields that mean what they mean on chat (sampling, ``max_tokens``, ``stop``, ``n``, ``seed``, ``logit_bias``,
+  ``stream``/``stream_options``, ``response_format``, ``grammar``, ``keep_alive``) are parsed by
+  :func:`~.openai_api.parse_chat`, so every check of the chat path applies; the others are refused or ignored here.
+  ``max_tokens`` defaults to 16, as OpenAI's; ``json_schema`` (llama-server's field) is a ``json_schema``
+  ``response_format``.
+- ``prompt``: a string, a list of strings, token ids, or a list of token-id lists (mixed is fine). Token ids are
+  detokenized to text and the text is what the model continues (it may tokenize differently). Each prompt gets ``n``
+  choices, listed prompt by prompt (choice ``p * n + i``); at most :data:`MAX_COMPLETIONS` in all.
+- ``suffix``: fill in the middle, for models with FIM tokens (others: 400 naming ``suffix``); ``""`` is no suffix.
+- ``echo``: the prompt's text comes first in each choice's ``text``; with ``logprobs``, the prompt's tokens come first
+  too, with null ``token_logprobs`` and ``top_logprobs`` (the engine does not score prompts).
+- ``logprobs``: 0 to 5 alternatives per token (OpenAI's limit), in the legacy shape; ``best_of``: absent or equal to
+  ``n`` (this server returns every completion it generates); ``user`` is accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from blacksheep import Request, Response, Router, StreamedContent
+
+from rusty_genius.core.errors import GeniusError
+from rusty_genius.core.events import Event
+from rusty_genius.ogenius.serve import completions_encode as encode
+from rusty_genius.ogenius.serve.choices import Choices
+from rusty_genius.ogenius.serve.http_shared import api, json_response, load_headers, watch
+from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, closing_error, parse_chat
+from rusty_genius.ogenius.serve.service import Service
+from rusty_genius.ogenius.serve.tokens_api import error_naming, read_json, run_call, token_ids
+
+DEFAULT_MAX_TOKENS = 16
+"""OpenAI's default ``max_tokens`` for completions."""
+MAX_LOGPROBS = 5
+"""The most alternatives per token ``logprobs`` may ask for (OpenAI's limit)."""
+MAX_COMPLETIONS = 16
+"""The most completions one request may ask for: prompts times ``n``."""
+
+_SHARED = (
+    "model", "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty",
+    "seed", "max_tokens", "stop", "n", "stream", "stream_options", "logit_bias", "grammar", "keep_alive",
+    "response_format",
+)  # fmt: skip
+"""The fields parsed as on chat."""
+
+
+@dataclass
+class CompletionRequest:
+    """A checked ``/v1/completions`` body."""
+
+    chat: ChatRequest
+    """Its settings, model, n, stream and format, as a chat request (``messages`` unused)."""
+    prompts: list[str | list[int]]
+    suffix: str | None = None
+    echo: bool = False
+    logprobs: int | None = None
+    texts: list[str] = field(default_factory=list)
+    """Each prompt's text (token prompts detokenized), once :func:`prepare` ran."""
+    echoed: list[list[encode.Entry]] = field(default_factory=list)
+    """With ``echo`` and ``logprobs``: each prompt's tokens, as logprob entries."""
+
+    @property
+    def echoed_logprobs(self) -> bool:
+        return self.echo and self.logprobs is not None
+
+
+def _bad(message: str, param: str) -> ApiError:
+    return ApiError(400, message, param=param)
+
+
+def parse(body: dict[str, Any]) -> CompletionRequest:
+    """Checks a completions body; raises :class:`ApiError` (400) naming the field at fault."""
+    shared = {name: body[name] for name in _SHARED if name in body}
+    schema = body.get("json_schema")
+    if schema is not None:
+        if not isinstance(schema, dict) or "response_format" in body:
+            raise _bad("'json_schema' must be a JSON schema object (and then no 'response_format')", "json_schema")
+        shared["response_format"] = {"type": "json_schema", "json_schema": {"name": "json_schema", "schema": schema}}
+    chat = parse_chat({**shared, "messages": [{"role": "user", "content": ""}]})
+    chat.messages = []
+    if "max_tokens" not in chat.settings:
+        chat.settings["max_tokens"] = DEFAULT_MAX_TOKENS
+        chat.params["max_tokens"] = "max_tokens"
+    request = CompletionRequest(chat, _prompts(body.get("prompt")))
+    if len(request.prompts) * chat.n > MAX_COMPLETIONS:
+        count = f"{len(request.prompts)} prompts with n = {chat.n}"
+        raise _bad(f"{count} make more than {MAX_COMPLETIONS} completions: send fewer per request", "prompt")
+    best_of = body.get("best_of")
+    if best_of is not None and (isinstance(best_of, bool) or best_of != chat.n):
+        raise _bad(
+            f"'best_of' is {best_of!r}: this server returns every completion it makes; leave it out or set it to n",
+            "best_of",
+        )
+    suffix = body.get("suffix")
+    if suffix is not None and not isinstance(suffix, str):
+        raise _bad("'suffix' must be a string", "suffix")
+    request.suffix = suffix or None
+    if request.suffix is None and "" in request.prompts:
+        where = "prompt" if len(request.prompts) == 1 else f"prompt[{request.prompts.index('')}]"
+        raise _bad(f"{where} is empty: give the text the model should continue", where)
+    echo = body.get("echo")
+    if echo is not None and not isinstance(echo, bool):
+        raise _bad("'echo' must be true or false", "echo")
+    request.echo = bool(echo)
+    logprobs = body.get("logprobs")
+    if logprobs is not None:
+        if isinstance(logprobs, bool) or not isinstance(logprobs, int) or not 0 <= logprobs <= MAX_LOGPROBS:
+            raise _bad(f"'logprobs' must be an integer from 0 to {MAX_LOGPROBS}: alternatives per token", "logprobs")
+        request.logprobs = logprobs
+        chat.settings["logprobs"] = logprobs
+        chat.params["logprobs"] = "logprobs"
+    if body.get("user") is not None and not isinstance(body["user"], str):
+        raise _bad("'user' must be a string", "user")
+    return request
+
+
+def _prompts(value: object) -> list[str | list[int]]:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not value:
+        raise _bad("'prompt' must be a string, a list of strings, or token ids (a list, or a list of lists)", "prompt")
+    if all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+        return [token_ids(value, "prompt")]
+    prompts: list[str | list[int]] = []
+    for i, item in enumerate(value):
+        where = f"prompt[{i}]"
+        if isinstance(item, list) and item:
+            prompts.append(token_ids(item, where))
+        elif isinstance(item, str):
+            prompts.append(item)
+        else:
+            raise _bad(f"{where} must be a string or a non-empty list of token ids", where)
+    return prompts
+
+
+async def prepare(service: Service, request: CompletionRequest) -> None:
+    """The engine calls before generating: token prompts detokenized, the suffix checked against the model, and
+    with ``echo`` and ``logprobs`` the prompts' tokens."""
+    genius = service.genius
+    lone = len(request.prompts) == 1
+    for i, prompt in enumerate(request.prompts):
+        if isinstance(prompt, str):
+            request.texts.append(prompt)
+            continue
+        try:
+            request.texts.append(await genius.detokenize(prompt))
+        except GeniusError as err:
+            raise error_naming(err, "prompt" if lone else f"prompt[{i}]") from None
+    try:
+        if request.suffix is not None and not (await genius.model_info()).fill_in_middle:
+            raise _bad("'suffix': this model has no fill-in-the-middle tokens; send the prompt without one", "suffix")
+        if request.echoed_logprobs:
+            for text in request.texts:
+                ids = await genius.tokenize(text, add_special=False)
+                request.echoed.append(encode.prompt_entries(await genius.token_pieces(ids)))
+    except GeniusError as err:
+        raise error_naming(err, "prompt") from None
+
+
+def _error_of(err: GeniusError) -> ApiError:
+    """A generation's error: the engine's RequestError names the suffix or the prompt."""
+    return error_naming(err, "suffix" if "suffix:" in str(err) else "prompt")
+
+
+class Create:
+    """``POST /v1/completions``."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def __call__(self, request: Request) -> Response:
+        service = self.service
+        parsed = parse(await read_json(request, service))
+        chat = parsed.chat
+        if parsed.suffix is not None or parsed.echoed_logprobs or not all(isinstance(p, str) for p in parsed.prompts):
+            await run_call(service, request, chat.model, lambda: prepare(service, parsed))
+        else:
+            await prepare(service, parsed)  # no engine call: the prompts are the texts
+        streams = []
+        try:
+            for text in parsed.texts:
+                streams += service.open_choices(chat, prompt=text, suffix=parsed.suffix)
+        except ApiError as err:
+            for stream in streams:
+                service.done(stream)
+            if err.param == "messages":
+                err.param = "prompt"
+            raise
+        choices = Choices(streams)
+        watcher = watch(request, choices.streams)
+        handed_over = False
+        try:
+            first = await self._next(choices, chat)
+            encoder = encode.Encoder(service.model, parsed.texts, chat.n, parsed.echo, parsed.echoed, parsed.logprobs)
+            headers = load_headers(choices.load_seconds)
+            if chat.stream:
+                headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+                body = self._sse(encoder, chat, choices, first, watcher)
+                response = Response(200, headers, StreamedContent(b"text/event-stream", body))
+                handed_over = True
+                return response
+            events: list[list[Event]] = [[] for _ in range(choices.n)]
+            index, batch = first
+            events[index].extend(batch)
+            while not choices.done:
+                index, batch = await self._next(choices, chat)
+                events[index].extend(batch)
+            return json_response(encoder.completion(events), headers=headers)
+        finally:
+            if not handed_over:
+                _stop(service, choices, watcher)
+
+    async def _next(self, choices: Choices, chat: ChatRequest) -> tuple[int, list[Event]]:
+        """The next batch before the response started: errors become ApiError."""
+        try:
+            index, batch = await choices.next()
+        except GeniusError as err:
+            raise _error_of(err) from None
+        if not batch:  # closed under us: shutdown, or the client left (then nobody reads this)
+            raise closing_error() if self.service.closing else ApiError(499, "the client closed the request")
+        return index, batch
+
+    def _sse(
+        self,
+        encoder: encode.Encoder,
+        chat: ChatRequest,
+        choices: Choices,
+        first: tuple[int, list[Event]],
+        watcher: asyncio.Task[None] | None,
+    ) -> Callable[[], AsyncIterator[bytes]]:
+        """The response body: one write per batch of ready events (BlackSheep wants an async generator function)."""
+        service = self.service
+
+        async def body() -> AsyncIterator[bytes]:
+            index, events = first
+            try:
+                out = encoder.start()
+                while True:
+                    out += encoder.chunk(events, index)
+                    if choices.done:
+                        yield out + encoder.close([end for end in choices.ends if end is not None], chat.include_usage)
+                        return
+                    if out:
+                        yield out
+                    try:
+                        index, events = await choices.next()
+                    except GeniusError as err:
+                        yield encode.error(_error_of(err))
+                        return
+                    if not events:
+                        if service.closing:
+                            yield encode.error(closing_error())
+                        return
+                    out = b""
+            finally:
+                _stop(service, choices, watcher)
+
+        return body
+
+
+def _stop(service: Service, choices: Choices, watcher: asyncio.Task[None] | None) -> None:
+    if watcher is not None:
+        watcher.cancel()
+    choices.close()
+    for stream in choices.streams:
+        service.done(stream)
+
+
+def add_routes(router: Router, service: Service) -> None:
+    """``POST /v1/completions`` and its alias ``/completions`` on the HTTP app's router."""
+    create = api(Create(service))
+    router.add_post("/v1/completions", create)
+    router.add_post("/completions", create)
+
+
+__all__ = ["DEFAULT_MAX_TOKENS", "MAX_COMPLETIONS", "MAX_LOGPROBS", "CompletionRequest", "Create", "add_routes"]

@@ -101,6 +101,12 @@ async def test_apply_template_renders_tools_and_the_open_assistant_turn(fast_gen
     assert "get_time" in prompt and prompt.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
 
 
+async def test_count_tokens_is_the_prompt_usage(fast_genius: Genius) -> None:
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "are you pondering it"}]
+    answer = await fast_genius.complete(messages, max_tokens=1)
+    assert await fast_genius.count_tokens(messages) == answer.usage.prompt_tokens == 6
+
+
 async def test_model_info_reports_pinkys_sizes(fast_genius: Genius) -> None:
     info = await fast_genius.model_info()
     assert (info.context_size, info.vocab_size, info.embedding_size, info.pooling) == (4096, 256, 64, "mean")

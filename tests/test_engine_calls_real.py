@@ -65,6 +65,14 @@ async def test_the_template_is_what_chat_gives_the_model(smol: Genius) -> None:
     assert answer.usage.prompt_tokens == len(await smol.tokenize(prompt))
 
 
+async def test_count_tokens_is_the_prompt_usage_of_the_same_request_with_tools(smol: Genius) -> None:
+    tool = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+    for kwargs in ({}, {"tools": [tool]}, {"tools": [tool], "tool_choice": "required"}):
+        counted = await smol.count_tokens(USER, **kwargs)
+        answer = await smol.complete(USER, max_tokens=1, temperature=0, **kwargs)
+        assert counted == answer.usage.prompt_tokens, kwargs
+
+
 async def test_tokens_round_trip(smol: Genius) -> None:
     ids = await smol.tokenize("Hello world", add_special=False)
     assert await smol.detokenize(ids) == "Hello world"

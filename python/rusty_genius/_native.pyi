@@ -252,6 +252,8 @@ class Engine:
         """The text of the tokens (special tokens as their text, invalid UTF-8 replaced)."""
     def apply_template(self, messages: Sequence[Mapping[str, Any]], config: InferenceConfig) -> Awaitable[str]:
         """The prompt the chat template makes of ``messages`` and ``config`` (tools, reasoning settings)."""
+    def count_tokens(self, messages: Sequence[Mapping[str, Any]], config: InferenceConfig) -> Awaitable[int]:
+        """The tokens the prompt of a chat request takes (its ``usage.prompt_tokens``), without generating."""
     def embed(
         self, inputs: Sequence[str | Sequence[int]], *, normalize: bool = True
     ) -> Awaitable[tuple[list[list[float]], int]]:

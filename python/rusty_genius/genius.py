@@ -418,6 +418,23 @@ class Genius:
         async with self._engine(model) as engine:
             return await engine.apply_template(_wire(messages), config)
 
+    async def count_tokens(
+        self,
+        messages: Sequence[Message],
+        config: InferenceConfig | None = None,
+        *,
+        model: EngineSpec | None = None,
+        tools: Sequence[ToolLike] | None = None,
+        tool_choice: ToolChoiceLike | None = None,
+        response_format: ResponseFormatLike | None = None,
+        **settings: Any,
+    ) -> int:
+        """How many tokens the prompt of :meth:`chat` with these arguments takes (its ``usage.prompt_tokens``),
+        without generating anything: the template with its tools and settings, as the engine would tokenize it."""
+        config = _request_config(config, settings, tools, tool_choice, None, response_format)
+        async with self._engine(model) as engine:
+            return await engine.count_tokens(_wire(messages), config)
+
     async def model_info(self, model: EngineSpec | None = None) -> ModelInfo:
         """What ``model`` (default: the default model) can do; loads it if it is not loaded."""
         async with self._engine(model) as e:

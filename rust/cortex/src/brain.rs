@@ -384,6 +384,26 @@ impl Brain {
         tokens
     }
 
+    /// The tokens of a chat request's prompt, and whether it ends inside an open thought. A constrained request to a
+    /// model whose template can think is pre-opened into its thought (see the module rules).
+    fn chat_tokens(
+        &self,
+        messages: &[ChatMessage],
+        config: &InferenceConfig,
+        constrained: bool,
+    ) -> Result<(Vec<LlamaToken>, bool), CortexError> {
+        let mut prompt = self.render_chat(messages, config)?;
+        let thinking_template = self.jinja.as_ref().is_some_and(ChatTemplate::supports_thinking);
+        if constrained
+            && thinking_template
+            && config.reasoning.enabled != Some(false)
+            && !prompt.trim_end().ends_with("<think>")
+        {
+            prompt.push_str("<think>\n");
+        }
+        Ok((self.tokenize_prompt(&prompt), prompt.trim_end().ends_with("<think>")))
+    }
+
     /// The tokens of a raw prompt: its text as it is, or with a suffix, the model's fill-in-the-middle form
     /// (`[BOS] <fim_pre> text <fim_suf> suffix <fim_mid>`, as llama-server's infill builds it).
     fn raw_tokens(&self, raw: &RawPrompt) -> Result<Vec<LlamaToken>, CortexError> {
@@ -750,18 +770,7 @@ impl Engine for Brain {
         let constraint = self.constraint(config)?;
         let (tokens, think_pre_opened) = match &request.prompt {
             Some(raw) => (self.raw_tokens(raw)?, false),
-            None => {
-                let mut prompt = self.render_chat(&request.messages, config)?;
-                let thinking_template = self.jinja.as_ref().is_some_and(ChatTemplate::supports_thinking);
-                if constraint.is_some()
-                    && thinking_template
-                    && config.reasoning.enabled != Some(false)
-                    && !prompt.trim_end().ends_with("<think>")
-                {
-                    prompt.push_str("<think>\n");
-                }
-                (self.tokenize_prompt(&prompt), prompt.trim_end().ends_with("<think>"))
-            }
+            None => self.chat_tokens(&request.messages, config, constraint.is_some())?,
         };
         if tokens.is_empty() {
             // A decode of no tokens fails in llama.cpp, and a failed decode costs every running sequence its cache.
@@ -843,6 +852,11 @@ impl Engine for Brain {
 
     fn render(&self, messages: &[ChatMessage], config: &InferenceConfig) -> Result<String, CortexError> {
         self.render_chat(messages, config)
+    }
+
+    fn prompt_tokens(&self, messages: &[ChatMessage], config: &InferenceConfig) -> Result<usize, CortexError> {
+        let constrained = crate::constraint::grammar(&config.output, self.tool_format)?.is_some();
+        Ok(self.chat_tokens(messages, config, constrained)?.0.len())
     }
 
     fn embed(&mut self, inputs: &[Vec<i32>], normalize: bool) -> Result<Vec<Vec<f32>>, CortexError> {

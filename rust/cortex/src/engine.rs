@@ -108,6 +108,12 @@ pub trait Engine {
     /// settings, ending with the open assistant turn.
     fn render(&self, messages: &[ChatMessage], config: &InferenceConfig) -> Result<String, CortexError>;
 
+    /// How many tokens the prompt of a chat request of `messages` and `config` takes: what its `usage.prompt_tokens`
+    /// would be, without generating.
+    fn prompt_tokens(&self, messages: &[ChatMessage], config: &InferenceConfig) -> Result<usize, CortexError> {
+        Ok(self.tokenize(&self.render(messages, config)?, true, true)?.len())
+    }
+
     /// One vector per input (token ids from [`Engine::tokenize`], each non-empty and at most `context_size` long,
     /// ids below `vocab_size`: the caller checks, so that its errors can name the input), pooled as the model says,
     /// unit length when `normalize`.

@@ -251,6 +251,11 @@ impl Engine for Pinky {
         Ok(text.bytes().map(i32::from).collect())
     }
 
+    /// As its usage counts them: white-space separated words.
+    fn prompt_tokens(&self, messages: &[ChatMessage], _config: &InferenceConfig) -> Result<usize, CortexError> {
+        Ok(messages.iter().map(|m| m.content.split_whitespace().count()).sum())
+    }
+
     fn pieces(&self, ids: &[i32]) -> Result<Vec<Vec<u8>>, CortexError> {
         ids.iter().map(|&id| Ok(vec![pinky_byte(id)?])).collect()
     }

@@ -70,6 +70,17 @@ pub fn render<'py>(
     awaitable(py, answer(reply))
 }
 
+/// The tokens a chat request's prompt takes (its `usage.prompt_tokens`), without generating.
+pub fn prompt_tokens<'py>(
+    py: Python<'py>,
+    worker: &Worker,
+    messages: Vec<ChatMessage>,
+    config: InferenceConfig,
+) -> PyResult<Bound<'py, PyAny>> {
+    let reply = worker.call(move |engine| engine.prompt_tokens(&messages, &config)).map_err(to_py)?;
+    awaitable(py, answer(reply))
+}
+
 /// The vectors of `inputs` and the tokens they took: `(vectors, prompt_tokens)`.
 pub fn embed<'py>(
     py: Python<'py>,

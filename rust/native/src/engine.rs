@@ -201,6 +201,17 @@ impl PyEngine {
         self.with_worker(|worker| calls::render(py, worker, messages, config))
     }
 
+    /// Awaitable: the tokens the prompt of a chat request of `messages` and `config` takes, without generating.
+    fn count_tokens<'py>(
+        &self,
+        py: Python<'py>,
+        messages: &Bound<'py, PyAny>,
+        config: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (messages, config) = (convert::messages(messages)?, convert::config(config)?);
+        self.with_worker(|worker| calls::prompt_tokens(py, worker, messages, config))
+    }
+
     /// Awaitable: `(vectors, prompt_tokens)` for `inputs` (texts or token-id lists).
     #[pyo3(signature = (inputs, *, normalize=true))]
     fn embed<'py>(

@@ -79,7 +79,7 @@ def _parse(body: dict[str, Any], counting: bool) -> ChatRequest:
     request.model = model or None
     max_tokens = body.get("max_tokens")
     if counting:
-        max_tokens = 1  # count_tokens generates one token and reads the prompt's size (see http.py)
+        max_tokens = 1  # count_tokens generates nothing (see http.py); the setting only needs a valid value
     elif max_tokens is None:
         raise bad("max_tokens: Field required", "max_tokens")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:

@@ -17,8 +17,8 @@ Rules:
 - A client that leaves stops its generation: a task waits on the server's ``receive`` (which reports
   ``http.disconnect``) beside the handler and closes the stream, even while the request waits in the queue or for a
   load. Other clients are never touched.
-- ``count_tokens`` has no way to count without generating: it runs the request with ``max_tokens`` 1 and answers
-  the prompt's token count from the usage (the cached part included).
+- ``count_tokens`` generates nothing: the engine renders the prompt as a chat request would (template, tools,
+  settings) and counts its tokens (``Genius.count_tokens``), waiting its turn between decode steps.
 - No per-token logging; one write per batch of ready events (``ChatStream.batch``, encode.py).
 - ``n`` > 1: the n choices run at once and are read together (choices.py); streamed, their chunks interleave as
   they arrive. One choice failing fails the request (the usual error response, or an SSE ``error`` chunk once
@@ -176,6 +176,8 @@ class Messages:
         except ValueError:
             raise ApiError(400, "the request body is not valid JSON") from None
         chat = anthropic_api.parse(data, counting=self.counting)
+        if self.counting:
+            return json_response({"input_tokens": await self._count(request, chat)})
         choices = Choices([self.service.open(chat)])
         watcher = _watch(request, choices.streams)
         handed_over = False
@@ -192,13 +194,16 @@ class Messages:
             events = list(events)
             while not choices.done:
                 events.extend((await _read(self.service, choices, chat))[1])
-            if self.counting:
-                usage = events[-1].usage
-                return json_response({"input_tokens": usage.prompt_tokens if usage else 0})
             return json_response(anthropic_encode.message(self.service.model, events), headers=_load_headers(choices))
         finally:
             if not handed_over:
                 _stop(self.service, choices, watcher)
+
+    async def _count(self, request: Request, chat: ChatRequest) -> int:
+        genius, config = self.service.genius, self.service.config_of(chat)
+        return await tokens_api.run_call(
+            self.service, request, chat.model, lambda: genius.count_tokens(chat.messages, config, **chat.settings)
+        )
 
     def _sse(
         self, chat: ChatRequest, choices: Choices, first: list[Event], watcher: asyncio.Task[None] | None

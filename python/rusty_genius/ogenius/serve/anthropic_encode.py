@@ -184,3 +184,22 @@ class EventEncoder:
         """An error in the middle of a stream, as Anthropic sends it (the SDK raises it)."""
         _, body = error_of(error)
         return b"event: error\ndata: " + body + b"\n\n"
+
+
+class MessageEncoding:
+    """A message as :mod:`.respond` writes it: :class:`EventEncoder`'s events streamed, :func:`message` whole."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.encoder = EventEncoder(model)
+        self.start = self.encoder.start
+        self.error = self.encoder.error
+
+    def batch(self, index: int, events: Sequence[Event]) -> bytes:
+        return self.encoder.events(events)
+
+    def end(self, ends: Sequence[Event]) -> bytes:
+        return b""  # the last batch wrote message_delta and message_stop
+
+    def whole(self, events: Sequence[Sequence[Event]]) -> dict[str, Any]:
+        return message(self.model, events[0])

@@ -20,19 +20,17 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from blacksheep import Request, Response, Router, StreamedContent
+from blacksheep import Request, Response, Router
 
 from rusty_genius.core.errors import GeniusError
-from rusty_genius.core.events import Event
 from rusty_genius.ogenius.serve import completions_encode as encode
 from rusty_genius.ogenius.serve.choices import Choices
-from rusty_genius.ogenius.serve.http_shared import api, json_response, load_headers, watch
-from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, closing_error, parse_chat
+from rusty_genius.ogenius.serve.http_shared import api
+from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, parse_chat
+from rusty_genius.ogenius.serve.respond import respond
 from rusty_genius.ogenius.serve.service import Service
 from rusty_genius.ogenius.serve.tokens_api import error_naming, read_json, run_call, token_ids
 
@@ -194,83 +192,10 @@ class Create:
                 err.param = "prompt"
             raise
         choices = Choices(streams)
-        watcher = watch(request, choices.streams)
-        handed_over = False
-        try:
-            first = await self._next(choices, chat)
-            encoder = encode.Encoder(service.model, parsed.texts, chat.n, parsed.echo, parsed.echoed, parsed.logprobs)
-            headers = load_headers(choices.load_seconds)
-            if chat.stream:
-                headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-                body = self._sse(encoder, chat, choices, first, watcher)
-                response = Response(200, headers, StreamedContent(b"text/event-stream", body))
-                handed_over = True
-                return response
-            events: list[list[Event]] = [[] for _ in range(choices.n)]
-            index, batch = first
-            events[index].extend(batch)
-            while not choices.done:
-                index, batch = await self._next(choices, chat)
-                events[index].extend(batch)
-            return json_response(encoder.completion(events), headers=headers)
-        finally:
-            if not handed_over:
-                _stop(service, choices, watcher)
-
-    async def _next(self, choices: Choices, chat: ChatRequest) -> tuple[int, list[Event]]:
-        """The next batch before the response started: errors become ApiError."""
-        try:
-            index, batch = await choices.next()
-        except GeniusError as err:
-            raise _error_of(err) from None
-        if not batch:  # closed under us: shutdown, or the client left (then nobody reads this)
-            raise closing_error() if self.service.closing else ApiError(499, "the client closed the request")
-        return index, batch
-
-    def _sse(
-        self,
-        encoder: encode.Encoder,
-        chat: ChatRequest,
-        choices: Choices,
-        first: tuple[int, list[Event]],
-        watcher: asyncio.Task[None] | None,
-    ) -> Callable[[], AsyncIterator[bytes]]:
-        """The response body: one write per batch of ready events (BlackSheep wants an async generator function)."""
-        service = self.service
-
-        async def body() -> AsyncIterator[bytes]:
-            index, events = first
-            try:
-                out = encoder.start()
-                while True:
-                    out += encoder.chunk(events, index)
-                    if choices.done:
-                        yield out + encoder.close([end for end in choices.ends if end is not None], chat.include_usage)
-                        return
-                    if out:
-                        yield out
-                    try:
-                        index, events = await choices.next()
-                    except GeniusError as err:
-                        yield encode.error(_error_of(err))
-                        return
-                    if not events:
-                        if service.closing:
-                            yield encode.error(closing_error())
-                        return
-                    out = b""
-            finally:
-                _stop(service, choices, watcher)
-
-        return body
-
-
-def _stop(service: Service, choices: Choices, watcher: asyncio.Task[None] | None) -> None:
-    if watcher is not None:
-        watcher.cancel()
-    choices.close()
-    for stream in choices.streams:
-        service.done(stream)
+        encoder = encode.Encoder(
+            service.model, parsed.texts, chat.n, parsed.echo, parsed.echoed, parsed.logprobs, chat.include_usage
+        )
+        return await respond(service, request, choices, chat.stream, encoder, _error_of)
 
 
 def add_routes(router: Router, service: Service) -> None:

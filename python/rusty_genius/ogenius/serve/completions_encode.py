@@ -108,8 +108,16 @@ class Encoder:
     """The answer to one completions request: ``n`` choices for each of ``texts`` (the prompts)."""
 
     def __init__(
-        self, model: str, texts: Sequence[str], n: int, echo: bool, echoed: Sequence[list[Entry]], logprobs: int | None
+        self,
+        model: str,
+        texts: Sequence[str],
+        n: int,
+        echo: bool,
+        echoed: Sequence[list[Entry]],
+        logprobs: int | None,
+        include_usage: bool = False,
     ) -> None:
+        self.include_usage = include_usage
         self.id = completion_id()
         self.created = int(time.time())
         self.model = model
@@ -133,7 +141,7 @@ class Encoder:
 
     # -- the whole answer ---------------------------------------------------------------------------------------
 
-    def completion(self, events: Sequence[Sequence[Event]]) -> dict[str, Any]:
+    def whole(self, events: Sequence[Sequence[Event]]) -> dict[str, Any]:
         """The ``text_completion`` object of finished choices (each ends with ``complete``)."""
         choices = []
         for c, choice_events in enumerate(events):
@@ -172,7 +180,7 @@ class Encoder:
             self._chunk([self._part(c, prefix, self.echoed[c])]) for c, prefix in enumerate(self.prefixes) if prefix
         )
 
-    def chunk(self, events: Sequence[Event], index: int) -> bytes:
+    def batch(self, index: int, events: Sequence[Event]) -> bytes:
         """The chunk of a batch of events of choice ``index``, and its finish chunk when the batch ends it."""
         state = self.choices[index]
         text, entries = state.feed(events)
@@ -184,9 +192,11 @@ class Encoder:
             out += self._chunk([part], **extra)
         return out
 
-    def close(self, ends: Sequence[Event], include_usage: bool) -> bytes:
+    error = staticmethod(error)
+
+    def end(self, ends: Sequence[Event]) -> bytes:
         """The usage chunk when asked for, and ``[DONE]``."""
-        usage = self.usage(ends) if include_usage else None
+        usage = self.usage(ends) if self.include_usage else None
         return (self._chunk([], usage=usage) if usage is not None else b"") + encode.DONE
 
 

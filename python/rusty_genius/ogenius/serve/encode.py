@@ -265,3 +265,25 @@ class ChunkEncoder:
     def error(error: ApiError) -> bytes:
         """An error in the middle of a stream, as OpenAI sends it (the official client raises APIError)."""
         return b"data: " + error.body() + b"\n\n"
+
+
+class ChatEncoding:
+    """A chat completion as :mod:`.respond` writes it: :class:`ChunkEncoder`'s chunks streamed (each choice's finish
+    chunk after its last batch), :func:`completion` whole."""
+
+    def __init__(self, model: str, include_usage: bool, choices: int, logprobs: bool) -> None:
+        self.model = model
+        self.logprobs = logprobs
+        self.chunks = ChunkEncoder(model, include_usage, choices, logprobs)
+        self.start = self.chunks.start
+        self.end = self.chunks.close
+        self.error = self.chunks.error
+
+    def batch(self, index: int, events: Sequence[Event]) -> bytes:
+        out = self.chunks.deltas(events, index)
+        if events and events[-1].kind == "complete":
+            out += self.chunks.finish_choice(events[-1], index)
+        return out
+
+    def whole(self, events: Sequence[Sequence[Event]]) -> dict[str, Any]:
+        return completion(self.model, *events, logprobs=self.logprobs)

@@ -11,9 +11,9 @@ served with a strict Content-Security-Policy: its inline script and style by has
 and the WebSocket address it is told).
 
 Rules:
-- Each request is read up to ``--max-body-bytes``, checked (openai_api), then queued. The response starts once the
-  stream's first event arrives, so a full queue, a bad setting or a prompt too long for the context still get a
-  proper status code; an error after that arrives as an SSE ``error`` chunk.
+- Each request is read up to ``--max-body-bytes``, checked (openai_api), then queued; every generating API answers
+  through respond.py: the response starts once the first events arrive, so a full queue, a bad setting or a prompt
+  too long for the context still get a proper status code; an error after that arrives in the stream.
 - A client that leaves stops its generation: a task waits on the server's ``receive`` (which reports
   ``http.disconnect``) beside the handler and closes the stream, even while the request waits in the queue or for a
   load. Other clients are never touched.
@@ -27,19 +27,17 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from importlib.resources import files
 
-from blacksheep import Application, Content, Request, Response, Router, StreamedContent
+from blacksheep import Application, Content, Request, Response, Router
 
 from rusty_genius.core.errors import GeniusError
-from rusty_genius.core.events import Event
 from rusty_genius.ogenius.serve import (
     anthropic_api,
     anthropic_encode,
@@ -58,8 +56,8 @@ from rusty_genius.ogenius.serve.http_shared import (
     load_headers,
 )
 from rusty_genius.ogenius.serve.http_shared import api as _api
-from rusty_genius.ogenius.serve.http_shared import watch as _watch
-from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error, parse_chat
+from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, parse_chat
+from rusty_genius.ogenius.serve.respond import respond
 from rusty_genius.ogenius.serve.security import is_loopback_name, read_body, split_host
 from rusty_genius.ogenius.serve.service import Service
 from rusty_genius.ogenius.serve.settings import Address
@@ -84,82 +82,12 @@ class Completions:
             raise ApiError(400, "the request body is not valid JSON") from None
         chat = parse_chat(data)
         choices = Choices(self.service.open_choices(chat))
-        watcher = _watch(request, choices.streams)
-        handed_over = False
-        try:
-            first = await self._next(choices, chat)
-            if chat.stream:
-                response = Response(
-                    200,
-                    [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"), *_load_headers(choices)],
-                    StreamedContent(b"text/event-stream", self._sse(chat, choices, first, watcher)),
-                )
-                handed_over = True
-                return response
-            events: list[list[Event]] = [[] for _ in range(choices.n)]
-            index, batch = first
-            events[index].extend(batch)
-            while not choices.done:
-                index, batch = await self._next(choices, chat)
-                events[index].extend(batch)
-            answer = encode.completion(self.service.model, *events, logprobs=chat.logprobs)
-            return json_response(answer, headers=_load_headers(choices))
-        finally:
-            if not handed_over:
-                _stop(self.service, choices, watcher)
-
-    async def _next(self, choices: Choices, chat: ChatRequest) -> tuple[int, list[Event]]:
-        return await _read(self.service, choices, chat)
-
-    def _sse(
-        self,
-        chat: ChatRequest,
-        choices: Choices,
-        first: tuple[int, list[Event]],
-        watcher: asyncio.Task[None] | None,
-    ) -> Callable[[], AsyncIterator[bytes]]:
-        """The response body: one write per batch of ready events (BlackSheep wants an async generator function)."""
-        service = self.service
-
-        async def body() -> AsyncIterator[bytes]:
-            encoder = encode.ChunkEncoder(service.model, chat.include_usage, choices.n, chat.logprobs)
-            index, events = first
-            try:
-                out = encoder.start()
-                while True:
-                    out += encoder.deltas(events, index)
-                    if events[-1].kind == "complete":
-                        out += encoder.finish_choice(events[-1], index)
-                        if choices.done:
-                            yield out + encoder.close([end for end in choices.ends if end is not None])
-                            return
-                    if out:
-                        yield out
-                    try:
-                        index, events = await choices.next()
-                    except GeniusError as err:
-                        yield encoder.error(api_error_of(err, chat.params))
-                        return
-                    if not events:
-                        if service.closing:
-                            yield encoder.error(closing_error())
-                        return
-                    out = b""
-            finally:
-                _stop(service, choices, watcher)
-
-        return body
+        encoding = encode.ChatEncoding(self.service.model, chat.include_usage, choices.n, chat.logprobs)
+        return await respond(self.service, request, choices, chat.stream, encoding, _error_of(chat))
 
 
-async def _read(service: Service, choices: Choices, chat: ChatRequest) -> tuple[int, list[Event]]:
-    """The next batch before the response started: errors become ApiError."""
-    try:
-        index, batch = await choices.next()
-    except GeniusError as err:
-        raise api_error_of(err, chat.params) from None
-    if not batch:  # closed under us: shutdown, or the client left (then nobody reads this)
-        raise closing_error() if service.closing else ApiError(499, "the client closed the request")
-    return index, batch
+def _error_of(chat: ChatRequest) -> Callable[[GeniusError], ApiError]:
+    return lambda err: api_error_of(err, chat.params)
 
 
 class Messages:
@@ -179,70 +107,14 @@ class Messages:
         if self.counting:
             return json_response({"input_tokens": await self._count(request, chat)})
         choices = Choices([self.service.open(chat)])
-        watcher = _watch(request, choices.streams)
-        handed_over = False
-        try:
-            _, events = await _read(self.service, choices, chat)
-            if chat.stream:
-                response = Response(
-                    200,
-                    [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"), *_load_headers(choices)],
-                    StreamedContent(b"text/event-stream", self._sse(chat, choices, events, watcher)),
-                )
-                handed_over = True
-                return response
-            events = list(events)
-            while not choices.done:
-                events.extend((await _read(self.service, choices, chat))[1])
-            return json_response(anthropic_encode.message(self.service.model, events), headers=_load_headers(choices))
-        finally:
-            if not handed_over:
-                _stop(self.service, choices, watcher)
+        encoding = anthropic_encode.MessageEncoding(self.service.model)
+        return await respond(self.service, request, choices, chat.stream, encoding, _error_of(chat))
 
     async def _count(self, request: Request, chat: ChatRequest) -> int:
         genius, config = self.service.genius, self.service.config_of(chat)
         return await tokens_api.run_call(
             self.service, request, chat.model, lambda: genius.count_tokens(chat.messages, config, **chat.settings)
         )
-
-    def _sse(
-        self, chat: ChatRequest, choices: Choices, first: list[Event], watcher: asyncio.Task[None] | None
-    ) -> Callable[[], AsyncIterator[bytes]]:
-        service = self.service
-
-        async def body() -> AsyncIterator[bytes]:
-            encoder = anthropic_encode.EventEncoder(service.model)
-            events = first
-            try:
-                out = encoder.start()
-                while True:
-                    out += encoder.events(events)
-                    if out:
-                        yield out
-                    if choices.done:
-                        return
-                    try:
-                        _, events = await choices.next()
-                    except GeniusError as err:
-                        yield encoder.error(api_error_of(err, chat.params))
-                        return
-                    if not events:
-                        if service.closing:
-                            yield encoder.error(closing_error())
-                        return
-                    out = b""
-            finally:
-                _stop(service, choices, watcher)
-
-        return body
-
-
-def _stop(service: Service, choices: Choices, watcher: asyncio.Task[None] | None) -> None:
-    if watcher is not None:
-        watcher.cancel()
-    choices.close()
-    for stream in choices.streams:
-        service.done(stream)
 
 
 def build(service: Service) -> Application:

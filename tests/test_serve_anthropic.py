@@ -153,6 +153,25 @@ def test_count_tokens_counts_the_prompt(pinky: LiveServer) -> None:
 
 
 @pytest.mark.pinky
+def test_a_full_queue_is_529_overloaded_and_an_oversized_body_413_in_anthropic_shape() -> None:
+    args = ("--engine", "pinky", "--pinky-delay", "0.02", "--pinky-tokens", "30", "--max-queue", "1")
+    with live_server(*args, "--max-body-bytes", "4096") as server, client_of(server) as client:
+        with client.messages.stream(model="pinky", max_tokens=64, messages=USER) as running:
+            next(iter(running.text_stream))
+            with pytest.raises(anthropic.APIStatusError) as busy:
+                client.messages.create(model="pinky", max_tokens=8, messages=USER)
+            final = running.get_final_message()
+        with pytest.raises(anthropic.APIStatusError) as big:
+            client.messages.create(model="pinky", max_tokens=8, messages=[{"role": "user", "content": "x" * 5000}])
+    assert busy.value.status_code == 529 and isinstance(busy.value, anthropic.InternalServerError)
+    assert busy.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+    assert busy.value.response.headers["retry-after"] == "1"
+    assert final.stop_reason == "end_turn" and final.content[-1].text.count("Narf!") == 30  # type: ignore[union-attr]
+    assert big.value.status_code == 413
+    assert big.value.body["error"]["type"] == "request_too_large"  # type: ignore[index]
+
+
+@pytest.mark.pinky
 def test_x_api_key_is_accepted_and_a_wrong_key_is_an_authentication_error() -> None:
     with live_server("--engine", "pinky", "--pinky-delay", "0", "--api-key", "sekrit") as server:
         with client_of(server, "sekrit") as client:

@@ -68,3 +68,33 @@ def test_a_gbnf_grammar_shapes_the_answer_and_a_bad_one_is_a_400(server: LiveSer
             model="SmolLM2-135M-Instruct.Q4_1.gguf", messages=USER, max_tokens=2
         ).choices
     assert "Traceback" not in server.log()
+
+
+def test_a_streamed_prompt_over_the_context_is_a_400_from_create_on_every_api() -> None:
+    """The engine admits a request (template applied, prompt counted) before the server answers 200, so a streamed
+    request that cannot fit gets the same 400 as a plain one, raised by ``create`` as ``BadRequestError``."""
+    import anthropic
+
+    long = "word " * 200
+    model = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    with live_server("--model", str(smollm2_path()), "--context-size", "64", "--no-unload") as live:
+        with openai.OpenAI(base_url=live.base_url, api_key="unused", max_retries=0) as client:
+            calls = {
+                "messages": lambda: client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": long}], stream=True
+                ),
+                "prompt": lambda: client.completions.create(model=model, prompt=long, stream=True),
+                "input": lambda: client.responses.create(model=model, input=long, stream=True),
+            }
+            for param, call in calls.items():
+                with pytest.raises(openai.BadRequestError) as bad:
+                    call()
+                assert bad.value.code == "context_length_exceeded" and bad.value.param == param
+                assert "the context holds 64" in bad.value.message
+        with anthropic.Anthropic(base_url=live.http, api_key="unused", max_retries=0) as claude:
+            with pytest.raises(anthropic.BadRequestError) as refused:
+                with claude.messages.stream(
+                    model=model, max_tokens=8, messages=[{"role": "user", "content": long}]
+                ) as stream:
+                    list(stream.text_stream)
+            assert "the context holds 64" in str(refused.value)

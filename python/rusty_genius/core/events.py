@@ -2,7 +2,8 @@
 
 Every event has ``kind``; ``thought_delta`` and ``content`` carry ``text``; ``complete`` carries
 ``finish_reason`` (``"stop"``, ``"length"``, ``"cancelled"`` or ``"tool_calls"``), ``usage`` and ``timings``. Order:
-``process_start``, then any thought blocks (``thought_start``, ``thought_delta``…, ``thought_stop``), ``content``
+``process_start`` (once the engine admitted the request: a prompt too long for the context raises before it), then
+any thought blocks (``thought_start``, ``thought_delta``…, ``thought_stop``), ``content``
 deltas and tool calls, then ``complete`` — unless an error ends the stream, in which case iteration raises a
 :class:`GeniusError`.
 

@@ -1,6 +1,7 @@
 //! The event protocol: what one generation tells its caller, in order.
 //!
-//! Rules: `ProcessStart` comes first, when the worker picks the request up. A thought is `Start`, any number of
+//! Rules: `ProcessStart` comes first, once the engine has admitted the request (a request it refuses, e.g. a prompt
+//! too long for the context, ends with its error as the first item). A thought is `Start`, any number of
 //! non-empty `Delta`s, then `Stop`. `Content` is never empty. `TokenLogprob` (only when the request asked for
 //! logprobs) comes for each answer token, in generation order, before the text that token completes. `Complete` is the last event of a stream that was not
 //! ended by an error; after an error nothing follows. A stream's channel carries [`StreamItem`]s: an event, or the

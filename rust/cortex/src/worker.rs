@@ -364,11 +364,15 @@ fn admit(engine: &mut dyn Engine, job: Job, free: &[usize], shared: &Shared) -> 
     let stats = &shared.stats;
     stats.begin_request();
     let mut out = Generation::new(&job.request, job.tx.clone(), job.cancel.clone(), Arc::clone(stats));
-    if !out.start() {
-        stats.end_request();
-        return Admitted::Ended(None);
-    }
+    // `ProcessStart` follows a successful admission (template applied, prompt counted against the context), so a
+    // request the engine refuses ends with its error as the first item: servers can still answer it with a status.
     match catch_unwind(AssertUnwindSafe(|| engine.admit(&job.request, free, &mut out))) {
+        Ok(Ok(slot)) if !out.start() => {
+            // The reader left while the engine admitted it.
+            engine.release(slot);
+            stats.end_request();
+            Admitted::Ended(None)
+        }
         Ok(Ok(slot)) => {
             lock(&shared.current).push((slot, job.cancel.clone(), job.tx.clone()));
             // Re-check after publishing the token: `close` may have run between the first check and the push.

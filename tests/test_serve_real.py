@@ -3,7 +3,7 @@ JSON and SSE, and the KV cache reported as cached prompt tokens."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
@@ -79,7 +79,7 @@ def test_a_streamed_prompt_over_the_context_is_a_400_from_create_on_every_api() 
     model = "SmolLM2-135M-Instruct.Q4_1.gguf"
     with live_server("--model", str(smollm2_path()), "--context-size", "64", "--no-unload") as live:
         with openai.OpenAI(base_url=live.base_url, api_key="unused", max_retries=0) as client:
-            calls = {
+            calls: dict[str, Callable[[], object]] = {
                 "messages": lambda: client.chat.completions.create(
                     model=model, messages=[{"role": "user", "content": long}], stream=True
                 ),

@@ -3,12 +3,14 @@
 ``with live_server("--engine", "pinky") as server:`` starts it with ``--addr 127.0.0.1:0 --ws-addr 127.0.0.1:0``,
 waits for its two startup lines (which name the ports it got), and stops it on the way out (SIGTERM, then kill).
 Its stderr is collected line by line in a thread, so tests can wait for log lines such as the NOTICE of a reload.
+``open_files=N`` lowers the server's limit of open files (RLIMIT_NOFILE) to N, to run it out of descriptors cheaply.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 SERVE = [sys.executable, "-m", "rusty_genius.ogenius.serve"]
 _HTTP = re.compile(r"on (http://\S+?)/v1 ")
@@ -81,9 +84,11 @@ class LiveServer:
                 self.lines.append(line)
 
 
-def start(args: Sequence[str], env: dict[str, str] | None = None) -> LiveServer:
+def start(args: Sequence[str], env: dict[str, str] | None = None, open_files: int | None = None) -> LiveServer:
     """Starts ``ogenius serve`` with ``args`` (no listener flags: free ports are added unless given)."""
     argv = list(args)
+    # Runs in the child between fork and exec: one system call, nothing that could wait on a lock.
+    limit = None if open_files is None else partial(resource.setrlimit, resource.RLIMIT_NOFILE, (open_files,) * 2)
     if "--addr" not in argv:
         argv += ["--addr", "127.0.0.1:0"]
     if "--ws-addr" not in argv:
@@ -95,6 +100,7 @@ def start(args: Sequence[str], env: dict[str, str] | None = None) -> LiveServer:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},
+        preexec_fn=limit,
     )
     server = LiveServer(proc)
     server._reader = threading.Thread(target=server._read, daemon=True)
@@ -103,8 +109,10 @@ def start(args: Sequence[str], env: dict[str, str] | None = None) -> LiveServer:
 
 
 @contextmanager
-def live_server(*args: str, env: dict[str, str] | None = None, timeout: float = 30.0) -> Iterator[LiveServer]:
-    server = start(args, env)
+def live_server(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30.0, open_files: int | None = None
+) -> Iterator[LiveServer]:
+    server = start(args, env, open_files)
     try:
         if not server.wait_for_log("WebSocket on ", timeout):
             raise RuntimeError(f"ogenius serve did not start (exit {server.proc.poll()}):\n{server.log()}")

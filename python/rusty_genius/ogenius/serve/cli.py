@@ -16,7 +16,10 @@ import sys
 from rusty_genius import KeepAlive, Pinky, strategy_of
 from rusty_genius.ogenius.flags import ModelChoice, add_inference_flags, bounded, config_of, resolve_model
 from rusty_genius.ogenius.serve.settings import (
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_BODY,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RESPONSES_STORE,
     DEFAULT_RESPONSES_STORE_BYTES,
     Address,
@@ -83,6 +86,20 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         "--max-body-bytes", type=bounded(int, 1024, None, "at least 1024"), default=DEFAULT_MAX_BODY, metavar="N",
         help=f"largest request body and WebSocket message (default {DEFAULT_MAX_BODY})",
     )  # fmt: skip
+    security.add_argument(
+        "--header-timeout", type=bounded(int, 1, 3600, "1 to 3600 seconds"), default=DEFAULT_HEADER_TIMEOUT,
+        metavar="SECONDS", help="close a connection that has not sent a request's headers within this "
+        f"(default {DEFAULT_HEADER_TIMEOUT}; docs/limits.md)",
+    )  # fmt: skip
+    security.add_argument(
+        "--idle-timeout", type=bounded(int, 1, 3600, "1 to 3600 seconds"), default=DEFAULT_IDLE_TIMEOUT,
+        metavar="SECONDS", help="close a kept-alive HTTP connection idle this long; ping WebSockets this often and "
+        f"close one that does not answer within as long (default {DEFAULT_IDLE_TIMEOUT})",
+    )  # fmt: skip
+    security.add_argument(
+        "--max-connections", type=bounded(int, 1, None, "1 or more"), default=DEFAULT_MAX_CONNECTIONS, metavar="N",
+        help=f"open connections per listener; more get 503 and are closed (default {DEFAULT_MAX_CONNECTIONS})",
+    )  # fmt: skip
     life.add_argument(
         "--responses-store", type=bounded(int, 0, None, "0 or more"), default=DEFAULT_RESPONSES_STORE, metavar="N",
         help="Responses API responses kept for previous_response_id, least recently used dropped first "
@@ -130,6 +147,9 @@ def settings_of(args: argparse.Namespace) -> ServeSettings:
         max_body=args.max_body_bytes,
         responses_store=args.responses_store,
         responses_store_bytes=args.responses_store_bytes,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
+        max_connections=args.max_connections,
     )
 
 

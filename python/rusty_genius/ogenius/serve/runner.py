@@ -8,6 +8,8 @@ Rules:
   the runner handles them: the first signal refuses new requests, closes every running stream and asks both
   servers to exit; a second one forces them out.
 - If either server stops on its own, the other is stopped too.
+- Both listeners run under the connection limits of limits.py (header and idle timeouts, a cap per listener), and
+  the loop logs accept errors through :class:`~limits.AcceptErrors` (one line per interval, never a traceback).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import socket
 from collections.abc import Callable, Generator
@@ -25,6 +28,7 @@ import uvicorn
 from rusty_genius import CortexStrategy, Genius, InferenceConfig
 from rusty_genius.ogenius.flags import ModelChoice
 from rusty_genius.ogenius.serve import http, ws
+from rusty_genius.ogenius.serve.limits import AcceptErrors, LimitedConfig
 from rusty_genius.ogenius.serve.security import Guard, Policy
 from rusty_genius.ogenius.serve.service import Service
 from rusty_genius.ogenius.serve.settings import Address, ServeSettings
@@ -33,6 +37,8 @@ log = logging.getLogger("rusty_genius.serve")
 
 GRACE_SECONDS = 5
 """How long a shutdown waits for connections to finish before cutting them."""
+SPARE_FILES = 64
+"""Open files the process needs besides its connections (listeners, the model, pipes, the event loop)."""
 
 
 class BindError(OSError):
@@ -66,8 +72,13 @@ def bind(addr: Address, flag: str) -> socket.socket:
 
 
 def _config(app: Any, settings: ServeSettings, websocket: bool) -> uvicorn.Config:
-    return uvicorn.Config(
+    return LimitedConfig(
         app,
+        header_timeout=settings.header_timeout,
+        max_connections=settings.max_connections,
+        timeout_keep_alive=settings.idle_timeout,
+        ws_ping_interval=settings.idle_timeout,  # a WebSocket peer that is gone is noticed by its missing pong
+        ws_ping_timeout=settings.idle_timeout,
         lifespan="off",  # the runner starts and stops the apps and the Genius itself
         log_config=None,
         access_log=False,  # no per-request logging; never a header (the API key) in a log
@@ -78,6 +89,18 @@ def _config(app: Any, settings: ServeSettings, websocket: bool) -> uvicorn.Confi
         ws_per_message_deflate=False,  # token frames are tiny; compressing each costs more than it saves
         timeout_graceful_shutdown=GRACE_SECONDS,
     )
+
+
+def _check_open_files(settings: ServeSettings) -> None:
+    """Warns when both listeners at their cap could need more descriptors than the process may open: accepts then
+    fail (and are retried) before the cap's 503 can answer."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    needed = 2 * settings.max_connections + SPARE_FILES
+    if soft != resource.RLIM_INFINITY and needed > soft:
+        log.warning(
+            "--max-connections %d on two listeners may need %d open files, more than this process may open (%d): "
+            "raise the limit (ulimit -n) or lower --max-connections", settings.max_connections, needed, soft,
+        )  # fmt: skip
 
 
 class Listeners:
@@ -128,7 +151,9 @@ async def _main(
     on_ready: Callable[[ServeSettings], None],
 ) -> int:
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(AcceptErrors())
     settings = listeners.settings
+    _check_open_files(settings)
     async with genius:
         service = Service(genius, choice, defaults, settings)
         policy = Policy(settings)

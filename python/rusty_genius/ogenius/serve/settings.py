@@ -17,6 +17,15 @@ DEFAULT_RESPONSES_STORE = 1000
 """Default number of finished Responses API responses kept for ``previous_response_id`` (responses_store.py)."""
 DEFAULT_RESPONSES_STORE_BYTES = 128 * 1024 * 1024
 """Default cap on the bytes those stored responses take."""
+DEFAULT_HEADER_TIMEOUT = 10
+"""Default seconds a connection has to finish sending a request's headers (limits.py)."""
+DEFAULT_IDLE_TIMEOUT = 30
+"""Default seconds a kept-alive HTTP connection may wait for its next request; also the WebSocket ping interval and
+the wait for its pong. Longer than common clients' own keep-alive (httpx: 5 s), so they close first, never racing
+a request against the server's close."""
+DEFAULT_MAX_CONNECTIONS = 256
+"""Default cap on open connections per listener: two listeners at the cap stay well within the usual limit of
+1024 open files."""
 
 
 class AddressError(ValueError):
@@ -90,6 +99,10 @@ class ServeSettings:
     """Most Responses API responses kept (least recently used evicted first); 0 keeps none."""
     responses_store_bytes: int = DEFAULT_RESPONSES_STORE_BYTES
     """Most bytes the kept responses take (their JSON size, conversations included)."""
+    header_timeout: int = DEFAULT_HEADER_TIMEOUT
+    idle_timeout: int = DEFAULT_IDLE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    """Per listener; connections over it get 503 and are closed (limits.py)."""
 
     def check(self) -> None:
         """Refuses what the security posture forbids (DESIGN.md §6)."""
@@ -105,6 +118,13 @@ class ServeSettings:
                 )
         if self.max_body < 1024:
             raise AddressError(f"--max-body-bytes {self.max_body}: must be at least 1024")
+        for flag, value in (
+            ("--header-timeout", self.header_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--max-connections", self.max_connections),
+        ):
+            if value < 1:
+                raise AddressError(f"{flag} {value}: must be at least 1")
 
     def bound(self, http_port: int, ws_port: int) -> ServeSettings:
         """These settings with the ports actually bound (port 0 asks the system for one)."""

@@ -145,8 +145,10 @@ async def test_async_streaming_on_the_real_engine(brain: Genius) -> None:
 def test_a_prompt_longer_than_the_context_names_both_sizes() -> None:
     with Genius(engine=Brain(model_path=smollm2_path(), threads=2, context_size=64)) as g:
         long = [{"role": "user", "content": "tell me about colors " * 40}]
-        with pytest.raises(ContextOverflowError, match=r"the prompt is \d+ tokens but the context holds 64"):
+        with pytest.raises(ContextOverflowError, match=r"the prompt is \d+ tokens but the context holds 64") as over:
             run(g, long, max_tokens=4)
+        assert over.value.context_size == 64 and over.value.prompt_tokens is not None
+        assert f"the prompt is {over.value.prompt_tokens} tokens" in str(over.value)
         assert content(run(g, QUESTION, temperature=0, max_tokens=4))
 
 

@@ -4,6 +4,7 @@
 //! checked by `validate()` and an out-of-range value names the field, the value and the accepted range.
 
 use crate::error::CortexError;
+use crate::gbnf;
 
 /// Most stop strings one request may carry.
 pub const MAX_STOP_STRINGS: usize = 16;
@@ -311,6 +312,16 @@ impl Sampling {
                 "must be a non-empty GBNF grammar of at most 64 KiB",
             ));
         }
+        // llama.cpp parses a grammar recursively, a level of stack per group (see the gbnf module).
+        if let Some(depth) = self.grammar.as_deref().map(gbnf::nesting)
+            && depth > gbnf::MAX_GRAMMAR_NESTING
+        {
+            return Err(CortexError::invalid(
+                "grammar",
+                format!("{depth} nested groups"),
+                "groups ( ... ) may nest at most 128 deep",
+            ));
+        }
         self.validate_logit_bias()
     }
 
@@ -374,6 +385,17 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         InferenceConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_grammar_nested_past_the_limit_is_refused_before_llama_cpp_parses_it() {
+        let nested = |n: usize| Sampling {
+            grammar: Some(format!("root ::= {}\"a\"{}", "(".repeat(n), ")".repeat(n))),
+            ..Default::default()
+        };
+        nested(gbnf::MAX_GRAMMAR_NESTING).validate().unwrap();
+        let err = nested(gbnf::MAX_GRAMMAR_NESTING + 1).validate().unwrap_err();
+        assert_eq!(err.to_string(), "invalid grammar = 129 nested groups: groups ( ... ) may nest at most 128 deep");
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!   thinking model thinks freely (`pipeline::Generation::in_thought`).
 //! - Raw GBNF grammars (`Sampling::grammar`) stay with llama.cpp's own grammar sampler; they are not compiled here.
 //!
-//! Layering: references `config`, `error` and `tools` (for the call syntax of each model family).
+//! Layering: references `config`, `error`, `schema_depth` (a schema's expanded depth, checked before llguidance
+//! recurses through it) and `tools` (for the call syntax of each model family).
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use toktrie::{ApproximateTokEnv, TokEnv};
 
 use crate::config::{Output, ResponseFormat, ToolChoice, ToolSpec};
 use crate::error::CortexError;
+use crate::schema_depth;
 use crate::tools::ToolFormat;
 
 /// How every constrained JSON value is written (llguidance's `x-guidance` options).
@@ -107,6 +109,12 @@ fn compile_check(grammar: TopLevelGrammar) -> Result<(), String> {
 fn parse_schema(text: &str, field: &'static str, where_: &str) -> Result<Value, CortexError> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| CortexError::invalid_output(field, where_, format!("not JSON ({e})")))?;
+    // llguidance recurses per level and per $ref followed: a long chain of references would overflow the stack.
+    if !schema_depth::within(&value, schema_depth::MAX_SCHEMA_DEPTH) {
+        let limit = schema_depth::MAX_SCHEMA_DEPTH;
+        let what = format!("nests deeper than {limit} levels once its $refs are expanded; flatten it");
+        return Err(CortexError::invalid_output(field, where_, what));
+    }
     match value {
         Value::Object(_) => Ok(value),
         // JSON Schema allows `true` (anything); llguidance takes it too.

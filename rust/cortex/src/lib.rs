@@ -6,10 +6,10 @@
 //!   pieces, and `<think>` tags split anywhere (see [`pipeline`]).
 //! - Every engine runs on its own OS thread ([`worker`]); callers talk to it over channels only.
 //! - No module refers to one that refers back to it (`scripts/check_imports.py` checks). From the bottom up:
-//!   `error`, and `logprob` (pure arithmetic); `event`, `config`, `cancel`, `stats` and the text stages (`utf8`,
-//!   `stop`, `think`, and `tools` beside `think`: it reads `event` and `stop` only); `request`, and `template` beside
-//!   it (it reads `request`, `config` and `error` only); `pipeline`; `engine`; the engines (`pinky`, `brain`, with
-//!   `gguf`) and `worker`.
+//!   `error`, `logprob` (pure arithmetic), `gbnf` and `schema_depth` (scans of a grammar's text, a schema's depth);
+//!   `event`, `config`, `cancel`, `stats` and the text stages (`utf8`, `stop`, `think`, and `tools` beside `think`:
+//!   it reads `event` and `stop` only); `request`, and `template` beside it (it reads `request`, `config` and `error`
+//!   only); `pipeline`; `engine`; the engines (`pinky`, `brain`, with `gguf`) and `worker`.
 //!   Modules name each other by their own paths (`crate::worker::Worker`), not through the re-exports below, which
 //!   are for other crates.
 
@@ -23,11 +23,13 @@ pub mod embedding;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod gbnf;
 pub mod gguf;
 pub mod logprob;
 pub mod pinky;
 pub mod pipeline;
 pub mod request;
+pub mod schema_depth;
 pub mod stats;
 pub mod stop;
 pub mod template;

@@ -304,6 +304,35 @@ def test_api_errors_take_the_field_from_the_error_not_its_message() -> None:
     assert api_error_of(ConfigError("invalid top_p = 0: must be in (0, 1]")).param is None
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"seed": 10**30}, "invalid seed = 1000000000000000000000000000000: must be between 0 and 4294967295, or None"),
+        ({"max_tokens": 10**5000}, "invalid max_tokens = an integer of more than 4300 digits: must be at least 1"),
+        ({"seed": 1.5}, "invalid seed: a float is not accepted: an integer is, and it must be between 0 and"),
+        ({"top_k": None}, "invalid top_k: None is not accepted: an integer is, and it must be 0 (disabled) or more"),
+        ({"stop": ("a", "\ud800")}, "stop[1] holds a lone surrogate (U+D800); send valid Unicode text"),
+        ({"grammar": "root ::= \udfff"}, "grammar holds a lone surrogate (U+DFFF); send valid Unicode text"),
+        ({"temperature": "hot"}, "invalid temperature: a str is not accepted: must be a number"),
+    ],
+)
+def test_the_engines_check_says_what_is_wrong_in_words_not_pythons_exceptions(
+    settings: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        InferenceConfig.of(**settings)
+    text = str(refused.value)
+    assert text.startswith(message) and refused.value.field == next(iter(settings)), text
+    assert "Error" not in text and "not accepted (" not in text
+
+
+def test_the_schemas_check_takes_integers_of_any_size() -> None:
+    for name, value in (("temperature", 10**400), ("seed", -(10**30)), ("top_p", 10**5000)):
+        with pytest.raises(ConfigError, match=f"invalid {name} = ") as refused:
+            SETTINGS[name].check(value)
+        assert refused.value.field == name
+
+
 # -- equal defaults with and without settings -------------------------------------------------------------------
 
 

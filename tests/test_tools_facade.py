@@ -214,9 +214,9 @@ def test_response_formats_in_every_form() -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (42, "a int is not accepted"),
+        (42, "an integer is not accepted"),
         ({"type": "json_schema"}, "json_schema: must be an object"),
-        ({"type": "json_schema", "json_schema": {"name": 1, "schema": {}}}, "name: must be a str"),
+        ({"type": "json_schema", "json_schema": {"name": 1, "schema": {}}}, "name: must be a string"),
         ({"type": "json_schema", "json_schema": {"name": "n", "schema": []}}, "schema: must be a JSON schema"),
         ({"type": "json_schema", "json_schema": {"schema": {}, "strict": "yes"}}, "strict: must be true or false"),
     ],

@@ -49,7 +49,13 @@ class RequestError(GeniusError):
     """A chat request is malformed (messages, roles)."""
 
 class ContextOverflowError(RequestError):
-    """The prompt does not fit the context window (the message names both sizes)."""
+    """The prompt does not fit the context window: ``prompt_tokens`` and ``context_size`` give both sizes (the
+    message names them too). Both are None on an error raised without them (e.g. by hand)."""
+
+    prompt_tokens: int | None
+    """The prompt's tokens (the template applied)."""
+    context_size: int | None
+    """The most tokens the conversation may fill: the context window, or the request's smaller ``context_size``."""
 
 class ModelLoadError(GeniusError):
     """A model file is missing, not GGUF, truncated or corrupted, or llama.cpp refused it."""

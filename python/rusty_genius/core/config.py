@@ -33,7 +33,11 @@ U32_MAX = 2**32 - 1
 
 
 def _num(value: float) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A number for a message: ``0.8``, ``42``; an integer too long to read whole as its number of digits."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    digits = len(str(abs(value))) if abs(value).bit_length() < 14_000 else None  # str() refuses past ~4300 digits
+    return str(value) if digits is not None and digits <= 40 else f"an integer of {digits or 'over 4300'} digits"
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,12 @@ class Range:
     high_open: bool = False
 
     def __contains__(self, value: object) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        # An int is compared exactly (math.isnan would convert it to a float, which fails past 1e308).
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (isinstance(value, float) and math.isnan(value))
+        ):
             return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
@@ -185,7 +194,7 @@ def _logit_bias(value: object) -> LogitBias:
         items = value
     else:
         raise ConfigError(
-            f"invalid logit_bias: a {type(value).__name__} is not accepted (must be a mapping of token id to bias)",
+            f"invalid logit_bias: a {type(value).__name__} is not accepted: must be a mapping of token id to bias",
             field="logit_bias",
         )
     out: dict[int, float] = {}
@@ -351,12 +360,12 @@ class Setting:
                 return value
         elif self.numeric:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                if self.kind is int and not (isinstance(value, int) or (math.isfinite(value) and value.is_integer())):
+                finite = isinstance(value, int) or math.isfinite(value)  # an int is; math.isfinite(10**400) raises
+                if self.kind is int and not (isinstance(value, int) or (finite and value.is_integer())):
                     raise ConfigError(f"invalid {self.name} = {value}: must be an integer", field=self.name)
-                value = self.kind(value) if math.isfinite(value) else value
                 if self._in_range(value):
-                    return value
-                raise ConfigError(f"invalid {self.name} = {value}: must be {self.accepted()}", field=self.name)
+                    return self.kind(value)
+                raise ConfigError(f"invalid {self.name} = {_num(value)}: must be {self.accepted()}", field=self.name)
         elif self.kind is tuple:
             if isinstance(value, str):
                 return (value,)
@@ -369,12 +378,12 @@ class Setting:
                 return value
             raise ConfigError(f"invalid {self.name} = {value!r}: must be {self.accepted()}", field=self.name)
         raise ConfigError(
-            f"invalid {self.name}: a {type(value).__name__} is not accepted (must be {self.accepted()})",
+            f"invalid {self.name}: a {type(value).__name__} is not accepted: must be {self.accepted()}",
             field=self.name,
         )
 
     def _in_range(self, value: float) -> bool:
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             return False
         if self.kind is int and not 0 <= value <= U32_MAX:
             return False

@@ -8,7 +8,7 @@ class too (it imports it when it first raises one)::
     ├── BusyError          a model's request queue is full
     ├── ConfigError        a setting is out of range or of the wrong type (``field``: which setting)
     ├── RequestError       the chat messages are malformed
-    │   └── ContextOverflowError   the prompt does not fit the context window
+    │   └── ContextOverflowError   the prompt does not fit the context window (``prompt_tokens``, ``context_size``)
     ├── ModelLoadError     a model file is missing, not GGUF, truncated or corrupted
     ├── ModelNotFoundError the hub has no such repo, or no GGUF for it
     │   ├── UnknownModelError    a model name that names nothing (also a ConfigError; close matches as data)
@@ -19,6 +19,7 @@ class too (it imports it when it first raises one)::
         └── EngineClosedError   the engine was closed
 """
 
+import json
 from collections.abc import Sequence
 
 from rusty_genius._native import (
@@ -46,6 +47,31 @@ class ConfigError(GeniusError):
         super().__init__(message)
         self.field = field
         self.path = path
+
+
+# -- how messages name a caller's values ---------------------------------------------------------------------------
+# A setting or tool may come from Python code or from a server's JSON request, so messages speak of values in JSON's
+# words (an object, a string, null), which read right to both, never in Python's (a dict, a str, None).
+
+_KINDS = {dict: "an object", list: "a list", tuple: "a list", str: "a string", bool: "a boolean", int: "an integer",
+          float: "a number", type(None): "null"}  # fmt: skip
+
+
+def kind_of(value: object) -> str:
+    """What ``value`` is, with its article, as a message says it: ``"an object"``, ``"a string"``, ``"null"``; a
+    class name for anything that is not a JSON type (``"a Path"``)."""
+    return _KINDS.get(type(value), f"a {type(value).__name__}")
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``value`` quoted for a message: a string as the messages quote names (``'auto'``), anything else as JSON
+    (``null``, ``true``, ``{"a": 1}``) where it is JSON; cut to ``limit`` characters so a message never echoes a
+    whole payload."""
+    try:
+        text = repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):  # not JSON data (a Python object, a cycle)
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class BusyError(GeniusError):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rusty_genius import _native
-from rusty_genius.core.errors import ConfigError
+from rusty_genius.core.errors import ConfigError, kind_of, shown
 from rusty_genius.core.events import Event
 
 TOOL_CHOICES = ("auto", "none", "required")
@@ -37,10 +37,6 @@ _NAMES = "must be 1 to 64 letters, digits, '_' or '-'"
 
 def _empty_object() -> dict[str, Any]:
     return {"type": "object", "properties": {}}
-
-
-def _type_name(value: object) -> str:
-    return type(value).__name__
 
 
 def _bad(field: str, path: str, what: str) -> ConfigError:
@@ -60,12 +56,12 @@ class Tool:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
-            raise ConfigError(f"invalid tool name: a {_type_name(self.name)} is not a str", field="tools")
+            raise ConfigError(f"invalid tool name: {kind_of(self.name)} is not a string", field="tools")
         if self.description is not None and not isinstance(self.description, str):
             raise ConfigError(f"invalid {self.name}.description: must be a str or None", field="tools")
         if not isinstance(self.parameters, Mapping):
             raise ConfigError(
-                f"invalid {self.name}.parameters: must be a JSON schema object, not {_type_name(self.parameters)}",
+                f"invalid {self.name}.parameters: must be a JSON schema object, not {kind_of(self.parameters)}",
                 field="tools",
             )
         # A plain dict: the engine serialises it with json.dumps.
@@ -82,11 +78,11 @@ class Tool:
             raise _bad(
                 "tools",
                 where,
-                f"a tool must be an object with 'type': 'function' and 'function', not a {_type_name(tool)}",
+                f"a tool must be an object with 'type': 'function' and 'function', not {kind_of(tool)}",
             )
         kind = tool.get("type")
         if kind not in (None, "function"):
-            raise _bad("tools", f"{where}.type", f"only 'function' tools are supported, not {kind!r}")
+            raise _bad("tools", f"{where}.type", f"only 'function' tools are supported, not {shown(kind)}")
         if "function" in tool or (kind is not None and "name" not in tool):
             function = tool.get("function")
             where = f"{where}.function"
@@ -98,10 +94,10 @@ class Tool:
             raise _bad("tools", where, "a tool needs 'type': 'function' and 'function': {'name', 'description', ...}")
         name = function.get("name")
         if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise _bad("tools", f"{where}.name", f"{_NAMES} (got {name!r})")
+            raise _bad("tools", f"{where}.name", f"{_NAMES} (got {shown(name)})")
         description = function.get("description")
         if description is not None and not isinstance(description, str):
-            raise _bad("tools", f"{where}.description", "must be a str")
+            raise _bad("tools", f"{where}.description", "must be a string")
         parameters = function.get("parameters")
         if parameters is None:
             parameters = _empty_object()
@@ -209,11 +205,11 @@ class Output:
 
     def __post_init__(self) -> None:
         if isinstance(self.tools, (str, Mapping)) or not isinstance(self.tools, Sequence):
-            raise _bad("tools", "tools", f"must be a list of Tool, not a {_type_name(self.tools)}")
+            raise _bad("tools", "tools", f"must be a list of Tool, not {kind_of(self.tools)}")
         for i, tool in enumerate(self.tools):
             if not isinstance(tool, Tool):
                 raise _bad(
-                    "tools", f"tools[{i}]", f"a {_type_name(tool)} is not a Tool (see Tool.from_openai, Output.updated)"
+                    "tools", f"tools[{i}]", f"{kind_of(tool)} is not a Tool (see Tool.from_openai, Output.updated)"
                 )
         object.__setattr__(self, "tools", tuple(self.tools))
         if self.tool_name is not None and self.tool_choice == "auto":
@@ -253,7 +249,7 @@ class Output:
         if tool_choice is not None:
             choice, name = tool_choice_of(tool_choice)
             if name is not None and name not in {t.name for t in changes.get("tools", self.tools)}:
-                raise _bad("tool_choice", _name_path(tool_choice), f"{name!r} is not a function in tools")
+                raise _bad("tool_choice", _name_path(tool_choice), f"{shown(name)} is not a function in tools")
             changes["tool_choice"], changes["tool_name"] = choice, name
         if parallel_tool_calls is not None:
             if not isinstance(parallel_tool_calls, bool):
@@ -267,7 +263,7 @@ class Output:
 def tools_of(tools: object) -> tuple[Tool, ...]:
     """Tools from :class:`Tool` objects, OpenAI tool dicts or plain Python functions."""
     if isinstance(tools, (str, Mapping)) or not isinstance(tools, Sequence):
-        raise _bad("tools", "tools", f"must be a list of tools, not a {_type_name(tools)}")
+        raise _bad("tools", "tools", f"must be a list of tools, not {kind_of(tools)}")
     out: list[Tool] = []
     for i, tool in enumerate(tools):
         if isinstance(tool, Tool):
@@ -280,7 +276,8 @@ def tools_of(tools: object) -> tuple[Tool, ...]:
             raise _bad(
                 "tools",
                 f"tools[{i}]",
-                f"a {_type_name(tool)} is not a tool (a Tool, an OpenAI tool dict or a function)",
+                f"{kind_of(tool)} is not a tool: give an object with 'type': 'function' and 'function' (or, from "
+                "Python, a Tool or a function)",
             )
     return tuple(out)
 
@@ -307,7 +304,7 @@ def tool_choice_of(choice: object) -> tuple[str, str | None]:
     raise _bad(
         "tool_choice",
         "tool_choice",
-        f"a {_type_name(choice)} is not accepted ('auto', 'none', 'required' or a function name)",
+        f"{kind_of(choice)} is not accepted: must be 'auto', 'none', 'required' or a function name",
     )
 
 
@@ -337,7 +334,8 @@ def response_format_of(value: object) -> dict[str, Any]:
         raise _bad(
             field,
             field,
-            f"a {_type_name(value)} is not accepted (a dict, 'text', 'json_object' or a pydantic model class)",
+            f"{kind_of(value)} is not accepted: must be an object, 'text', 'json_object' (or, from Python, a pydantic "
+            "model class)",
         )
     kind = value.get("type")
     shorthand = value.get("schema") is not None and kind in ("json_object", "json_schema")
@@ -346,7 +344,9 @@ def response_format_of(value: object) -> dict[str, Any]:
     if kind not in RESPONSE_FORMATS:
         # A bare JSON schema: its "type" (if any) is a JSON type, such as "object".
         if isinstance(kind, str) and kind not in _JSON_TYPE_NAMES:
-            raise _bad(field, f"{field}.type", f"{kind!r} is not 'text', 'json_object', 'json_schema' nor a JSON type")
+            raise _bad(
+                field, f"{field}.type", f"{shown(kind)} is not 'text', 'json_object', 'json_schema' nor a JSON type"
+            )
         return {"response_format": "json_schema", **plain, "json_schema": value}
     # llama-server's shorthand {"type": "json_object" | "json_schema", "schema": {...}} holds the spec itself.
     where, spec = (field, value) if shorthand else (f"{field}.json_schema", value.get("json_schema"))
@@ -354,9 +354,9 @@ def response_format_of(value: object) -> dict[str, Any]:
         raise _bad(field, where, "must be an object with 'name' and 'schema'")
     name = spec.get("name", "response")
     if not isinstance(name, str):
-        raise _bad(field, f"{where}.name", "must be a str")
+        raise _bad(field, f"{where}.name", "must be a string")
     if not _NAME.fullmatch(name):
-        raise _bad(field, f"{where}.name", f"{_NAMES} (got {name!r})")
+        raise _bad(field, f"{where}.name", f"{_NAMES} (got {shown(name)})")
     schema = spec.get("schema")
     if not isinstance(schema, Mapping):
         raise _bad(field, f"{where}.schema", "must be a JSON schema object")

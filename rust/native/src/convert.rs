@@ -1,9 +1,12 @@
 //! Python inputs to cortex types: messages, `InferenceConfig`, Pinky's script.
 //!
 //! Rules: configs are read by attribute (the Python dataclasses in `rusty_genius.core.config`, or any object with
-//! those attributes), always whole: a request carries its complete config, never None for "the defaults"; integers are read wide and range-checked here so a negative or huge value is a `ConfigError`
+//! those attributes), always whole: a request carries its complete config, never None for "the defaults"; integers
+//! are read wide and range-checked here so a negative or huge value (even one past 64 bits) is a `ConfigError`
 //! naming the field, not an OverflowError; messages must be mappings with a known `role` and a `str` `content`, and
 //! an error names the index of the bad message.
+//! Errors say what is wrong in the caller's terms, never with Python's exception text (the reading helpers in
+//! `read`).
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMapping, PyString};
@@ -12,46 +15,35 @@ use rusty_genius_cortex::request::ToolCall;
 use rusty_genius_cortex::{Behavior, ChatMessage, CortexError, InferenceConfig, Role, Sampling};
 
 use crate::errors::{RequestError, config_error, to_py};
-
-fn attr<'py, T: FromPyObjectOwned<'py>>(obj: &Bound<'py, PyAny>, owner: &str, name: &str) -> PyResult<T> {
-    let value = obj.getattr(name).map_err(|_| {
-        config_error(format!("{owner} has no attribute {name:?}; pass a rusty_genius.{owner}"), Some(name))
-    })?;
-    value.extract::<T>().map_err(|e| {
-        let type_name = value.get_type().name().map(|n| n.to_string()).unwrap_or_default();
-        let cause: PyErr = e.into();
-        config_error(format!("invalid {name}: a {type_name} is not accepted ({cause})"), Some(name))
-    })
-}
-
-fn to_u32(field: &'static str, value: i64, expected: &'static str) -> Result<u32, CortexError> {
-    u32::try_from(value).map_err(|_| CortexError::InvalidConfig { field, value: value.to_string(), expected })
-}
-
-fn opt_u32(field: &'static str, value: Option<i64>, expected: &'static str) -> Result<Option<u32>, CortexError> {
-    value.map(|v| to_u32(field, v, expected)).transpose()
-}
+use crate::read::{attr, json_text, lone_surrogate, no_attribute, not_accepted, opt_u32, req_u32, type_name};
 
 /// Reads and validates a `Behavior`.
 pub fn behavior(obj: &Bound<'_, PyAny>) -> PyResult<Behavior> {
     let o = "Behavior";
-    let stop: Vec<String> = if obj.getattr("stop")?.is_instance_of::<PyString>() {
-        vec![attr(obj, o, "stop")?]
-    } else {
-        attr(obj, o, "stop")?
-    };
     let b = Behavior {
         show_thinking: attr(obj, o, "show_thinking")?,
-        max_tokens: opt_u32("max_tokens", attr(obj, o, "max_tokens")?, "must be at least 1, or None for no limit")
-            .map_err(to_py)?,
-        stop,
-        context_size: opt_u32("context_size", attr(obj, o, "context_size")?, "must be between 16 and 1048576 tokens")
-            .map_err(to_py)?,
-        logprobs: opt_u32("logprobs", attr(obj, o, "logprobs")?, "must be between 0 and 20, or None (off)")
-            .map_err(to_py)?,
+        max_tokens: opt_u32(obj, o, "max_tokens", "must be at least 1, or None for no limit")?,
+        stop: stop(obj)?,
+        context_size: opt_u32(obj, o, "context_size", "must be between 16 and 1048576 tokens")?,
+        logprobs: opt_u32(obj, o, "logprobs", "must be between 0 and 20, or None (off)")?,
     };
     b.validate().map_err(to_py)?;
     Ok(b)
+}
+
+/// Reads `Behavior.stop`: a `str` or a sequence of them; an error names the bad item (`stop[1]`).
+fn stop(obj: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    let value = obj.getattr("stop").map_err(|_| no_attribute("Behavior", "stop"))?;
+    let bad = |what: String| config_error(what, Some("stop"));
+    if value.is_instance_of::<PyString>() {
+        return value.extract().map(|s| vec![s]).map_err(|_| bad(not_accepted(&value, "stop", "a str")));
+    }
+    let items: Vec<Bound<'_, PyAny>> =
+        value.extract().map_err(|_| bad(not_accepted(&value, "stop", "a str or a sequence of str")))?;
+    let item = |(i, v): (usize, &Bound<'_, PyAny>)| {
+        v.extract::<String>().map_err(|_| bad(not_accepted(v, &format!("stop[{i}]"), "a str")))
+    };
+    items.iter().enumerate().map(item).collect()
 }
 
 /// Reads and validates a `Sampling`.
@@ -59,13 +51,13 @@ pub fn sampling(obj: &Bound<'_, PyAny>) -> PyResult<Sampling> {
     let o = "Sampling";
     let s = Sampling {
         temperature: attr(obj, o, "temperature")?,
-        top_k: to_u32("top_k", attr(obj, o, "top_k")?, "must be 0 (disabled) or more").map_err(to_py)?,
+        top_k: req_u32(obj, o, "top_k", "must be 0 (disabled) or more")?,
         top_p: attr(obj, o, "top_p")?,
         min_p: attr(obj, o, "min_p")?,
         repeat_penalty: attr(obj, o, "repeat_penalty")?,
         presence_penalty: attr(obj, o, "presence_penalty")?,
         frequency_penalty: attr(obj, o, "frequency_penalty")?,
-        seed: opt_u32("seed", attr(obj, o, "seed")?, "must be between 0 and 4294967295, or None").map_err(to_py)?,
+        seed: opt_u32(obj, o, "seed", "must be between 0 and 4294967295, or None")?,
         grammar: attr(obj, o, "grammar")?,
         logit_bias: logit_bias(obj)?,
     };
@@ -104,17 +96,6 @@ pub fn config(obj: &Bound<'_, PyAny>) -> PyResult<InferenceConfig> {
     })
 }
 
-/// A JSON value in text form (`json.dumps`), for schemas and tool arguments given as Python objects.
-fn json_text(value: &Bound<'_, PyAny>, field: &'static str) -> PyResult<String> {
-    if let Ok(s) = value.cast::<PyString>() {
-        return Ok(s.to_str()?.to_owned());
-    }
-    let dumped = value.py().import("json")?.call_method1("dumps", (value,));
-    dumped
-        .and_then(|text| text.extract::<String>())
-        .map_err(|e| config_error(format!("invalid {field}: the value is not JSON ({e})"), Some(field)))
-}
-
 /// Reads and validates an `Output` (tools, tool choice, response format): structure here and in cortex, then each
 /// schema compiled by the constraint engine so one it cannot enforce is refused before any request runs.
 pub fn output(obj: &Bound<'_, PyAny>) -> PyResult<Output> {
@@ -129,7 +110,8 @@ pub fn output(obj: &Bound<'_, PyAny>) -> PyResult<Output> {
         let description: Option<String> = tool.getattr("description").and_then(|v| v.extract()).map_err(|_| {
             config_error(format!("invalid tools[{i}].description: must be a str or None"), Some("tools"))
         })?;
-        let parameters = json_text(&tool.getattr("parameters")?, "tools")?;
+        let parameters = json_text(&tool.getattr("parameters")?, &format!("tools[{i}].parameters"))
+            .map_err(|what| config_error(what, Some("tools")))?;
         tools.push(ToolSpec { name, description, parameters });
     }
     let choice: String = attr(obj, o, "tool_choice")?;
@@ -160,7 +142,8 @@ pub fn output(obj: &Bound<'_, PyAny>) -> PyResult<Output> {
             }
             ResponseFormat::JsonSchema {
                 name: attr(obj, o, "schema_name")?,
-                schema: json_text(&schema, "response_format")?,
+                schema: json_text(&schema, "response_format.json_schema")
+                    .map_err(|what| config_error(what, Some("response_format")))?,
                 strict: attr(obj, o, "strict")?,
             }
         }
@@ -183,12 +166,7 @@ pub fn reasoning(obj: &Bound<'_, PyAny>) -> PyResult<Reasoning> {
     let r = Reasoning {
         enabled: attr(obj, o, "enable_thinking")?,
         effort: attr(obj, o, "reasoning_effort")?,
-        budget_tokens: opt_u32(
-            "thinking_budget",
-            attr(obj, o, "thinking_budget")?,
-            "must be 0 or more tokens, or None for no limit",
-        )
-        .map_err(to_py)?,
+        budget_tokens: opt_u32(obj, o, "thinking_budget", "must be 0 or more tokens, or None for no limit")?,
     };
     r.validate().map_err(to_py)?;
     Ok(r)
@@ -215,12 +193,17 @@ pub fn messages(obj: &Bound<'_, PyAny>) -> PyResult<Vec<ChatMessage>> {
 fn message(i: usize, item: &Bound<'_, PyAny>) -> PyResult<ChatMessage> {
     let bad = |what: String| RequestError::new_err(format!("messages[{i}]: {what}"));
     let map = item.cast::<PyMapping>().map_err(|_| bad("must be a dict with 'role' and 'content'".into()))?;
+    let str_of = |key: &str, value: &Bound<'_, PyAny>| -> PyResult<String> {
+        value.extract::<String>().map_err(|_| match value.cast::<PyString>().ok().and_then(|s| lone_surrogate(s)) {
+            Some(code) => RequestError::new_err(format!(
+                "messages[{i}].{key} holds a lone surrogate (U+{code:04X}); send valid Unicode text"
+            )),
+            None => bad(format!("'{key}' must be a str, not {}", type_name(value))),
+        })
+    };
     let field = |key: &str| -> PyResult<String> {
         let value = map.get_item(key).map_err(|_| bad(format!("has no '{key}'")))?;
-        value.extract::<String>().map_err(|_| {
-            let type_name = value.get_type().name().map(|n| n.to_string()).unwrap_or_default();
-            bad(format!("'{key}' must be a str, not {type_name}"))
-        })
+        str_of(key, &value)
     };
     let role: Role = field("role")?
         .parse()
@@ -228,16 +211,7 @@ fn message(i: usize, item: &Bound<'_, PyAny>) -> PyResult<ChatMessage> {
     // Optional keys: absent and None are the same.
     let optional =
         |key: &str| -> PyResult<Option<Bound<'_, PyAny>>> { Ok(map.get_item(key).ok().filter(|v| !v.is_none())) };
-    let text = |key: &str| -> PyResult<Option<String>> {
-        optional(key)?
-            .map(|v| {
-                v.extract::<String>().map_err(|_| {
-                    let type_name = v.get_type().name().map(|n| n.to_string()).unwrap_or_default();
-                    bad(format!("'{key}' must be a str, not {type_name}"))
-                })
-            })
-            .transpose()
-    };
+    let text = |key: &str| -> PyResult<Option<String>> { optional(key)?.map(|v| str_of(key, &v)).transpose() };
     let mut tool_calls = Vec::new();
     if let Some(calls) = optional("tool_calls")? {
         let calls: Vec<Bound<'_, PyAny>> =
@@ -278,7 +252,7 @@ fn tool_call(call: &Bound<'_, PyAny>) -> Result<ToolCall, String> {
     let arguments = match function.get_item("arguments") {
         Err(_) => "{}".to_owned(),
         Ok(v) if v.is_none() => "{}".to_owned(),
-        Ok(v) => json_text(&v, "messages").map_err(|e| e.to_string())?,
+        Ok(v) => json_text(&v, "function.arguments")?,
     };
     Ok(ToolCall { id, name, arguments })
 }

@@ -10,6 +10,10 @@
 //! offending setting as its `field` attribute, so nothing has to recover it from the message. Rust raises it with
 //! [`config_error`], which imports the class when it is first raised (not when this module is imported: the Python
 //! module imports `GeniusError` from here, so an import-time reference back would be a cycle).
+//!
+//! `ContextOverflowError` carries both sizes as instance attributes (`prompt_tokens`, `context_size`; the class
+//! holds `None` for both, set in the module init, for one raised without them), so a server reports them as numbers
+//! rather than parsing the message.
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -23,7 +27,7 @@ create_exception!(
     rusty_genius,
     ContextOverflowError,
     RequestError,
-    "The prompt does not fit the context window (the message names both sizes)."
+    "The prompt does not fit the context window: `prompt_tokens` and `context_size` give both sizes."
 );
 create_exception!(
     rusty_genius,
@@ -54,6 +58,25 @@ fn config_error_at(message: String, field: &str, path: String) -> PyErr {
     .unwrap_or_else(|e| e)
 }
 
+/// A `ContextOverflowError` with both sizes set on the instance.
+fn context_overflow(message: String, prompt_tokens: usize, context_size: usize) -> PyErr {
+    Python::attach(|py| {
+        let err = ContextOverflowError::new_err(message);
+        let value = err.value(py);
+        value.setattr("prompt_tokens", prompt_tokens)?;
+        value.setattr("context_size", context_size)?;
+        Ok::<_, PyErr>(err)
+    })
+    .unwrap_or_else(|e| e)
+}
+
+/// Sets the class-level `None`s of `ContextOverflowError`'s size attributes (see the module header).
+pub fn init_context_overflow(py: Python<'_>) -> PyResult<()> {
+    let class = py.get_type::<ContextOverflowError>();
+    class.setattr("prompt_tokens", py.None())?;
+    class.setattr("context_size", py.None())
+}
+
 /// Maps a cortex error to its Python exception.
 pub fn to_py(err: CortexError) -> PyErr {
     let msg = err.to_string();
@@ -61,7 +84,9 @@ pub fn to_py(err: CortexError) -> PyErr {
         CortexError::InvalidConfig { field, .. } => config_error(msg, Some(field)),
         CortexError::InvalidOutput { field, path, .. } => config_error_at(msg, field, path),
         CortexError::InvalidRequest(_) | CortexError::Template(_) => RequestError::new_err(msg),
-        CortexError::ContextOverflow { .. } => ContextOverflowError::new_err(msg),
+        CortexError::ContextOverflow { prompt_tokens, context_size } => {
+            context_overflow(msg, prompt_tokens, context_size)
+        }
         CortexError::ModelLoad { .. } => ModelLoadError::new_err(msg),
         CortexError::Engine(_) => EngineError::new_err(msg),
         CortexError::EngineClosed => EngineClosedError::new_err(msg),

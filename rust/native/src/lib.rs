@@ -9,6 +9,7 @@ mod convert;
 mod engine;
 mod errors;
 mod events;
+mod read;
 mod runtime;
 mod stream;
 
@@ -76,6 +77,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<events::PyTimings>()?;
     m.add("GeniusError", py.get_type::<errors::GeniusError>())?;
     m.add("RequestError", py.get_type::<errors::RequestError>())?;
+    errors::init_context_overflow(py)?;
     m.add("ContextOverflowError", py.get_type::<errors::ContextOverflowError>())?;
     m.add("ModelLoadError", py.get_type::<errors::ModelLoadError>())?;
     m.add("EngineError", py.get_type::<errors::EngineError>())?;

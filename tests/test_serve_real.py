@@ -3,11 +3,13 @@ JSON and SSE, and the KV cache reported as cached prompt tokens."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
 import pytest
+import websockets.sync.client
 
 from tests.conftest import smollm2_path
 from tests.servers import LiveServer, live_server
@@ -15,6 +17,7 @@ from tests.servers import LiveServer, live_server
 pytestmark = pytest.mark.real_engine
 
 USER: Any = [{"role": "user", "content": "Name a primary color."}]
+MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +67,10 @@ def test_a_gbnf_grammar_shapes_the_answer_and_a_bad_one_is_a_400(server: LiveSer
             )
         body = bad.value.body
         assert isinstance(body, dict) and body.get("param") == "grammar", body
+        # llama.cpp parses a grammar recursively: thousands of nested groups overflowed the worker's stack.
+        deep = "root ::= " + "(" * 8000 + '"a"' + ")" * 8000
+        with pytest.raises(openai.BadRequestError, match="may nest at most 128 deep"):
+            client.chat.completions.create(model=MODEL, messages=USER, max_tokens=2, extra_body={"grammar": deep})
         assert client.chat.completions.create(
             model="SmolLM2-135M-Instruct.Q4_1.gguf", messages=USER, max_tokens=2
         ).choices
@@ -91,6 +98,9 @@ def test_a_streamed_prompt_over_the_context_is_a_400_from_create_on_every_api() 
                     call()
                 assert bad.value.code == "context_length_exceeded" and bad.value.param == param
                 assert "the context holds 64" in bad.value.message
+                # llama-server's fields, for clients that trim the history by the numbers.
+                error = bad.value.body
+                assert isinstance(error, dict) and error["n_ctx"] == 64 and error["n_prompt_tokens"] > 64
         with anthropic.Anthropic(base_url=live.http, api_key="unused", max_retries=0) as claude:
             with pytest.raises(anthropic.BadRequestError) as refused:
                 with claude.messages.stream(
@@ -98,3 +108,10 @@ def test_a_streamed_prompt_over_the_context_is_a_400_from_create_on_every_api() 
                 ) as stream:
                     list(stream.text_stream)
             assert "the context holds 64" in str(refused.value)
+            assert isinstance(refused.value.body, dict) and refused.value.body["error"]["n_ctx"] == 64
+        with websockets.sync.client.connect(live.ws) as socket:
+            socket.recv(5)  # hello
+            socket.send(json.dumps({"type": "chat", "id": "w", "messages": [{"role": "user", "content": long}]}))
+            error = json.loads(socket.recv(10))
+            assert error["type"] == "error" and error["error"]["code"] == "context_length_exceeded"
+            assert error["error"]["n_ctx"] == 64 and error["error"]["n_prompt_tokens"] > 64

@@ -21,8 +21,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from rusty_genius.core.config import SETTINGS, U32_MAX
+from rusty_genius.core.errors import shown
 from rusty_genius.ogenius.serve import tools_api
-from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, dumps, parse_keep_alive
+from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, dumps, number_of, parse_keep_alive
 
 PATH = "/v1/messages"
 """The route; ``/v1/messages/count_tokens`` is under it. Errors on paths under it take Anthropic's shape."""
@@ -43,12 +45,13 @@ def is_anthropic_path(path: str) -> bool:
 
 
 def error_of(error: ApiError) -> tuple[int, bytes]:
-    """The status and body of ``error`` in Anthropic's shape (a busy server: 529 overloaded_error)."""
+    """The status and body of ``error`` in Anthropic's shape (a busy server: 529 overloaded_error); its ``extra``
+    fields (a context overflow's ``n_prompt_tokens`` and ``n_ctx``) go into the error object."""
     status = 529 if error.code == "server_busy" else error.status
     kind = _ERROR_TYPES.get(status, "api_error")
     named = error.param and error.param.split(".")[0].split("[")[0] in error.message
     message = error.message if named or not error.param else f"{error.param}: {error.message}"
-    return status, dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
+    return status, dumps({"type": "error", "error": {"type": kind, "message": message, **error.extra}}).encode()
 
 
 def bad(message: str, param: str | None = None) -> ApiError:
@@ -57,7 +60,8 @@ def bad(message: str, param: str | None = None) -> ApiError:
 
 # -- the request ------------------------------------------------------------------------------------------------
 
-_NUMBERS = {"temperature": float, "top_p": float, "top_k": int}
+_NUMBERS = ("temperature", "top_p", "top_k")
+"""Sampling fields, checked as on chat completions (openai_api.number_of)."""
 
 
 def parse(body: object, *, counting: bool = False) -> ChatRequest:
@@ -82,21 +86,13 @@ def _parse(body: dict[str, Any], counting: bool) -> ChatRequest:
         max_tokens = 1  # count_tokens generates nothing (see http.py); the setting only needs a valid value
     elif max_tokens is None:
         raise bad("max_tokens: Field required", "max_tokens")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise bad("'max_tokens' must be a positive integer", "max_tokens")
-    request.settings["max_tokens"] = max_tokens
+    request.settings["max_tokens"] = number_of("max_tokens", max_tokens, SETTINGS["max_tokens"])
     request.params["max_tokens"] = "max_tokens"
-    for name, kind in _NUMBERS.items():
+    for name in _NUMBERS:
         value = body.get(name)
         if value is None:
             continue
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or (kind is int and not isinstance(value, int))
-        ):
-            raise bad(f"'{name}' must be {'an integer' if kind is int else 'a number'}", name)
-        request.settings[name] = kind(value)
+        request.settings[name] = number_of(name, value, SETTINGS[name])
         request.params[name] = name
     stops = body.get("stop_sequences")
     if stops is not None:
@@ -137,7 +133,7 @@ def _text(value: object, where: str) -> str:
         for i, block in enumerate(value):
             if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
                 kind = block.get("type") if isinstance(block, dict) else None
-                raise bad(f"{where}[{i}]: only text blocks are supported here, not {kind!r}", f"{where}[{i}]")
+                raise bad(f"{where}[{i}]: only text blocks are supported here, not {shown(kind)}", f"{where}[{i}]")
             texts.append(block["text"])
         return "".join(texts)
     raise bad(f"'{where}' must be a string or a list of text blocks", where)
@@ -180,7 +176,9 @@ def _string(block: Mapping[str, Any], key: str, where: str) -> str:
 
 
 def _unsupported(kind: str, where: str, role: str) -> ApiError:
-    return bad(f"{where}: content blocks of type {kind!r} are not supported in {role} messages here", f"{where}.type")
+    return bad(
+        f"{where}: content blocks of type {shown(kind)} are not supported in {role} messages here", f"{where}.type"
+    )
 
 
 def _assistant(content: list[Any], where: str, names: dict[str, str]) -> list[dict[str, Any]]:
@@ -276,7 +274,9 @@ def _tool(tool: object, where: str) -> dict[str, Any]:
         raise bad(f"{where} must be an object with 'name' and 'input_schema'", where)
     kind = tool.get("type")
     if kind not in (None, "custom"):
-        raise bad(f"{where}.type: {kind!r} tools (server tools) are not supported; only custom tools", f"{where}.type")
+        raise bad(
+            f"{where}.type: {shown(kind)} tools (server tools) are not supported; only custom tools", f"{where}.type"
+        )
     schema = tool.get("input_schema")
     if not isinstance(schema, dict):
         raise bad(f"{where}.input_schema: Field required (a JSON schema object)", f"{where}.input_schema")
@@ -296,8 +296,8 @@ def _thinking(value: object, request: ChatRequest) -> None:
         request.settings["enable_thinking"] = True
         budget = value.get("budget_tokens")
         if budget is not None:
-            if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-                raise bad("'thinking.budget_tokens' must be a non-negative integer", "thinking.budget_tokens")
+            if isinstance(budget, bool) or not isinstance(budget, int) or not 0 <= budget <= U32_MAX:
+                raise bad(f"'thinking.budget_tokens' must be an integer from 0 to {U32_MAX}", "thinking.budget_tokens")
             request.settings["thinking_budget"] = budget
             request.params["thinking_budget"] = "thinking.budget_tokens"
     else:

@@ -25,7 +25,7 @@ from typing import Any
 
 from blacksheep import Request, Response, Router
 
-from rusty_genius.core.errors import GeniusError
+from rusty_genius.core.errors import GeniusError, shown
 from rusty_genius.ogenius.serve import completions_encode as encode
 from rusty_genius.ogenius.serve.choices import Choices
 from rusty_genius.ogenius.serve.http_shared import api
@@ -93,7 +93,8 @@ def parse(body: dict[str, Any]) -> CompletionRequest:
     best_of = body.get("best_of")
     if best_of is not None and (isinstance(best_of, bool) or best_of != chat.n):
         raise _bad(
-            f"'best_of' is {best_of!r}: this server returns every completion it makes; leave it out or set it to n",
+            f"'best_of' is {shown(best_of)}: this server returns every completion it makes; leave it out or set it "
+            "to n",
             "best_of",
         )
     suffix = body.get("suffix")

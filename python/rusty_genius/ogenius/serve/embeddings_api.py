@@ -27,7 +27,8 @@ from typing import Any
 from blacksheep import Request, Response, Router
 
 from rusty_genius import CortexStrategy
-from rusty_genius.core.errors import GeniusError, RequestError
+from rusty_genius.core.config import U32_MAX
+from rusty_genius.core.errors import GeniusError, RequestError, shown
 from rusty_genius.ogenius.serve.http_shared import api, json_response
 from rusty_genius.ogenius.serve.openai_api import ApiError, api_error_of, parse_keep_alive
 from rusty_genius.ogenius.serve.service import Service
@@ -61,13 +62,15 @@ def parse(body: dict[str, Any]) -> EmbeddingRequest:
     request = EmbeddingRequest(inputs, lone, model_of(body))
     dimensions = body.get("dimensions")
     if dimensions is not None:
-        if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
-            raise ApiError(400, "'dimensions' must be a positive integer", param="dimensions")
+        if isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= U32_MAX:
+            raise ApiError(400, f"'dimensions' must be an integer from 1 to {U32_MAX}", param="dimensions")
         request.dimensions = dimensions
     encoding = body.get("encoding_format")
     if encoding is not None and encoding not in FORMATS:
         raise ApiError(
-            400, f"'encoding_format' {encoding!r} is not supported: use 'float' or 'base64'", param="encoding_format"
+            400,
+            f"'encoding_format' {shown(encoding)} is not supported: use 'float' or 'base64'",
+            param="encoding_format",
         )
     request.base64 = encoding == "base64"
     user = body.get("user")

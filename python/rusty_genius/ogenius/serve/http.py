@@ -11,7 +11,8 @@ served with a strict Content-Security-Policy: its inline script and style by has
 and the WebSocket address it is told).
 
 Rules:
-- Each request is read up to ``--max-body-bytes``, checked (openai_api), then queued; every generating API answers
+- Each request is read up to ``--max-body-bytes``, parsed by request_json (through http_shared.read_json: nesting
+  bounded, lone surrogates refused), checked (openai_api), then queued; every generating API answers
   through respond.py: the response starts once the first events arrive, so a full queue, a bad setting or a prompt
   too long for the context still get a proper status code; an error after that arrives in the stream.
 - A client that leaves stops its generation: a task waits on the server's ``receive`` (which reports
@@ -30,7 +31,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import json
 import re
 from collections.abc import Callable
 from importlib.resources import files
@@ -54,11 +54,12 @@ from rusty_genius.ogenius.serve.http_shared import (
     error_response,
     json_response,
     load_headers,
+    read_json,
 )
 from rusty_genius.ogenius.serve.http_shared import api as _api
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, parse_chat
 from rusty_genius.ogenius.serve.respond import respond
-from rusty_genius.ogenius.serve.security import is_loopback_name, read_body, split_host
+from rusty_genius.ogenius.serve.security import is_loopback_name, split_host
 from rusty_genius.ogenius.serve.service import Service
 from rusty_genius.ogenius.serve.settings import Address
 from rusty_genius.ogenius.serve.ws import PROTOCOL
@@ -75,11 +76,7 @@ class Completions:
         self.service = service
 
     async def __call__(self, request: Request) -> Response:
-        body = await read_body(request, self.service.settings.max_body)
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise ApiError(400, "the request body is not valid JSON") from None
+        data = await read_json(request, self.service.settings.max_body)
         chat = parse_chat(data)
         choices = Choices(self.service.open_choices(chat))
         encoding = encode.ChatEncoding(self.service.model, chat.include_usage, choices.n, chat.logprobs)
@@ -98,11 +95,7 @@ class Messages:
         self.counting = counting
 
     async def __call__(self, request: Request) -> Response:
-        body = await read_body(request, self.service.settings.max_body)
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise ApiError(400, "the request body is not valid JSON") from None
+        data = await read_json(request, self.service.settings.max_body)
         chat = anthropic_api.parse(data, counting=self.counting)
         if self.counting:
             return json_response({"input_tokens": await self._count(request, chat)})

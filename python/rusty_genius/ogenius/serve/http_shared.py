@@ -1,5 +1,5 @@
-"""What every HTTP route module shares: JSON and error responses, reading a JSON body, the error wrapper, the
-disconnect watcher.
+"""What every HTTP route module shares: JSON and error responses, reading a JSON body (:func:`read_json`, through
+request_json.parse_json, the one parser of client JSON), the error wrapper, the disconnect watcher.
 
 Rules:
 - One place turns :class:`ApiError` into a response (OpenAI's shape, or Anthropic's on its paths) and anything
@@ -12,7 +12,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import cast
@@ -22,6 +21,7 @@ from blacksheep import Content, Request, Response
 from rusty_genius import ChatStream
 from rusty_genius.ogenius.serve import anthropic_api
 from rusty_genius.ogenius.serve.openai_api import ApiError, dumps
+from rusty_genius.ogenius.serve.request_json import parse_json
 from rusty_genius.ogenius.serve.security import RECEIVE, Receive, read_body
 
 log = logging.getLogger("rusty_genius.serve")
@@ -51,12 +51,9 @@ def load_headers(seconds: float | None) -> list[tuple[bytes, bytes]]:
 
 
 async def read_json(request: Request, limit: int) -> object:
-    """The request's body, read up to ``limit`` bytes (413 beyond), as JSON (400 when it is not)."""
-    body = await read_body(request, limit)
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise ApiError(400, "the request body is not valid JSON") from None
+    """The request's body, read up to ``limit`` bytes (413 beyond), as JSON (400 when it is not, or nests deeper
+    than request_json.MAX_DEPTH, or holds a lone surrogate)."""
+    return parse_json(await read_body(request, limit))
 
 
 def api(handler: Handler, anthropic: bool = False) -> Handler:

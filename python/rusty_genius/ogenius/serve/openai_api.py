@@ -30,10 +30,10 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from rusty_genius import CortexStrategy, strategy_of
-from rusty_genius.core.config import SETTINGS, TUNABLE, Output, Setting
+from rusty_genius.core.config import SETTINGS, TUNABLE, U32_MAX, Output, Range, Setting
 from rusty_genius.core.errors import (
     BusyError,
     ConfigError,
@@ -43,6 +43,7 @@ from rusty_genius.core.errors import (
     ModelLoadError,
     RequestError,
     UnknownModelError,
+    shown,
 )
 from rusty_genius.ogenius.serve import tools_api
 
@@ -53,7 +54,8 @@ def dumps(value: object) -> str:
 
 
 class ApiError(Exception):
-    """An error response: HTTP ``status`` and OpenAI's ``{"error": {message, type, param, code}}``."""
+    """An error response: HTTP ``status`` and OpenAI's ``{"error": {message, type, param, code}}``; ``extra`` adds
+    fields to that object (a context overflow's ``n_prompt_tokens`` and ``n_ctx``, as llama-server sends them)."""
 
     def __init__(
         self,
@@ -64,6 +66,7 @@ class ApiError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: tuple[tuple[bytes, bytes], ...] = (),
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -72,9 +75,10 @@ class ApiError(Exception):
         self.code = code
         self.param = param
         self.headers = headers
+        self.extra = dict(extra or {})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        return {"message": self.message, "type": self.type, "param": self.param, "code": self.code, **self.extra}
 
     def body(self) -> bytes:
         return dumps({"error": self.to_dict()}).encode()
@@ -102,7 +106,7 @@ def api_error_of(err: GeniusError, params: Mapping[str, str] | None = None) -> A
             return ApiError(400, bad.message, param=bad.param)
         return ApiError(400, message, param=(params or {}).get(name, name) if name else None)
     if isinstance(err, ContextOverflowError):
-        return ApiError(400, message, code="context_length_exceeded", param="messages")
+        return ApiError(400, message, code="context_length_exceeded", param="messages", extra=context_sizes(err))
     if isinstance(err, RequestError):
         return ApiError(400, message, param="messages")
     if isinstance(err, EngineClosedError):
@@ -110,6 +114,14 @@ def api_error_of(err: GeniusError, params: Mapping[str, str] | None = None) -> A
     if isinstance(err, ModelLoadError):
         return ApiError(500, message, type="server_error", code="model_load_failed")
     return ApiError(500, message, type="server_error", code="engine_error")
+
+
+def context_sizes(err: ContextOverflowError) -> dict[str, int]:
+    """llama-server's fields for a prompt over the context: ``n_prompt_tokens`` and ``n_ctx`` (none when the error
+    does not carry the sizes)."""
+    if err.prompt_tokens is None or err.context_size is None:
+        return {}
+    return {"n_prompt_tokens": err.prompt_tokens, "n_ctx": err.context_size}
 
 
 # -- the request ------------------------------------------------------------------------------------------------
@@ -123,7 +135,8 @@ _ALIASES = {"max_completion_tokens": "max_tokens"}
 _NUMBERS: dict[str, Setting] = {
     # Request field: setting. The schema's tunable settings under their own names (OpenAI's, or llama-server's for
     # top_k, min_p, repeat_penalty), then the aliases: listed after, an alias wins when both are given.
-    **{s.name: s for s in TUNABLE},
+    # thinking_budget is tools_api's (it takes -1 for no limit, as llama-server).
+    **{s.name: s for s in TUNABLE if s.name != "thinking_budget"},
     **{alias: SETTINGS[name] for alias, name in _ALIASES.items()},
 }
 
@@ -169,10 +182,7 @@ def _parse(body: dict[str, Any]) -> ChatRequest:
         value = body.get(name)
         if value is None:
             continue
-        kind = setting.kind
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not _integral(value)):
-            raise ApiError(400, f"'{name}' must be {'an integer' if kind is int else 'a number'}", param=name)
-        request.settings[setting.name] = int(value) if kind is int else float(value)
+        request.settings[setting.name] = number_of(name, value, setting)
         request.params[setting.name] = name
     stop = body.get("stop")
     if stop is not None:
@@ -205,6 +215,30 @@ def _parse(body: dict[str, Any]) -> ChatRequest:
     request.output = tools_api.parse_output(body)
     tools_api.parse_reasoning(body, request.settings, request.params)
     return request
+
+
+def number_of(name: str, value: object, setting: Setting) -> int | float:
+    """The request field ``name`` (``value``, not None) as the numeric ``setting`` takes it; else 400 saying what
+    the field accepts. The range is the schema's (the engine's own check, described), so a bad value is refused
+    here in the client's terms: JSON numbers, the field's name, no "None"."""
+    finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+    if finite and not isinstance(value, bool):
+        try:
+            return cast("int | float", setting.check(value))
+        except ConfigError:
+            pass
+    raise ApiError(400, f"'{name}' must be {accepts(setting)} (got {shown(value)})", param=name)
+
+
+def accepts(setting: Setting) -> str:
+    """What a numeric setting accepts, in a JSON client's words: ``"an integer from 0 to 4294967295"``,
+    ``"a number in (0, 1]"``."""
+    span = setting.range or Range()
+    if setting.kind is not int:
+        return f"a number {span.describe()}"
+    low = 0 if span.low is None else max(0, math.floor(span.low) + 1 if span.low_open else math.ceil(span.low))
+    high = U32_MAX if span.high is None else math.ceil(span.high) - 1 if span.high_open else math.floor(span.high)
+    return f"an integer from {low} to {min(high, U32_MAX)}"
 
 
 def _integral(value: float) -> bool:
@@ -266,7 +300,7 @@ def _logprobs(body: Mapping[str, Any], request: ChatRequest) -> bool:
             raise ApiError(400, f"'top_logprobs' must be an integer from 0 to {MAX_TOP_LOGPROBS}", param="top_logprobs")
         if not 0 <= top <= MAX_TOP_LOGPROBS:
             raise ApiError(
-                400, f"'top_logprobs' is {int(top)}: must be from 0 to {MAX_TOP_LOGPROBS}", param="top_logprobs"
+                400, f"'top_logprobs' is {shown(top)}: must be from 0 to {MAX_TOP_LOGPROBS}", param="top_logprobs"
             )
         if not asked:
             raise ApiError(400, "'top_logprobs' needs 'logprobs' set to true", param="top_logprobs")
@@ -282,7 +316,7 @@ def _choices(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not _integral(value):
         raise ApiError(400, f"'n' must be an integer from 1 to {MAX_CHOICES}", param="n")
     if not 1 <= value <= MAX_CHOICES:
-        raise ApiError(400, f"'n' is {int(value)}: this server generates 1 to {MAX_CHOICES} choices", param="n")
+        raise ApiError(400, f"'n' is {shown(value)}: this server generates 1 to {MAX_CHOICES} choices", param="n")
     return int(value)
 
 
@@ -298,7 +332,9 @@ def _logit_bias(value: object) -> dict[int, float]:
     out: dict[int, float] = {}
     for key, bias in value.items():
         if not _TOKEN_ID.fullmatch(key):
-            raise ApiError(400, f"'logit_bias': {key!r} is not a token id (a non-negative integer)", param="logit_bias")
+            raise ApiError(
+                400, f"'logit_bias': {shown(key)} is not a token id (a non-negative integer)", param="logit_bias"
+            )
         if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
             raise ApiError(400, f"'logit_bias': the bias of token {key} must be a number", param="logit_bias")
         out[int(key)] = float(bias)

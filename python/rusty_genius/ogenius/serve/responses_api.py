@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rusty_genius.core.errors import shown
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, parse_chat
 from rusty_genius.ogenius.serve.responses_items import bad, call_names, input_items, messages_of
 from rusty_genius.ogenius.serve.responses_store import Stored
@@ -48,7 +49,7 @@ def _wire(text: str) -> str:
 def wire_error(err: ApiError) -> ApiError:
     """``err`` (from the chat path) with the Responses API's field names in its message and ``param``."""
     return ApiError(err.status, _wire(err.message), type=err.type, code=err.code,
-                    param=_wire(err.param) if err.param else None, headers=err.headers)  # fmt: skip
+                    param=_wire(err.param) if err.param else None, headers=err.headers, extra=err.extra)  # fmt: skip
 
 
 @dataclass
@@ -183,7 +184,7 @@ def _tools(value: object) -> list[dict[str, Any]]:
         if not isinstance(tool, dict):
             raise bad(f"tools[{i}] must be an object with 'type': 'function' and a 'name'", f"tools[{i}]")
         if tool.get("type") != "function":
-            raise bad(f"tools[{i}].type {tool.get('type')!r} is not supported here: only function tools",
+            raise bad(f"tools[{i}].type {shown(tool.get('type'))} is not supported here: only function tools",
                       f"tools[{i}].type")  # fmt: skip
         function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
         tools.append({"type": "function", "function": function})
@@ -196,7 +197,7 @@ def _tool_choice(value: object) -> object:
     if isinstance(value, dict) and value.get("type") == "function":
         return {"type": "function", "function": {"name": value.get("name")}}
     kind = value.get("type") if isinstance(value, dict) else value
-    raise bad(f"tool_choice {kind!r} is not supported: use 'auto', 'none', 'required' or "
+    raise bad(f"tool_choice {shown(kind)} is not supported: use 'auto', 'none', 'required' or "
               "{\"type\": \"function\", \"name\": ...}", "tool_choice")  # fmt: skip
 
 

@@ -208,7 +208,7 @@ class ResponseBuilder:
             response["incomplete_details"] = {"reason": "max_output_tokens"}
         if error is not None:
             code = "invalid_prompt" if error.status < 500 else "server_error"
-            response["error"] = {"code": code, "message": error.message}
+            response["error"] = {"code": code, "message": error.message, **error.extra}
         out.append(self._event(_ENDS[status], response=response))
         return out
 

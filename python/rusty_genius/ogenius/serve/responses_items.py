@@ -21,6 +21,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from rusty_genius.core.errors import shown
 from rusty_genius.ogenius.serve.openai_api import ApiError
 
 _ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
@@ -116,8 +117,8 @@ def messages_of(items: list[dict[str, Any]], names: dict[str, str], where: str =
         elif kind == "message":
             out.append({"role": _role(item, at), "content": _content(item.get("content"), at)})
         else:
-            raise bad(f"{at}.type {kind!r} is not supported here: send message, function_call, function_call_output "
-                      "or reasoning items", f"{at}.type")  # fmt: skip
+            raise bad(f"{at}.type {shown(kind)} is not supported here: send message, function_call, "
+                      "function_call_output or reasoning items", f"{at}.type")  # fmt: skip
     if turn is not None:
         out.append(turn)
     return out
@@ -151,7 +152,7 @@ def _texts(parts: object, where: str, kinds: tuple[str, ...]) -> str:
         kind = part.get("type") if isinstance(part, dict) else None
         key = "refusal" if kind == "refusal" else "text"
         if kind not in kinds or not isinstance(part, dict) or not isinstance(part.get(key), str):
-            raise bad(f"{where}[{j}]: parts of type {kind!r} are not supported here; send {' or '.join(kinds)} "
+            raise bad(f"{where}[{j}]: parts of type {shown(kind)} are not supported here; send {' or '.join(kinds)} "
                       f"parts with a '{key}' string", f"{where}[{j}]")  # fmt: skip
         texts.append(part[key])
     return "".join(texts)

@@ -30,6 +30,7 @@ from typing import Any
 from blacksheep import WebSocket
 
 from rusty_genius import ChatStream
+from rusty_genius.core.errors import shown
 from rusty_genius.ogenius.serve import responses_api
 from rusty_genius.ogenius.serve.openai_api import ApiError, dumps
 from rusty_genius.ogenius.serve.responses_run import Run, warm_up
@@ -69,6 +70,10 @@ class ResponsesSocket(SocketSession):
     def error(self, error: ApiError, ref: Any = None) -> str:
         return error_event(error, ref)
 
+    def ref(self, frame: dict[str, Any]) -> Any:
+        stream_id = frame.get("stream_id")
+        return stream_id if isinstance(stream_id, str) and 0 < len(stream_id) <= 256 else None
+
     def streams(self) -> list[ChatStream]:
         return [run.stream for run in self.runs]
 
@@ -89,7 +94,7 @@ class ResponsesSocket(SocketSession):
         if await self.gate(frame, stream_id):
             return  # an auth message, or a message before the needed one
         if kind != "response.create":
-            error = ApiError(400, f"unknown event type {kind!r}: this socket takes response.create", param="type",
+            error = ApiError(400, f"unknown event type {shown(kind)}: this socket takes response.create", param="type",
                              code="invalid_event")  # fmt: skip
             await self.send(error_event(error, stream_id))
         elif len(self.tasks) >= self.service.settings.max_conversations_per_socket:

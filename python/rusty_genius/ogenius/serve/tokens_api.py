@@ -20,16 +20,16 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 from blacksheep import Request, Response, Router
 
 from rusty_genius.core.errors import GeniusError
+from rusty_genius.ogenius.serve import http_shared
 from rusty_genius.ogenius.serve.http_shared import api, json_response
 from rusty_genius.ogenius.serve.openai_api import ApiError, api_error_of, parse_chat
-from rusty_genius.ogenius.serve.security import RECEIVE, Receive, read_body
+from rusty_genius.ogenius.serve.security import RECEIVE, Receive
 from rusty_genius.ogenius.serve.service import Service
 
 T = TypeVar("T")
@@ -37,11 +37,7 @@ T = TypeVar("T")
 
 async def read_json(request: Request, service: Service) -> dict[str, Any]:
     """The request's body (read up to ``--max-body-bytes``) as a JSON object; 400 otherwise."""
-    body = await read_body(request, service.settings.max_body)
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise ApiError(400, "the request body is not valid JSON") from None
+    data = await http_shared.read_json(request, service.settings.max_body)
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
     return data

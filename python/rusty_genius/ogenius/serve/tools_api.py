@@ -24,7 +24,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from rusty_genius.core.errors import ConfigError
+from rusty_genius.core.config import U32_MAX
+from rusty_genius.core.errors import ConfigError, shown
 from rusty_genius.core.output import RESPONSE_FORMATS, TOOL_CHOICES, Output
 
 OUTPUT_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "response_format")
@@ -71,7 +72,7 @@ def _refuse_library_forms(body: Mapping[str, Any]) -> None:
     choice = body.get("tool_choice")
     if isinstance(choice, str) and choice not in TOOL_CHOICES:
         raise _bad(
-            f"tool_choice {choice!r}: use 'auto', 'none', 'required' or an object naming a function", "tool_choice"
+            f"tool_choice {shown(choice)}: use 'auto', 'none', 'required' or an object naming a function", "tool_choice"
         )
     fmt = body.get("response_format")
     if fmt is None:
@@ -80,7 +81,8 @@ def _refuse_library_forms(body: Mapping[str, Any]) -> None:
         raise _bad("response_format must be an object with a 'type'", "response_format")
     if fmt.get("type") not in RESPONSE_FORMATS:
         raise _bad(
-            f"response_format.type {fmt.get('type')!r} is not supported: use 'text', 'json_object' or 'json_schema'",
+            f"response_format.type {shown(fmt.get('type'))} is not supported: use 'text', 'json_object' or "
+            "'json_schema'",
             "response_format.type",
         )
 
@@ -117,8 +119,9 @@ def parse_reasoning(body: Mapping[str, Any], settings: dict[str, Any], params: d
         budget = body.get(name)
         if budget is None:
             continue
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < -1:
-            raise _bad(f"'{name}' must be an integer: tokens, 0 (no thought), or -1 (no limit)", name)
+        if isinstance(budget, bool) or not isinstance(budget, int) or not -1 <= budget <= U32_MAX:
+            raise _bad(f"'{name}' must be an integer from -1 to {U32_MAX}: tokens, 0 (no thought), or -1 (no limit)",
+                       name)  # fmt: skip
         put("thinking_budget", None if budget == -1 else budget, name)
 
 

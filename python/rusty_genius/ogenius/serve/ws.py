@@ -31,7 +31,7 @@ from typing import Any
 from blacksheep import Application, Router, WebSocket
 
 from rusty_genius import ChatStream
-from rusty_genius.core.errors import GeniusError
+from rusty_genius.core.errors import GeniusError, shown
 from rusty_genius.core.events import Event
 from rusty_genius.ogenius.serve import encode, responses_ws
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error, dumps, parse_chat
@@ -75,6 +75,9 @@ class Connection(SocketSession):
     def error(self, error: ApiError, ref: Any = None) -> str:
         return error_frame(error, ref)
 
+    def ref(self, frame: dict[str, Any]) -> Any:
+        return frame.get("id")
+
     async def greet(self) -> None:
         await self.send(
             dumps(
@@ -111,7 +114,9 @@ class Connection(SocketSession):
         elif kind == "cancel":
             self._cancel(frame.get("id"))
         else:
-            error = ApiError(400, f"unknown frame type {kind!r}; use chat, cancel, auth or ping", code="invalid_frame")
+            error = ApiError(
+                400, f"unknown frame type {shown(kind)}; use chat, cancel, auth or ping", code="invalid_frame"
+            )
             await self.send(error_frame(error, frame.get("id")))
 
     async def _chat(self, frame: dict[str, Any]) -> None:

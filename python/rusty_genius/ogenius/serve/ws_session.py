@@ -6,10 +6,16 @@ Rules:
 - The handler's own loop (:meth:`SocketSession.run`) is the receiver. A disconnect only surfaces inside
   ``receive``: the loop then ends, and :meth:`SocketSession.stop_all` closes every stream of the socket (each
   generation stops within a token), cancels the socket's tasks and waits for them.
-- A binary frame, one that is not JSON and one that is not a JSON object each get an error in the subclass's shape
-  (:meth:`SocketSession.error`) and the socket stays open; only a failed ``auth`` closes it (1008).
+- Every frame is parsed by request_json.parse_json (depth-limited, lone surrogates refused). A binary frame, one that
+  is not JSON (or nests too deep), one that is not a JSON object, and one whose handling fails each get an error in
+  the subclass's shape (:meth:`SocketSession.error`) and the socket stays open, with every conversation on it; only
+  a failed ``auth`` closes it (1008). A failure in the handling is a bug: logged (as http_shared.api logs one), the
+  client gets a 500 error.
 - A socket that the Guard let in without the key (browsers cannot send headers) must send
-  ``{"type": "auth", "api_key": ...}`` first; until then :meth:`SocketSession.gate` refuses every other frame.
+  ``{"type": "auth", "api_key": ...}`` first. Until then a frame is parsed only when it is small and shallow enough
+  to be an ``auth`` (or ``ping``) frame (:data:`AUTH_FRAME_CHARS`, :data:`AUTH_FRAME_DEPTH`): anything else gets the
+  ``invalid_api_key`` error unread, so a client without the key cannot make the server parse more than that.
+  :meth:`SocketSession.gate` then refuses every frame but ``auth``.
 - A failed send marks the socket closed and closes its streams; the receiver sees the disconnect and cleans up.
   Nothing is sent once the socket is closed.
 - This module imports no session module (they import it), so the WebSocket modules form no import cycle.
@@ -18,7 +24,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -27,8 +33,17 @@ from blacksheep.server.websocket import WebSocketDisconnectError
 
 from rusty_genius import ChatStream
 from rusty_genius.ogenius.serve.openai_api import ApiError
+from rusty_genius.ogenius.serve.request_json import MAX_DEPTH, NotText, parse_json
 from rusty_genius.ogenius.serve.security import AUTHENTICATED, Policy
 from rusty_genius.ogenius.serve.service import Service
+
+log = logging.getLogger("rusty_genius.serve")
+
+AUTH_FRAME_CHARS = 4096
+"""The longest frame parsed before the socket is authenticated: ``{"type": "auth", "api_key": ...}`` with room for
+any key."""
+AUTH_FRAME_DEPTH = 1
+"""The deepest nesting parsed before the socket is authenticated (an ``auth`` frame is one flat object)."""
 
 
 def unauthorized() -> ApiError:
@@ -58,6 +73,10 @@ class SocketSession(ABC):
     @abstractmethod
     async def dispatch(self, frame: dict[str, Any]) -> None:
         """Handles one frame that is a JSON object (it calls :meth:`gate` where the protocol wants auth)."""
+
+    def ref(self, frame: dict[str, Any]) -> Any:
+        """What ties an error about ``frame`` to its request (its conversation id, its stream id); None by default."""
+        return None
 
     @abstractmethod
     def streams(self) -> list[ChatStream]:
@@ -115,16 +134,30 @@ class SocketSession(ABC):
                 stream.close()
 
     async def handle(self, text: str) -> None:
-        """One text frame from the client: checked to be a JSON object, then :meth:`dispatch`-ed."""
+        """One text frame from the client: checked to be a JSON object, then :meth:`dispatch`-ed. Nothing a frame
+        holds ends the socket or another conversation on it."""
+        if not self.authenticated and len(text) > AUTH_FRAME_CHARS:
+            await self.send(self.error(unauthorized()))  # not an auth frame: not read at all
+            return
+        depth = MAX_DEPTH if self.authenticated else AUTH_FRAME_DEPTH
         try:
-            frame = json.loads(text)
-        except ValueError:
-            await self.send(self.error(ApiError(400, f"the {self.NOUN} is not valid JSON", code="invalid_json")))
+            frame = parse_json(text, f"the {self.NOUN}", max_depth=depth, code="invalid_json")
+        except NotText as err:  # valid JSON: the error goes to the frame's request where it names one
+            ref = self.ref(err.value) if isinstance(err.value, dict) and self.authenticated else None
+            await self.send(self.error(err if self.authenticated else unauthorized(), ref))
+            return
+        except ApiError as err:
+            await self.send(self.error(err if self.authenticated else unauthorized()))
             return
         if not isinstance(frame, dict):
             await self.send(self.error(ApiError(400, f"a {self.NOUN} must be a JSON object", code="invalid_frame")))
             return
-        await self.dispatch(frame)
+        try:
+            await self.dispatch(frame)
+        except Exception:  # a bug: logged as http_shared.api logs one, said to the client; the socket goes on
+            log.exception("a WebSocket %s failed", self.NOUN)
+            error = ApiError(500, "internal server error", type="server_error")
+            await self.send(self.error(error, self.ref(frame)))
 
     # -- auth -----------------------------------------------------------------------------------------------------
 

@@ -69,12 +69,14 @@ def until_healthy(server: LiveServer, timeout: float) -> bool:
     return True
 
 
-def test_slow_headers_idle_keep_alive_and_deaf_websockets_are_closed_but_a_long_answer_is_not() -> None:
+def test_slow_headers_stalled_bodies_idle_keep_alive_and_deaf_websockets_are_closed_but_a_long_answer_is_not() -> None:
     # 25 tokens 0.1 s apart: a 2.5 s stream, longer than both timeouts and the ping round (1 s + 1 s).
     args = ("--engine", "pinky", "--pinky-delay", "0.1", "--pinky-tokens", "25")
     with live_server(*args, "--header-timeout", "1", "--idle-timeout", "1") as server, ExitStack() as stack:
         silent = stack.enter_context(connect(server.http_port))
         slow = stack.enter_context(connect(server.http_port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"))
+        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n"
+        stalled_body = stack.enter_context(connect(server.http_port, head + b'{"messages": ['))
         slow_upgrade = stack.enter_context(connect(server.ws_port, UPGRADE[:60]))
         kept = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=5)
         stack.callback(kept.close)
@@ -83,7 +85,7 @@ def test_slow_headers_idle_keep_alive_and_deaf_websockets_are_closed_but_a_long_
         deaf = stack.enter_context(connect(server.ws_port, UPGRADE))  # completes the handshake, never answers a ping
         assert deaf.recv(12) == b"HTTP/1.1 101"
         live = stack.enter_context(ws_connect(server.ws))  # answers pings: stays
-        waiting = [silent, slow, slow_upgrade, kept.sock]
+        waiting = [silent, slow, stalled_body, slow_upgrade, kept.sock]
         time.sleep(0.5)
         assert all(is_open(sock) for sock in waiting)
 
@@ -93,7 +95,7 @@ def test_slow_headers_idle_keep_alive_and_deaf_websockets_are_closed_but_a_long_
         assert lines[-1] == "data: [DONE]" and len(lines) > 25
 
         for sock in waiting:
-            assert read_to_close(sock) == b""  # closed without an answer
+            assert read_to_close(sock) == b"", sock  # closed without an answer
         assert read_to_close(deaf).endswith(b"keepalive ping timeout")  # its close frame (1011) says why
         assert live.ping().wait(2)
         upgrade = stack.enter_context(connect(server.http_port, UPGRADE))  # on --addr: plain HTTP, nothing logged

@@ -10,7 +10,8 @@ descriptor shortage from flooding the log.
 Rules:
 - Every moment a connection is not inside a request (from accept, and from the first byte after a response) runs
   under a deadline: the header timeout until its headers are complete, uvicorn's keep-alive (``--idle-timeout``)
-  between requests. A request being answered (a long stream) runs under none.
+  between requests. A request body that stalls (no byte for the header timeout while more is due) closes the
+  connection too, so a trickled body cannot hold a slot. A request being answered (a long stream) runs under none.
 - Over ``--max-connections`` a connection is answered 503 and closed, unread, on its first bytes or within
   :data:`REFUSAL_WAIT`, so the cap bounds the descriptors an idle flood can take (refusing once its headers are
   read, as uvicorn's ``limit_concurrency`` does, would let each hold one for the whole header timeout).
@@ -100,7 +101,21 @@ class LimitedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        before = self.cycle
         super().on_headers_complete()
+        # A new request whose body is still to come (not an upgrade, which makes no cycle): it must keep coming.
+        if self.cycle is not before and self.cycle is not None and self.cycle.more_body:
+            self._arm()
+
+    def on_body(self, body: bytes) -> None:
+        self._disarm()
+        super().on_body(body)
+        if self.cycle is not None and self.cycle.more_body and not self.cycle.response_complete:
+            self._arm()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -122,6 +137,9 @@ class LimitedProtocol(HttpToolsProtocol):
 
     def _expired(self) -> None:
         self.header_timer = None
+        if self.flow.read_paused:  # the body waits for the app to read it, not for the client: wait again
+            self._arm()
+            return
         self.transport.close()
 
     def _refuse(self) -> None:

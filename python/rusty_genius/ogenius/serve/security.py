@@ -28,6 +28,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from blacksheep import Request
+from blacksheep.exceptions import MessageAborted
 
 from rusty_genius.ogenius.serve import anthropic_api
 from rusty_genius.ogenius.serve.openai_api import ApiError
@@ -244,11 +245,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     # BlackSheep's stub calls stream() a coroutine; it is an async generator.
-    async for chunk in cast(AsyncIterator[bytes], request.stream()):
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in cast(AsyncIterator[bytes], request.stream()):
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            chunks.append(chunk)
+    except MessageAborted:  # the client left, or stalled past --header-timeout, before its body was whole
+        raise ApiError(400, "the request body was cut off before its declared length; send it whole") from None
     return b"".join(chunks)
 
 

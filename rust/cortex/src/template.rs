@@ -48,7 +48,8 @@ const RENDER_STACK_BYTES: usize = 128 << 20;
 const NAME: &str = "chat_template";
 
 /// ChatML as a Jinja template: what an engine without a template of its own renders (Pinky).
-pub const CHATML: &str = "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n\
+pub const CHATML: &str = "{% for message in messages %}<|im_start|>{{ message.role }}\n\
+    {% if message.content %}{{ message.content }}{% endif %}<|im_end|>\n\
     {% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
 /// Template variables beyond messages and tools.

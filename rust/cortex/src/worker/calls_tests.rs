@@ -54,6 +54,18 @@ fn render_is_chatml_with_the_open_assistant_turn() {
 }
 
 #[test]
+fn render_leaves_out_a_missing_content() {
+    let worker = pinky(fast());
+    let call = ChatMessage {
+        role: Role::Assistant,
+        tool_calls: vec![crate::request::ToolCall { id: "c1".into(), name: "f".into(), arguments: "{}".into() }],
+        ..ChatMessage::default()
+    };
+    let prompt = worker.call_blocking(move |e| e.render(&[call], &InferenceConfig::default())).unwrap();
+    assert!(prompt.starts_with("<|im_start|>assistant\n<|im_end|>\n"), "{prompt:?}");
+}
+
+#[test]
 fn embeddings_are_unit_length_stable_and_closer_for_shared_words() {
     let worker = pinky(fast());
     let texts = ["the cat sat on the mat", "the cat sat on the mat", "a cat on a mat", "quarterly revenue grew"];

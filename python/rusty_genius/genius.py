@@ -30,6 +30,7 @@ from rusty_genius.brainstem.protocol import (
     Downloaded,
     ErrorOutput,
     LoadModel,
+    Notice,
     Status,
     StatusReport,
     Unload,
@@ -527,6 +528,15 @@ class Genius:
         from rusty_genius import facecrab
 
         return list(facecrab.Registry().models().values())
+
+    def watch(self, callback: Callable[[Notice], None]) -> None:
+        """Calls ``callback`` (on this Genius's loop) with every model lifecycle :class:`Notice` from now on
+        (``kind``: ``loaded``, ``reloaded`` or ``unloaded``; ``model``: its key; ``seconds``: how long a load took),
+        and at once with a ``loaded`` notice for each model loaded now. For monitoring: it never loads anything."""
+        brainstem = self._require()
+        for key in brainstem.loaded():
+            callback(Notice("loaded", key, f"{key} is loaded", brainstem.load_seconds(key)))
+        brainstem.watch(callback)
 
     def loaded(self) -> list[str]:
         """The models loaded now; never loads one."""

@@ -83,6 +83,7 @@ class Brainstem:
         self.max_loaded = max_loaded
         self.max_queue = max_queue
         self._on_notice = on_notice
+        self._watchers: list[Callable[[Notice], None]] = []
         self._loop = asyncio.get_running_loop()
         self._slots: dict[str, Slot] = {}
         self._lock = threading.Lock()
@@ -100,6 +101,10 @@ class Brainstem:
         """The models loaded now, or still releasing their memory (never loads anything)."""
         with self._lock:
             return [k for k, s in self._slots.items() if s.engine is not None or s.unloading]
+
+    def watch(self, callback: Callable[[Notice], None]) -> None:
+        """Calls ``callback`` (on the loop) with every lifecycle notice from now on, beside ``on_notice``."""
+        self._watchers.append(callback)
 
     def engine_of(self, key: str) -> _native.Engine | None:
         with self._lock:
@@ -280,9 +285,9 @@ class Brainstem:
         if reloaded:
             log.warning("NOTICE: Model reload took %.2fs.", took)
             log.warning("Increase --unload-after or use --no-unload to avoid delay.")
-            self._notice(Notice("reloaded", slot.key, f"NOTICE: Model reload took {took:.2f}s."))
+            self._notice(Notice("reloaded", slot.key, f"NOTICE: Model reload took {took:.2f}s.", took))
         else:
-            self._notice(Notice("loaded", slot.key, f"loaded {slot.key} in {took:.2f}s"))
+            self._notice(Notice("loaded", slot.key, f"loaded {slot.key} in {took:.2f}s", took))
         if idle:
             self._idle(slot, token)
         return engine, took
@@ -301,5 +306,6 @@ class Brainstem:
                 await asyncio.sleep(0.05)
 
     def _notice(self, notice: Notice) -> None:
-        if self._on_notice is not None:
-            self._on_notice(notice)
+        for callback in [self._on_notice, *self._watchers]:
+            if callback is not None:
+                callback(notice)

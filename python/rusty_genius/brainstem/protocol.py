@@ -129,6 +129,8 @@ class Notice:
     kind: str
     model: str
     message: str
+    seconds: float | None = None
+    """How long the load took, on ``loaded`` and ``reloaded`` notices of the brainstem (None when unknown)."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rusty_genius import ChatStream
 from rusty_genius.core.events import Event
@@ -26,6 +26,8 @@ class Choices:
         self.ends: list[Event | None] = [None] * len(self.streams)
         """Each choice's ``complete`` event, once it arrived."""
         self._reads: dict[asyncio.Future[list[Event]], int] = {}
+        self.on_batch: Callable[[list[Event], int], None] | None = None
+        """Sees each batch and its choice's index as it is read (metrics.Generation.batch)."""
 
     @property
     def n(self) -> int:
@@ -58,6 +60,8 @@ class Choices:
         return self._note(index, read.result())
 
     def _note(self, index: int, batch: list[Event]) -> tuple[int, list[Event]]:
+        if self.on_batch is not None:
+            self.on_batch(batch, index)
         if batch and batch[-1].kind == "complete":
             self.ends[index] = batch[-1]
         return index, batch

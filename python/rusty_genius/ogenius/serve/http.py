@@ -5,7 +5,7 @@ Routes: ``POST /v1/chat/completions`` (JSON or SSE), ``POST /v1/messages`` and `
 ``/v1/responses`` (responses_http.py), ``POST /v1/completions`` and ``POST /v1/embeddings`` (completions_api.py,
 embeddings_api.py; these two, chat completions and ``GET /v1/models`` also without ``/v1``, as llama-server),
 llama-server's ``POST /tokenize``, ``/detokenize`` and ``/apply-template`` (tokens_api.py), ``GET /v1/models``,
-``GET /v1/models/{id}``, ``GET /health``,
+``GET /v1/models/{id}``, ``GET /health``, ``GET /metrics`` (Prometheus, metrics.py; under the API key when one is set),
 ``GET /v1/ws-info`` (where the WebSocket listens, for the web page) and ``GET /`` (the web chat page, static/index.html,
 served with a strict Content-Security-Policy: its inline script and style by hash, connections only to this origin
 and the WebSocket address it is told).
@@ -57,6 +57,7 @@ from rusty_genius.ogenius.serve.http_shared import (
     read_json,
 )
 from rusty_genius.ogenius.serve.http_shared import api as _api
+from rusty_genius.ogenius.serve.metrics import CONTENT_TYPE
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, parse_chat
 from rusty_genius.ogenius.serve.respond import respond
 from rusty_genius.ogenius.serve.security import is_loopback_name, split_host
@@ -128,6 +129,9 @@ def build(service: Service) -> Application:
         status = "shutting_down" if service.closing else "ok"
         return json_response({"status": status, "model": service.model, "loaded": service.loaded})
 
+    async def metrics(request: Request) -> Response:
+        return Response(200, None, Content(CONTENT_TYPE.encode(), service.metrics.render()))
+
     async def ws_info(request: Request) -> Response:
         host, _ = split_host((request.get_first_header(b"host") or b"").decode("latin-1"))
         return json_response(
@@ -161,9 +165,11 @@ def build(service: Service) -> Application:
     router.add_get("/models", _api(models))
     router.add_get("/v1/models/*", _api(model))
     router.add_get("/health", _api(health))
+    router.add_get("/metrics", _api(metrics))
     router.add_get("/v1/ws-info", _api(ws_info))
     router.add_get("/", index)
     router.fallback = not_found
+    service.metrics.routes(router)
     return app
 
 

@@ -69,7 +69,9 @@ class Run:
     """One response being generated (see the module's rules); its events come from :meth:`start`, then
     :meth:`more` until :attr:`over`."""
 
-    def __init__(self, service: Service, parsed: Parsed, local: ResponseStore | None = None) -> None:
+    def __init__(
+        self, service: Service, parsed: Parsed, local: ResponseStore | None = None, endpoint: str | None = None
+    ) -> None:
         self.service = service
         self.parsed = parsed
         self.local = local
@@ -80,6 +82,8 @@ class Run:
             self.stream = service.open(parsed.chat)
         except ApiError as err:
             raise wire_error(err) from None
+        self.generation = service.metrics.generation(endpoint)
+        """Its metrics; ``endpoint``: the WebSocket's, which counts the request when it ends."""
         self.cancelled = False
         self.over = False
         self._ended = asyncio.Event()
@@ -143,6 +147,7 @@ class Run:
         return []
 
     def _take(self, batch: list[Event]) -> list[dict[str, Any]]:
+        self.generation.batch(batch)
         events = self.builder.add(batch)
         if batch[-1].kind == "complete":
             events += self._end(batch[-1])

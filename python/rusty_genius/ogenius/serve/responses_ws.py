@@ -42,6 +42,8 @@ from rusty_genius.ogenius.serve.ws_session import SocketSession
 log = logging.getLogger("rusty_genius.serve")
 
 PATH = "/v1/responses"
+ENDPOINT = "ws:" + PATH
+"""The ``endpoint`` label of its requests in the metrics."""
 KEPT = 16
 """Responses a connection keeps for itself (stored or not), most recent first."""
 
@@ -131,8 +133,9 @@ class ResponsesSocket(SocketSession):
             if not parsed.generate:
                 await self._send_events(warm_up(self.service, parsed, self.local), stream_id)
                 return
-            run = Run(self.service, parsed, self.local)
+            run = Run(self.service, parsed, self.local, endpoint=ENDPOINT)
         except ApiError as err:
+            self.service.metrics.ws_request(ENDPOINT, err.status)
             await self.send(error_event(err, stream_id))
             return
         self.runs.add(run)
@@ -140,6 +143,7 @@ class ResponsesSocket(SocketSession):
             try:
                 events = await run.start()
             except ApiError as err:
+                run.generation.end(err.status)
                 await self.send(error_event(err, stream_id))
                 return
             while self.open:
@@ -150,6 +154,7 @@ class ResponsesSocket(SocketSession):
         finally:
             self.runs.discard(run)
             run.close()
+            run.generation.end()
 
     async def _send_events(self, events: list[dict[str, Any]], stream_id: str | None) -> None:
         for event in events:

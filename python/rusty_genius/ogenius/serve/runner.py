@@ -156,12 +156,15 @@ async def _main(
     _check_open_files(settings)
     async with genius:
         service = Service(genius, choice, defaults, settings)
+        service.metrics.attach(genius)
         policy = Policy(settings)
         http_app, ws_app = http.build(service), ws.build(service, policy)
         await http_app.start()  # type: ignore[no-untyped-call]
         await ws_app.start()  # type: ignore[no-untyped-call]
         servers = [
-            _Server(_config(Guard(http_app, policy, settings.max_body), settings, websocket=False)),
+            _Server(
+                _config(Guard(http_app, policy, settings.max_body, service.metrics.counting), settings, websocket=False)
+            ),
             _Server(_config(Guard(ws_app, policy, settings.max_body), settings, websocket=True)),
         ]
 

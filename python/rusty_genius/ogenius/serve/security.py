@@ -145,16 +145,22 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
 class Guard:
     """ASGI middleware that applies the :class:`Policy` before ``app``."""
 
-    def __init__(self, app: ASGIApp, policy: Policy, max_body: int) -> None:
+    def __init__(
+        self, app: ASGIApp, policy: Policy, max_body: int, count: Callable[[Scope, Send], Send] | None = None
+    ) -> None:
         self.app = app
         self.policy = policy
         self.max_body = max_body
+        self.count = count
+        """Wraps an HTTP request's ``send`` to count it with its final status (metrics.Metrics.counting)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        if kind == "http" and self.count is not None:
+            send = self.count(scope, send)
         headers = _headers(scope)
         host, host_port = split_host(headers.get(b"host", b"").decode("latin-1"))
         origin = headers.get(b"origin", b"").decode("latin-1")

@@ -28,6 +28,7 @@ from rusty_genius import Brain, ChatStream, Genius, InferenceConfig
 from rusty_genius.core.config import U32_MAX
 from rusty_genius.core.errors import GeniusError
 from rusty_genius.ogenius.flags import ModelChoice
+from rusty_genius.ogenius.serve.metrics import Metrics
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error
 from rusty_genius.ogenius.serve.settings import ServeSettings
 
@@ -48,6 +49,7 @@ class Service:
         self.closing = False
         self._streams: set[ChatStream] = set()
         self._calls: set[asyncio.Task[Any]] = set()
+        self.metrics = Metrics(self)
 
     # -- models -------------------------------------------------------------------------------------------------
 
@@ -73,6 +75,11 @@ class Service:
     @property
     def loaded(self) -> bool:
         return self.genius.is_loaded()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests holding a place in the model's queue: streams open and engine calls under way."""
+        return len(self._streams) + len(self._calls)
 
     def model_card(self) -> dict[str, Any]:
         return {

@@ -34,6 +34,7 @@ from rusty_genius import ChatStream
 from rusty_genius.core.errors import GeniusError, shown
 from rusty_genius.core.events import Event
 from rusty_genius.ogenius.serve import encode, responses_ws
+from rusty_genius.ogenius.serve.metrics import Generation
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error, dumps, parse_chat
 from rusty_genius.ogenius.serve.security import Policy
 from rusty_genius.ogenius.serve.service import Service
@@ -51,6 +52,7 @@ class _Conversation:
     stream: ChatStream
     head: str
     """``{"id":<id>,"type":`` with the id already encoded."""
+    generation: Generation
     task: asyncio.Task[None] | None = None
     cancelled: bool = False
     running: bool = False
@@ -145,9 +147,11 @@ class Connection(SocketSession):
                 raise ApiError(400, "'n' must be 1 on the WebSocket: send one chat frame per choice", param="n")
             stream = self.service.open(chat)
         except ApiError as err:
+            self.service.metrics.ws_request("ws", err.status)
             await self.send(error_frame(err, request_id))
             return
-        conv = _Conversation(request_id, chat, stream, '{"id":' + key + ',"type":')
+        head = '{"id":' + key + ',"type":'
+        conv = _Conversation(request_id, chat, stream, head, self.service.metrics.generation("ws"))
         self.conversations[key] = conv
         conv.task = asyncio.get_running_loop().create_task(self._converse(key, conv))
 
@@ -178,12 +182,15 @@ class Connection(SocketSession):
                 try:
                     events = await stream.batch()
                 except GeniusError as err:
-                    await self.send(error_frame(api_error_of(err, conv.chat.params), conv.id))
+                    error = api_error_of(err, conv.chat.params)
+                    conv.generation.end(error.status)
+                    await self.send(error_frame(error, conv.id))
                     return
                 if not events:
                     await self._done_without_usage(conv)
                     return
                 conv.started = True
+                conv.generation.batch(events)
                 for frame in self._frames(conv, events):
                     await self.send(frame)
                 if events[-1].kind == "complete":
@@ -196,6 +203,7 @@ class Connection(SocketSession):
         finally:
             self.conversations.pop(key, None)
             self.service.done(stream)
+            conv.generation.end()
 
     async def _done_without_usage(self, conv: _Conversation) -> None:
         """The stream ended before ``complete``: cancelled before it started, or closed by the shutdown."""

@@ -7,7 +7,7 @@
 //! whole request.
 
 use pyo3::prelude::*;
-use rusty_genius_cortex::{ChatMessage, CortexError, EngineInfo, InferenceConfig, Worker};
+use rusty_genius_cortex::{ChatMessage, CortexError, Engine, EngineInfo, InferenceConfig, Worker};
 
 use crate::errors::to_py;
 use crate::runtime::SmolRuntime;
@@ -60,24 +60,19 @@ pub fn detokenize<'py>(py: Python<'py>, worker: &Worker, ids: Vec<i32>) -> PyRes
     awaitable(py, async move { Ok(String::from_utf8_lossy(&answer(reply).await?.concat()).into_owned()) })
 }
 
-pub fn render<'py>(
+/// What the engine makes of a chat request's `messages` and `config` without generating: `ask` is
+/// [`Engine::render`] (the prompt) or [`Engine::prompt_tokens`] (its size).
+pub fn of_chat<'py, R>(
     py: Python<'py>,
     worker: &Worker,
     messages: Vec<ChatMessage>,
     config: InferenceConfig,
-) -> PyResult<Bound<'py, PyAny>> {
-    let reply = worker.call(move |engine| engine.render(&messages, &config)).map_err(to_py)?;
-    awaitable(py, answer(reply))
-}
-
-/// The tokens a chat request's prompt takes (its `usage.prompt_tokens`), without generating.
-pub fn prompt_tokens<'py>(
-    py: Python<'py>,
-    worker: &Worker,
-    messages: Vec<ChatMessage>,
-    config: InferenceConfig,
-) -> PyResult<Bound<'py, PyAny>> {
-    let reply = worker.call(move |engine| engine.prompt_tokens(&messages, &config)).map_err(to_py)?;
+    ask: fn(&dyn Engine, &[ChatMessage], &InferenceConfig) -> Result<R, CortexError>,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    R: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    let reply = worker.call(move |engine| ask(engine, &messages, &config)).map_err(to_py)?;
     awaitable(py, answer(reply))
 }
 

@@ -198,7 +198,7 @@ impl PyEngine {
         config: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (messages, config) = (convert::messages(messages)?, convert::config(config)?);
-        self.with_worker(|worker| calls::render(py, worker, messages, config))
+        self.with_worker(|worker| calls::of_chat(py, worker, messages, config, |e, m, c| e.render(m, c)))
     }
 
     /// Awaitable: the tokens the prompt of a chat request of `messages` and `config` takes, without generating.
@@ -209,7 +209,7 @@ impl PyEngine {
         config: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (messages, config) = (convert::messages(messages)?, convert::config(config)?);
-        self.with_worker(|worker| calls::prompt_tokens(py, worker, messages, config))
+        self.with_worker(|worker| calls::of_chat(py, worker, messages, config, |e, m, c| e.prompt_tokens(m, c)))
     }
 
     /// Awaitable: `(vectors, prompt_tokens)` for `inputs` (texts or token-id lists).

@@ -67,6 +67,8 @@ def test_counters_and_histograms_move_as_every_api_runs(server: LiveServer) -> N
                 pass
             ws.send(json.dumps({"type": "chat", "id": 2, "messages": USER, "temperature": "hot"}))
             assert json.loads(ws.recv(timeout=5))["type"] == "error"
+            ws.send(json.dumps({"type": "chat", "id": True, "messages": USER}))  # no usable id: refused too
+            assert json.loads(ws.recv(timeout=5))["type"] == "error"
         with websockets.sync.client.connect(server.ws + "/v1/responses") as ws:
             ws.send(json.dumps({"type": "response.create", "model": "pinky", "input": "hi", "max_output_tokens": 4}))
             while json.loads(ws.recv(timeout=5))["type"] not in ("response.completed", "response.incomplete"):
@@ -87,7 +89,7 @@ def test_counters_and_histograms_move_as_every_api_runs(server: LiveServer) -> N
     assert moved("/v1/chat/completions", "POST", 400) == 1
     assert moved("/v1/models/*", "GET", 404) == 1  # the route template, never the raw path
     assert moved("other", "GET", 404) == 1
-    assert moved("ws", "WS", 200) == 1 and moved("ws", "WS", 400) == 1
+    assert moved("ws", "WS", 200) == 1 and moved("ws", "WS", 400) == 2
     assert moved("ws:/v1/responses", "WS", 200) == 1
     assert moved("/metrics", "GET", 200) >= 1  # the first scrape, counted once its response started
 

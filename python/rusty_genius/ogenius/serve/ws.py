@@ -123,37 +123,34 @@ class Connection(SocketSession):
 
     async def _chat(self, frame: dict[str, Any]) -> None:
         request_id = frame.get("id")
-        if not (isinstance(request_id, str) and 0 < len(request_id) <= 256) and not (
-            isinstance(request_id, int) and not isinstance(request_id, bool)
-        ):
-            error = ApiError(
-                400, "a chat frame needs an 'id': a string (up to 256 characters) or an integer", param="id"
-            )
-            await self.send(error_frame(error, request_id))
-            return
-        key = json.dumps(request_id)
-        if key in self.conversations:
-            error = ApiError(400, f"conversation {key} is still running", code="duplicate_id", param="id")
-            await self.send(error_frame(error, request_id))
-            return
-        if len(self.conversations) >= self.service.settings.max_conversations_per_socket:
-            limit = self.service.settings.max_conversations_per_socket
-            error = ApiError(429, f"at most {limit} conversations at once per socket", code="too_many_conversations")
-            await self.send(error_frame(error, request_id))
-            return
         try:
-            chat = parse_chat(frame)
-            if chat.n != 1:
-                raise ApiError(400, "'n' must be 1 on the WebSocket: send one chat frame per choice", param="n")
-            stream = self.service.open(chat)
+            stream, chat = self._open(frame, request_id)
         except ApiError as err:
-            self.service.metrics.ws_request("ws", err.status)
+            self.service.metrics.ws_request("ws", err.status)  # every refusal counts, as on HTTP
             await self.send(error_frame(err, request_id))
             return
+        key = json.dumps(request_id)
         head = '{"id":' + key + ',"type":'
         conv = _Conversation(request_id, chat, stream, head, self.service.metrics.generation("ws"))
         self.conversations[key] = conv
         conv.task = asyncio.get_running_loop().create_task(self._converse(key, conv))
+
+    def _open(self, frame: dict[str, Any], request_id: Any) -> tuple[ChatStream, ChatRequest]:
+        """Checks a chat frame and queues its request; raises ApiError when it is refused."""
+        if not (isinstance(request_id, str) and 0 < len(request_id) <= 256) and not (
+            isinstance(request_id, int) and not isinstance(request_id, bool)
+        ):
+            raise ApiError(400, "a chat frame needs an 'id': a string (up to 256 characters) or an integer", param="id")
+        key = json.dumps(request_id)
+        if key in self.conversations:
+            raise ApiError(400, f"conversation {key} is still running", code="duplicate_id", param="id")
+        if len(self.conversations) >= self.service.settings.max_conversations_per_socket:
+            limit = self.service.settings.max_conversations_per_socket
+            raise ApiError(429, f"at most {limit} conversations at once per socket", code="too_many_conversations")
+        chat = parse_chat(frame)
+        if chat.n != 1:
+            raise ApiError(400, "'n' must be 1 on the WebSocket: send one chat frame per choice", param="n")
+        return self.service.open(chat), chat
 
     def _cancel(self, request_id: Any) -> None:
         conv = self.conversations.get(json.dumps(request_id))

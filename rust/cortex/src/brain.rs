@@ -855,8 +855,7 @@ impl Engine for Brain {
     }
 
     fn prompt_tokens(&self, messages: &[ChatMessage], config: &InferenceConfig) -> Result<usize, CortexError> {
-        let constrained = crate::constraint::grammar(&config.output, self.tool_format)?.is_some();
-        Ok(self.chat_tokens(messages, config, constrained)?.0.len())
+        Ok(self.chat_tokens(messages, config, crate::constraint::constrains(&config.output))?.0.len())
     }
 
     fn embed(&mut self, inputs: &[Vec<i32>], normalize: bool) -> Result<Vec<Vec<f32>>, CortexError> {

@@ -60,11 +60,7 @@ impl Source {
 /// The grammar a request's answer must follow, or None when it is free. Forced tool calls win over a response
 /// format (a call is the answer then).
 pub fn grammar(output: &Output, format: ToolFormat) -> Result<Option<(TopLevelGrammar, Source)>, CortexError> {
-    let forced: Vec<&ToolSpec> = match &output.tool_choice {
-        ToolChoice::Required => output.tools.iter().collect(),
-        ToolChoice::Function(name) => output.tools.iter().filter(|t| &t.name == name).collect(),
-        ToolChoice::Auto | ToolChoice::None => Vec::new(),
-    };
+    let forced = forced_tools(output);
     if !forced.is_empty() {
         let lark = call_grammar(&forced, format, output.parallel_tool_calls)?;
         return Ok(Some((TopLevelGrammar::from_lark(lark), Source::ToolChoice)));
@@ -77,6 +73,20 @@ pub fn grammar(output: &Output, format: ToolFormat) -> Result<Option<(TopLevelGr
         }
     };
     Ok(Some((TopLevelGrammar::from_json_schema(styled(schema)), Source::ResponseFormat)))
+}
+
+/// Whether a request's answer is constrained ([`grammar`] gives `Some`), without building the grammar.
+pub fn constrains(output: &Output) -> bool {
+    !forced_tools(output).is_empty() || !matches!(output.format, ResponseFormat::Text)
+}
+
+/// The tools the answer must call (`tool_choice` required or naming one), if any.
+fn forced_tools(output: &Output) -> Vec<&ToolSpec> {
+    match &output.tool_choice {
+        ToolChoice::Required => output.tools.iter().collect(),
+        ToolChoice::Function(name) => output.tools.iter().filter(|t| &t.name == name).collect(),
+        ToolChoice::Auto | ToolChoice::None => Vec::new(),
+    }
 }
 
 /// Checks that every schema of `output` compiles (with a byte-level vocabulary: what llguidance refuses does not

@@ -84,18 +84,20 @@ impl PinkyOptions {
 }
 
 /// The stub engine.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pinky {
     options: PinkyOptions,
     /// The next piece of the sequence on each slot.
     next: Vec<usize>,
+    /// ChatML, compiled once.
+    template: ChatTemplate,
 }
 
 impl Pinky {
     pub fn new(options: PinkyOptions) -> Result<Self, CortexError> {
         options.validate()?;
         let next = vec![0; options.parallel];
-        Ok(Self { options, next })
+        Ok(Self { options, next, template: ChatTemplate::new(CHATML, "", "")? })
     }
 
     /// Waits one step's delay, cut short when a running sequence is cancelled (one alone waits on its token).
@@ -148,6 +150,11 @@ fn push(out: &mut Generation, piece: &[u8]) -> Flow {
     out.token_with_logprob(piece, TokenLogprob { token, bytes: piece.to_vec(), logprob: 0.0, top })
 }
 
+/// A prompt's size as Pinky's usage counts it: white-space separated words (Pinky has no tokenizer for prompts).
+fn words(messages: &[ChatMessage]) -> usize {
+    messages.iter().map(|m| m.content.split_whitespace().count()).sum()
+}
+
 fn pinky_byte(id: i32) -> Result<u8, CortexError> {
     u8::try_from(id).map_err(|_| {
         CortexError::InvalidRequest(format!(
@@ -184,11 +191,10 @@ impl Engine for Pinky {
     }
 
     fn admit(&mut self, request: &ChatRequest, free: &[usize], out: &mut Generation) -> Result<usize, CortexError> {
-        // Usage counts a prompt "token" as a white-space separated word.
-        let words: usize = match &request.prompt {
+        let words = match &request.prompt {
             Some(raw) if raw.suffix.is_some() => return Err(crate::engine::no_fill_in_middle()),
             Some(raw) => raw.text.split_whitespace().count(),
-            None => request.messages.iter().map(|m| m.content.split_whitespace().count()).sum(),
+            None => words(&request.messages),
         };
         out.prompt_processed(PromptInfo {
             prompt_tokens: u32::try_from(words).unwrap_or(u32::MAX),
@@ -251,9 +257,8 @@ impl Engine for Pinky {
         Ok(text.bytes().map(i32::from).collect())
     }
 
-    /// As its usage counts them: white-space separated words.
     fn prompt_tokens(&self, messages: &[ChatMessage], _config: &InferenceConfig) -> Result<usize, CortexError> {
-        Ok(messages.iter().map(|m| m.content.split_whitespace().count()).sum())
+        Ok(words(messages))
     }
 
     fn pieces(&self, ids: &[i32]) -> Result<Vec<Vec<u8>>, CortexError> {
@@ -261,12 +266,11 @@ impl Engine for Pinky {
     }
 
     fn render(&self, messages: &[ChatMessage], config: &InferenceConfig) -> Result<String, CortexError> {
-        let template = ChatTemplate::new(CHATML, "", "")?;
         let kwargs = TemplateKwargs {
             enable_thinking: config.reasoning.enabled,
             reasoning_effort: config.reasoning.effort.clone(),
         };
-        template.render(messages, config.output.offered_tools(), true, &kwargs)
+        self.template.render(messages, config.output.offered_tools(), true, &kwargs)
     }
 
     fn embed(&mut self, inputs: &[Vec<i32>], normalized: bool) -> Result<Vec<Vec<f32>>, CortexError> {

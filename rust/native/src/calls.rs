@@ -81,17 +81,18 @@ pub fn embed<'py>(
     py: Python<'py>,
     worker: &Worker,
     info: &EngineInfo,
-    inputs: Vec<EmbedInput>,
+    mut inputs: Vec<EmbedInput>,
     normalize: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     if info.embedding_size == 0 {
         return Err(to_py(CortexError::InvalidRequest("this model makes no embeddings".into())));
     }
     // Texts are tokenized in one call first: their lengths are checked with the token arrays, by index.
+    // Moved out (an empty text stays in its place, to be replaced by its tokens below).
     let texts: Vec<String> = inputs
-        .iter()
+        .iter_mut()
         .filter_map(|i| match i {
-            EmbedInput::Text(t) => Some(t.clone()),
+            EmbedInput::Text(t) => Some(std::mem::take(t)),
             EmbedInput::Tokens(_) => None,
         })
         .collect();

@@ -74,7 +74,18 @@ def api(handler: Handler, anthropic: bool = False) -> Handler:
 
 
 def watch(request: Request, streams: Sequence[ChatStream]) -> asyncio.Task[None] | None:
-    """Closes ``streams`` when the client disconnects (the body has been read, so receive() only reports that)."""
+    """Closes ``streams`` when the client disconnects."""
+
+    def close() -> None:
+        for stream in streams:
+            stream.close()
+
+    return on_disconnect(request, close)
+
+
+def on_disconnect(request: Request, act: Callable[[], None]) -> asyncio.Task[None] | None:
+    """Calls ``act`` when the client disconnects (the body has been read, so receive() only reports that); cancel the
+    returned task once the request is over."""
     receive = cast("Receive | None", request.scope.get(RECEIVE) if request.scope else None)
     if receive is None:
         return None
@@ -82,8 +93,7 @@ def watch(request: Request, streams: Sequence[ChatStream]) -> asyncio.Task[None]
     async def watcher() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-        for stream in streams:
-            stream.close()
+        act()
 
     return asyncio.get_running_loop().create_task(watcher())
 
@@ -96,6 +106,7 @@ __all__ = [
     "error_response",
     "json_response",
     "load_headers",
+    "on_disconnect",
     "read_json",
     "watch",
 ]

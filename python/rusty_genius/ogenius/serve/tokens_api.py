@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from blacksheep import Request, Response, Router
 
@@ -29,7 +29,6 @@ from rusty_genius.core.errors import GeniusError
 from rusty_genius.ogenius.serve import http_shared
 from rusty_genius.ogenius.serve.http_shared import api, json_response
 from rusty_genius.ogenius.serve.openai_api import ApiError, api_error_of, parse_chat
-from rusty_genius.ogenius.serve.security import RECEIVE, Receive
 from rusty_genius.ogenius.serve.service import Service
 
 T = TypeVar("T")
@@ -47,17 +46,14 @@ async def run_call(service: Service, request: Request, model: str | None, work: 
     """:meth:`Service.call` of ``work`` for ``request``, cancelled when the client leaves (its body has been read, so
     the server's ``receive`` only reports that)."""
     task = asyncio.ensure_future(service.call(model, work))
-    receive = cast("Receive | None", request.scope.get(RECEIVE) if request.scope else None)
     left = False
 
-    async def watch(receive: Receive) -> None:
+    def leave() -> None:
         nonlocal left
-        while (await receive())["type"] != "http.disconnect":
-            pass
         left = True
         task.cancel()
 
-    watcher = None if receive is None else asyncio.get_running_loop().create_task(watch(receive))
+    watcher = http_shared.on_disconnect(request, leave)
     try:
         return await task
     except asyncio.CancelledError:

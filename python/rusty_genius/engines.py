@@ -109,6 +109,14 @@ class Brain:
             parallel=self.parallel,
         )
 
+    def _footprint(self) -> int:
+        """Bytes it takes loaded, estimated from its GGUF header with the engine's own context and parallel rules."""
+        estimate = _native.estimate_memory(
+            os.fspath(self.model_path), context_size=self.context_size, parallel=self.parallel,
+            batch_size=self.batch_size,
+        )  # fmt: skip
+        return int(estimate["total"])
+
 
 @dataclass(frozen=True)
 class _Named:
@@ -122,6 +130,10 @@ class _Named:
         from rusty_genius import facecrab
 
         return Brain(model_path=facecrab.ensure_model(self.resolution).path)._load()
+
+    def _footprint(self) -> int:
+        registered = self.resolution.registered
+        return Brain(model_path=registered.path)._footprint() if registered is not None and registered.paths else 0
 
 
 _DEFAULT_PINKY = Pinky()

@@ -22,6 +22,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from rusty_genius import _native
 from rusty_genius.brainstem import Brainstem, CortexStrategy, Immediate
+from rusty_genius.brainstem.placement import budget_of
 from rusty_genius.brainstem.dispatch import Dispatcher
 from rusty_genius.brainstem.protocol import (
     BrainstemInput,
@@ -69,7 +70,10 @@ class Genius:
     path to a ``.gguf`` file, or a :class:`Brain`; default: the embedded default model. ``engine``: ``"brain"``
     (default), ``"pinky"`` or a :class:`Pinky` (the stub; it ignores ``model``). ``strategy``: when idle models
     unload (:class:`KeepAlive` by default, :class:`HibernateAfter`, :class:`Immediate`). ``max_loaded``: models loaded
-    at once (least recently used idle ones unload first). ``max_queue``: requests queued or running per model
+    at once (least recently used idle ones unload first). ``max_memory``: bytes the loaded models may take (an
+    estimate from each GGUF: weights, KV cache, compute buffers), also bounded by the free memory; ``"auto"``: the
+    free memory alone; None (default): by count only. A model that can never fit raises
+    :class:`OutOfMemoryError`. ``max_queue``: requests queued or running per model
     before :class:`BusyError`.
 
     Use it as an async context manager with ``async for``, or as a plain one with ``for``::
@@ -95,7 +99,9 @@ class Genius:
         strategy: CortexStrategy | None = None,
         max_loaded: int = 1,
         max_queue: int = 32,
+        max_memory: int | str | None = None,
     ) -> None:
+        self._budget = budget_of(max_memory)
         self._default = self._choose(model, engine)
         self._default_key = key_of(self._default)
         self._engine_choice = engine
@@ -134,7 +140,7 @@ class Genius:
     def _key(self, model: EngineSpec | None) -> str:
         spec = self._loadable(model)
         key = self._default_key if model is None else key_of(spec)
-        self._require().register(key, spec._load)
+        self._require().register(key, spec._load, getattr(spec, "_footprint", None))
         return key
 
     def _require(self) -> Brainstem:
@@ -147,7 +153,7 @@ class Genius:
     async def start(self) -> None:
         """Starts the brainstem on the running loop and loads the default model. Idempotent."""
         if self._brainstem is None:
-            self._brainstem = Brainstem(strategy=self._strategy, max_loaded=self._max_loaded, max_queue=self._max_queue)
+            self._brainstem = await self._make_brainstem()
             await self._preload()
 
     async def _preload(self) -> None:
@@ -172,7 +178,9 @@ class Genius:
             raise
 
     async def _make_brainstem(self) -> Brainstem:
-        return Brainstem(strategy=self._strategy, max_loaded=self._max_loaded, max_queue=self._max_queue)
+        return Brainstem(
+            strategy=self._strategy, max_loaded=self._max_loaded, max_queue=self._max_queue, budget=self._budget
+        )
 
     async def aclose(self) -> None:
         """Stops every generation and unloads every model. Idempotent."""

@@ -9,8 +9,10 @@ Rules:
   and the next request tries again.
 - Unloading follows the CortexStrategy, and only when no request holds the model. A request may bring its own
   strategy (``keep_alive``, as Ollama's): the last request to take a place in a model's queue sets how long that
-  model stays loaded once idle; a request without one restores the Brainstem's. At most ``max_loaded`` models are
-  loaded; to load another, the least recently used idle one is unloaded first.
+  model stays loaded once idle; a request without one restores the Brainstem's.
+- Which models stay when another loads is placement.py's decision: by count (``max_loaded``) and by bytes (a
+  :class:`~.placement.Budget`); the least recently used idle model is unloaded first, a busy one never. Loads that
+  wait for room wait in arrival order; a load whose every waiter has left gives up its turn and unloads nothing.
 - Listing and health calls never wake a model. Slot bookkeeping is under a threading lock (sync callers and the
   ``on_done`` callback may run on other threads); loads and unloads run on the loop.
 """
@@ -28,12 +30,17 @@ import anyio.to_thread
 
 from rusty_genius import _native
 from rusty_genius.brainstem.lifecycle import CortexStrategy, HibernateAfter, Immediate, KeepAlive
+from rusty_genius.brainstem.placement import Budget, Evict, Fits, Resident, plan
 from rusty_genius.brainstem.protocol import Notice
 from rusty_genius.core.errors import BusyError, EngineClosedError, GeniusError
 
 log = logging.getLogger("rusty_genius.brainstem")
 
 Loader = Callable[[], _native.Engine]
+Sizer = Callable[[], int]
+"""Estimates the bytes a model takes once loaded (called once, on a worker thread)."""
+ROOM_POLL = 0.05
+"""Seconds between two looks at the room while a load waits for a busy model to go idle."""
 
 
 @dataclass(eq=False)
@@ -53,6 +60,19 @@ class Slot:
     """The strategy the last request asked for (None: the Brainstem's)."""
     load_seconds: float | None = None
     """How long the last load took."""
+    sizer: Sizer | None = None
+    need: int | None = None
+    """Bytes it takes loaded, as its sizer estimated (None: not estimated yet)."""
+    placed: bool = False
+    """Room was made for it and its load runs: it counts as resident."""
+
+    @property
+    def state(self) -> str:
+        if self.unloading:
+            return "unloading"
+        if self.engine is not None:
+            return "loaded"
+        return "loading" if self.load is not None else "unloaded"
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,7 @@ class Brainstem:
         strategy: CortexStrategy | None = None,
         max_loaded: int = 1,
         max_queue: int = 32,
+        budget: Budget | None = None,
         on_notice: Callable[[Notice], None] | None = None,
     ) -> None:
         if max_loaded < 1 or max_queue < 1:
@@ -82,6 +103,8 @@ class Brainstem:
         self.strategy = strategy or KeepAlive()
         self.max_loaded = max_loaded
         self.max_queue = max_queue
+        self.budget = budget or Budget()
+        self._waiting_room: list[Slot] = []  # loads waiting for room, first come first
         self._on_notice = on_notice
         self._watchers: list[Callable[[Notice], None]] = []
         self._loop = asyncio.get_running_loop()
@@ -91,11 +114,21 @@ class Brainstem:
 
     # -- what callers see ---------------------------------------------------------------------------------------
 
-    def register(self, key: str, loader: Loader) -> None:
-        """Makes ``key`` known (not loaded)."""
+    def register(self, key: str, loader: Loader, sizer: Sizer | None = None) -> None:
+        """Makes ``key`` known (not loaded); ``sizer`` estimates its bytes for placement (None: 0 bytes)."""
         with self._lock:
             if key not in self._slots:
-                self._slots[key] = Slot(key, loader)
+                self._slots[key] = Slot(key, loader, sizer=sizer)
+
+    def states(self) -> dict[str, str]:
+        """Every registered model's state: ``loaded``, ``loading``, ``unloading`` or ``unloaded`` (never loads)."""
+        with self._lock:
+            return {k: s.state for k, s in self._slots.items()}
+
+    def resident_bytes(self) -> dict[str, int]:
+        """The estimated bytes of each model loaded or unloading (0 for those never estimated)."""
+        with self._lock:
+            return {k: s.need or 0 for k, s in self._slots.items() if s.engine is not None or s.unloading}
 
     def loaded(self) -> list[str]:
         """The models loaded now, or still releasing their memory (never loads anything)."""
@@ -242,7 +275,10 @@ class Brainstem:
             await self._unload(slot)
 
     async def _unload(self, slot: Slot) -> bool:
+        """Unloads ``slot`` unless a request holds it (one may have taken a place since it was chosen)."""
         with self._lock:
+            if slot.holders:
+                return False
             engine, slot.engine = slot.engine, None
             slot.unloading = engine is not None
         if engine is None:
@@ -263,6 +299,8 @@ class Brainstem:
                 return slot.engine, None
             if slot.load is None:
                 slot.load = self._loop.create_task(self._load(slot))
+                # Observed even when every waiter has left (an abandoned load ends with an error nobody awaits).
+                slot.load.add_done_callback(lambda done: done.cancelled() or done.exception())
             load = slot.load
         # shield: a waiter that gives up must not cancel the load the others share.
         return await asyncio.shield(load)
@@ -273,10 +311,12 @@ class Brainstem:
             started = time.monotonic()
             engine = await anyio.to_thread.run_sync(slot.loader)
             took = time.monotonic() - started
-        finally:
+        except BaseException:
             with self._lock:
-                slot.load = None
+                slot.load, slot.placed = None, False
+            raise
         with self._lock:
+            slot.load, slot.placed = None, False
             slot.engine = engine
             slot.load_seconds = took
             reloaded, slot.loaded_before = slot.loaded_before, True
@@ -293,17 +333,42 @@ class Brainstem:
         return engine, took
 
     async def _make_room(self, slot: Slot) -> None:
-        """Unloads least recently used idle models until one more fits; waits while all are busy."""
-        while True:
-            with self._lock:
-                loaded = [s for s in self._slots.values() if s.engine is not None and s is not slot]
-                if len(loaded) < self.max_loaded:
-                    return
-                idle = sorted((s for s in loaded if s.holders == 0), key=lambda s: s.last_used)
-            if idle:
-                await self._unload(idle[0])
-            else:
-                await asyncio.sleep(0.05)
+        """Waits its turn, then unloads least recently used idle models until ``slot`` fits (placement.py); waits
+        while busy models hold the room. Raises OutOfMemoryError when it can never fit, and BusyError when every
+        request that wanted it has left meanwhile (nothing is unloaded for nobody)."""
+        if slot.need is None:
+            sizer = slot.sizer if self.budget.bounded else None  # by count only: no file to read
+            try:
+                slot.need = 0 if sizer is None else await anyio.to_thread.run_sync(sizer)
+            except GeniusError:  # an unreadable file: its load fails on its own, with its own message
+                slot.need = 0
+        self._waiting_room.append(slot)
+        try:
+            while True:
+                with self._lock:
+                    if slot.holders == 0:
+                        raise BusyError(f"the load of {slot.key} was abandoned: no request waits for it any more")
+                    decision = None
+                    if self._waiting_room[0] is slot and not slot.unloading:  # its old engine still closing: wait
+                        decision = plan(slot.key, slot.need, self._resident(slot), self.budget, self.max_loaded)
+                    if isinstance(decision, Fits):
+                        slot.placed = True
+                        return
+                    victim = self._slots[decision.key] if isinstance(decision, Evict) else None
+                if victim is not None:
+                    await self._unload(victim)
+                else:
+                    await asyncio.sleep(ROOM_POLL)
+        finally:
+            self._waiting_room.remove(slot)
+
+    def _resident(self, slot: Slot) -> list[Resident]:
+        """Every model but ``slot`` that holds memory (under the lock)."""
+        return [
+            Resident(s.key, s.need or 0, s.engine is not None and s.holders == 0 and not s.unloading, s.last_used)
+            for s in self._slots.values()
+            if s is not slot and (s.engine is not None or s.unloading or s.placed)
+        ]
 
     def _notice(self, notice: Notice) -> None:
         for callback in [self._on_notice, *self._watchers]:

@@ -6,6 +6,7 @@ class too (it imports it when it first raises one)::
 
     GeniusError
     ├── BusyError          a model's request queue is full
+    ├── OutOfMemoryError   a model does not fit the memory budget, even with every idle model unloaded
     ├── ConfigError        a setting is out of range or of the wrong type (``field``: which setting)
     ├── RequestError       the chat messages are malformed
     │   └── ContextOverflowError   the prompt does not fit the context window (``prompt_tokens``, ``context_size``)
@@ -78,6 +79,16 @@ class BusyError(GeniusError):
     """A model's request queue is full; try again later (or raise ``max_queue``)."""
 
 
+class OutOfMemoryError(GeniusError):
+    """A model cannot be loaded: the memory it needs (an estimate from its GGUF: weights, KV cache, compute buffers)
+    is more than the memory budget, even with every idle model unloaded. ``needed`` and ``budget`` are bytes."""
+
+    def __init__(self, message: str, *, needed: int = 0, budget: int = 0) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.budget = budget
+
+
 class ModelNotFoundError(GeniusError):
     """The hub has no repository by that name, or no GGUF file for it."""
 
@@ -122,6 +133,7 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "OfflineError",
+    "OutOfMemoryError",
     "QuantNotFoundError",
     "RequestError",
     "UnknownModelError",

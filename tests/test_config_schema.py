@@ -368,7 +368,7 @@ def test_no_settings_and_one_default_setting_send_the_same_complete_config(sent:
 
 def test_every_front_end_sends_the_schemas_defaults(sent: list[InferenceConfig]) -> None:
     from rusty_genius.ogenius.serve import add_command
-    from rusty_genius.ogenius.serve.cli import settings_of
+    from rusty_genius.ogenius.serve.cli import served_models, settings_of
     from rusty_genius.ogenius.serve.service import Service
 
     # ogenius chat (the TUI and the REPL send the session's request config): no flags, or a flag at its default.
@@ -382,9 +382,9 @@ def test_every_front_end_sends_the_schemas_defaults(sent: list[InferenceConfig])
     parser = argparse.ArgumentParser(prog="ogenius")
     add_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["serve", "--engine", "pinky", "--pinky-delay", "0"])
-    choice = flags.resolve_model(args)
-    with Genius(engine=choice.engine) as g:
-        service = Service(g, choice, flags.config_of(args), settings_of(args))
+    table = served_models(args)
+    with Genius(engine=table.default.spec) as g:
+        service = Service(g, table, flags.config_of(args), settings_of(args))
         for body in ({"messages": USER}, {"messages": USER, "temperature": 0.8}, {"messages": USER, "seed": None}):
             stream = service.open(parse_chat(body))
             assert [ev.kind for ev in stream][-1] == "complete"

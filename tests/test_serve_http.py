@@ -128,7 +128,7 @@ def test_bodies_over_the_cap_are_413_declared_or_not(http: httpx.Client) -> None
 
 
 def test_health_models_and_ws_info(http: httpx.Client, server: LiveServer) -> None:
-    assert http.get("/health").json() == {"status": "ok", "model": "pinky", "loaded": True}
+    assert http.get("/health").json() == {"status": "ok", "model": "pinky", "loaded": True, "models": ["pinky"]}
     [card] = http.get("/v1/models").json()["data"]
     assert card["id"] == "pinky" and card["status"] == "loaded" and card["object"] == "model"
     info = http.get("/v1/ws-info").json()

@@ -193,11 +193,12 @@ def test_the_websocket_takes_one_choice_per_conversation(server: LiveServer) -> 
 
 
 def _service(genius: Genius, defaults: InferenceConfig | None = None) -> Any:
-    from rusty_genius.ogenius.flags import ModelChoice
+    from rusty_genius.ogenius.serve.models import ModelTable, Served
     from rusty_genius.ogenius.serve.service import Service
     from rusty_genius.ogenius.serve.settings import ServeSettings
 
-    return Service(genius, ModelChoice(Pinky(delay=0), "pinky"), defaults or InferenceConfig(), ServeSettings())
+    table = ModelTable([Served("pinky", genius.defined().get("pinky") or Pinky(delay=0))], registry=False)
+    return Service(genius, table, defaults or InferenceConfig(), ServeSettings())
 
 
 @pytest.mark.pinky

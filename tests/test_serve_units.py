@@ -339,11 +339,11 @@ async def test_the_guard_refuses_a_header_sent_twice() -> None:
 
 def test_the_served_model_answers_to_its_name_with_or_without_its_quant() -> None:
     from rusty_genius import Brain
-    from rusty_genius.ogenius.flags import ModelChoice
+    from rusty_genius.ogenius.serve.models import ModelTable, Served
     from rusty_genius.ogenius.serve.service import Service
 
-    choice = ModelChoice(Brain(model_path="unused.gguf"), "smollm2-135m:Q4_1")
-    service = Service(Genius(engine=Pinky()), choice, InferenceConfig(), ServeSettings())
+    table = ModelTable([Served("smollm2-135m:Q4_1", Brain(model_path="unused.gguf"))], registry=False)
+    service = Service(Genius(engine=Pinky()), table, InferenceConfig(), ServeSettings())
     for name in (None, "", "smollm2-135m:Q4_1", "SmolLM2-135M", "smollm2-135m"):
         service.check_model(name)
     with pytest.raises(ApiError) as err:

@@ -30,6 +30,7 @@ __all__ = [
     "_drain_callbacks",
     "build_info",
     "check_gguf",
+    "estimate_memory",
     "validate_behavior",
     "validate_output",
     "validate_reasoning",
@@ -316,7 +317,20 @@ def build_info() -> dict[str, Any]:
 
 def check_gguf(path: str) -> dict[str, Any]:
     """Checks that a file is a whole, well-formed GGUF (without loading it); returns ``version``, ``tensor_count``,
-    ``metadata_count``, ``architecture``, ``context_length`` and ``file_size``. Raises ``ModelLoadError``."""
+    ``metadata_count``, ``architecture`` (str or None), ``context_length`` (int or None), ``file_size``,
+    ``metadata`` (dict of the scalar metadata values, str to int, float, bool or str: arrays are left out, and so are
+    strings over 64 KiB or past 1 MiB of strings in all), ``vocab_size`` (the length of ``tokenizer.ggml.tokens``, or
+    None) and ``tensor_bytes`` (the tensors' data, all together). Raises ``ModelLoadError``."""
+
+def estimate_memory(
+    path: str, context_size: int | None = None, parallel: int | None = None, batch_size: int = 512
+) -> dict[str, int]:
+    """Bytes the model takes once loaded as ``Brain`` would load it with these options, from its GGUF header alone:
+    ``weights`` (the tensors), ``kv_cache`` (f16 keys and values for ``context_size`` × ``parallel`` tokens; 0 for
+    an encoder), ``compute`` (llama.cpp's compute and output buffers), ``total``, and the ``context_size`` and
+    ``parallel`` the engine chooses (its defaults when None: the trained context capped at 4096, up to 4 sequences as
+    memory allows; 1 for an embedding model). Raises ``ConfigError`` for an option out of range and
+    ``ModelLoadError`` for a bad file."""
 
 def _drain_callbacks() -> None:
     """Waits (at most a second) for asyncio results still being handed over by runtime threads; run at exit."""

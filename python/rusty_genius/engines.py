@@ -59,6 +59,8 @@ class Pinky:
     load_delay: float = 0.0
     """Seconds a load takes (to test what callers see during one)."""
     parallel: int = 1
+    name: str = ""
+    """A label: Pinkies of different names are different models (a server serves several side by side)."""
 
     @staticmethod
     def tool_call(name: str, arguments: Mapping[str, Any] | None = None) -> str:

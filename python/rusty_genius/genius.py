@@ -22,8 +22,8 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from rusty_genius import _native
 from rusty_genius.brainstem import Brainstem, CortexStrategy, Immediate
-from rusty_genius.brainstem.placement import budget_of
 from rusty_genius.brainstem.dispatch import Dispatcher
+from rusty_genius.brainstem.placement import budget_of
 from rusty_genius.brainstem.protocol import (
     BrainstemInput,
     BrainstemOutput,
@@ -32,6 +32,8 @@ from rusty_genius.brainstem.protocol import (
     ErrorOutput,
     LoadModel,
     Notice,
+    Remove,
+    Removed,
     Status,
     StatusReport,
     Unload,
@@ -73,7 +75,8 @@ class Genius:
     at once (least recently used idle ones unload first). ``max_memory``: bytes the loaded models may take (an
     estimate from each GGUF: weights, KV cache, compute buffers), also bounded by the free memory; ``"auto"``: the
     free memory alone; None (default): by count only. A model that can never fit raises
-    :class:`OutOfMemoryError`. ``max_queue``: requests queued or running per model
+    :class:`OutOfMemoryError`. ``models``: more models by name (see :meth:`define`); ``model`` may name one of
+    them. ``max_queue``: requests queued or running per model
     before :class:`BusyError`.
 
     Use it as an async context manager with ``async for``, or as a plain one with ``for``::
@@ -100,11 +103,18 @@ class Genius:
         max_loaded: int = 1,
         max_queue: int = 32,
         max_memory: int | str | None = None,
+        models: Mapping[str, EngineSpec] | None = None,
     ) -> None:
         self._budget = budget_of(max_memory)
-        self._default = self._choose(model, engine)
-        self._default_key = key_of(self._default)
         self._engine_choice = engine
+        self._defined: dict[str, Loadable] = {}
+        for name, spec in (models or {}).items():
+            self.define(name, spec)
+        if isinstance(model, str) and model in self._defined:
+            self._default, self._default_key = self._defined[model], model
+        else:
+            self._default = self._choose(model, engine)
+            self._default_key = key_of(self._default)
         self._chosen: dict[str, Loadable] = {}  # model names, resolved once (resolving reads registry.toml)
         self._strategy = strategy
         self._max_loaded = max_loaded
@@ -125,10 +135,22 @@ class Genius:
                 return chosen
         return loadable(model)
 
+    def define(self, name: str, model: EngineSpec) -> None:
+        """Serves ``model`` (a :class:`Brain`, :class:`Pinky`, path or name) under ``name``: a request naming
+        ``name`` uses it, as a model of its own (loaded, placed and unloaded apart from any other name, even one
+        for the same file). Defining a name again replaces what it means for the loads that follow."""
+        self._defined[name] = self._choose(model, self._engine_choice)
+
+    def defined(self) -> dict[str, Loadable]:
+        """The names given with ``models=`` or :meth:`define`, and what each loads."""
+        return dict(self._defined)
+
     def _loadable(self, model: EngineSpec | None) -> Loadable:
         """A request's model (None: this Genius's default); a name is resolved on its first use only."""
         if model is None:
             return self._default
+        if isinstance(model, str) and model in self._defined:
+            return self._defined[model]
         if isinstance(model, (Pinky, Brain)):
             return self._choose(model, self._engine_choice)
         name = os.fspath(model)
@@ -138,10 +160,17 @@ class Genius:
         return chosen
 
     def _key(self, model: EngineSpec | None) -> str:
-        spec = self._loadable(model)
-        key = self._default_key if model is None else key_of(spec)
+        spec, key = self._loadable(model), self._key_only(model)
         self._require().register(key, spec._load, getattr(spec, "_footprint", None))
         return key
+
+    def _key_only(self, model: EngineSpec | None) -> str:
+        """The brainstem key of ``model``: a defined name is its own key; other models share theirs by file."""
+        if model is None:
+            return self._default_key
+        if isinstance(model, str) and model in self._defined:
+            return model
+        return key_of(self._loadable(model))
 
     def _require(self) -> Brainstem:
         if self._brainstem is None:
@@ -523,6 +552,15 @@ class Genius:
                 return output.spec
         raise GeniusError(f"the download of {model or 'the default model'} ended without a result")
 
+    async def remove(self, model: str, *, delete_files: bool = True) -> Removed:
+        """Unloads ``model`` if it is loaded (one that requests hold raises :class:`BusyError`), unregisters it and,
+        with ``delete_files``, deletes the files rusty-genius downloaded for it (an imported file is always kept);
+        returns what was deleted and kept."""
+        async for output in self._send(Remove(model, delete_files)):
+            if isinstance(output, Removed):
+                return output
+        raise GeniusError(f"the removal of {model} ended without a result")
+
     async def status(self) -> StatusReport:
         """The registered models and the loaded ones (as Ollama's ``/api/ps``); never loads anything."""
         async for output in self._send(Status()):
@@ -552,7 +590,20 @@ class Genius:
 
     def is_loaded(self, model: EngineSpec | None = None) -> bool:
         """Whether ``model`` (default: the default model) is loaded now; never loads it."""
-        return (self._default_key if model is None else key_of(self._loadable(model))) in self.loaded()
+        return self._key_only(model) in self.loaded()
+
+    def states(self) -> dict[str, str]:
+        """Each model the brainstem knows, by key (a defined name, a path, ``pinky``): ``loaded``, ``loading``,
+        ``unloading`` or ``unloaded``; never loads one."""
+        return self._brainstem.states() if self._brainstem is not None else {}
+
+    def resident_bytes(self) -> dict[str, int]:
+        """The estimated bytes each loaded model takes, by key (see ``max_memory``)."""
+        return self._brainstem.resident_bytes() if self._brainstem is not None else {}
+
+    def engine_of(self, model: EngineSpec | None = None) -> _native.Engine | None:
+        """``model``'s native engine (default: the default model's) if it is loaded now, else None; never loads it."""
+        return self._brainstem.engine_of(self._key_only(model)) if self._brainstem is not None else None
 
     @property
     def engine(self) -> _native.Engine:

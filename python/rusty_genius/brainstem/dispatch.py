@@ -32,12 +32,14 @@ from rusty_genius.brainstem.protocol import (
     Infer,
     LoadModel,
     Notice,
+    Remove,
+    Removed,
     Shutdown,
     Status,
     StatusReport,
     Unload,
 )
-from rusty_genius.core.errors import DownloadError, EngineClosedError, GeniusError
+from rusty_genius.core.errors import BusyError, DownloadError, EngineClosedError, GeniusError
 from rusty_genius.core.events import TokenStream
 from rusty_genius.core.progress import DownloadProgress
 from rusty_genius.engines import key_of, loadable
@@ -119,6 +121,8 @@ class Dispatcher:
                         yield output
             elif isinstance(message, Status):
                 yield await self._status()
+            elif isinstance(message, Remove):
+                yield await self._remove(message)
         except GeniusError as err:
             yield ErrorOutput(request_id, ErrorInfo.of(err))
 
@@ -129,6 +133,19 @@ class Dispatcher:
         registered = await anyio.to_thread.run_sync(lambda: registered_models(facecrab.Registry()))
         loaded = self._brainstem.loaded() if self._brainstem is not None else []
         return StatusReport(tuple(spec for _, spec in sorted(registered.items())), tuple(loaded))
+
+    async def _remove(self, message: Remove) -> Removed:
+        """Unloads the model if it is loaded and idle (never one that requests hold), then unregisters it."""
+        from rusty_genius import facecrab  # huggingface_hub: not for `import rusty_genius`
+
+        if self._brainstem is not None:
+            key = self._keyed(message.model)
+            if key in self._brainstem.loaded() and not await self._brainstem.unload(key):
+                raise BusyError(f"{message.model} is still unloading; try again shortly")
+        removal = await anyio.to_thread.run_sync(
+            lambda: facecrab.remove_model(message.model, delete_files=message.delete_files)
+        )
+        return Removed(removal.spec.name, removal.spec, tuple(map(str, removal.deleted)), tuple(map(str, removal.kept)))
 
     async def _download(self, message: Download) -> AsyncGenerator[DownloadProgress | Downloaded, None]:
         """facecrab's fetch on a worker thread; its progress comes back through the loop as it happens."""

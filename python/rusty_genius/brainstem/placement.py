@@ -2,7 +2,7 @@
 
 Rules (Ollama fits by bytes; llama-server's router evicts by count; this does both):
 - A model's *need* is an estimate from its GGUF header, made before loading (``_native.estimate_memory``: weights,
-  the KV cache for its context × parallel sequences, compute buffers), once per model. Pinky and models whose
+  the KV cache for its context times parallel sequences, compute buffers), once per model. Pinky and models whose
   header cannot be read count as 0 bytes (their load fails on its own, with its own message).
 - The *budget* is ``max_memory`` bytes when given; with ``auto`` it is also at most the memory available now
   (``MemAvailable``) plus the needs of the models already resident (unloading them gives that back). A budget of

@@ -10,6 +10,7 @@ in                          out
 ``Unload(model)``           ``Notice("unloaded")``, or nothing when it was not loaded
 ``Download(model, quant)``  :class:`~rusty_genius.DownloadProgress` records as bytes arrive, then ``Downloaded``
 ``Status()``                ``StatusReport``: the registered models and the loaded ones
+``Remove(model)``           ``Removed``: unloaded if idle, unregistered, its downloaded files deleted
 ``Infer(request_id, ...)``  ``EventOutput`` per event; ``Cancel(request_id)`` stops it
 ``Shutdown()``              nothing; every stream ends and every model unloads
 ==========================  ==================================================================================
@@ -74,11 +75,20 @@ class Download:
 
 
 @dataclass(frozen=True)
+class Remove:
+    """Unload (when idle; a busy model is a :class:`~rusty_genius.BusyError`) and unregister a registered model;
+    with ``delete_files``, delete the files rusty-genius downloaded for it (an imported file is always kept)."""
+
+    model: str
+    delete_files: bool = True
+
+
+@dataclass(frozen=True)
 class Status:
     """What is registered and what is loaded; never loads anything."""
 
 
-BrainstemInput = LoadModel | Infer | Cancel | Unload | Shutdown | Download | Status
+BrainstemInput = LoadModel | Infer | Cancel | Unload | Shutdown | Download | Status | Remove
 
 
 @dataclass(frozen=True)
@@ -142,6 +152,16 @@ class Downloaded:
 
 
 @dataclass(frozen=True)
+class Removed:
+    """A :class:`Remove` is done: ``spec`` is no longer registered; its files were ``deleted`` or ``kept``."""
+
+    model: str
+    spec: ModelSpec
+    deleted: tuple[str, ...]
+    kept: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class StatusReport:
     """The answer to :class:`Status`: the registered models (as ``ogenius list`` shows them) and the brainstem's
     names of the models loaded now (registered or not: ``pinky``, a ``.gguf`` path)."""
@@ -150,4 +170,4 @@ class StatusReport:
     loaded: tuple[str, ...]
 
 
-BrainstemOutput = EventOutput | ErrorOutput | Notice | DownloadProgress | Downloaded | StatusReport
+BrainstemOutput = EventOutput | ErrorOutput | Notice | DownloadProgress | Downloaded | StatusReport | Removed

@@ -39,6 +39,8 @@ class UserManifest:
     thinks: bool | None = None
     python_package: str | None = None
     default: bool = False
+    sampling: dict[str, Any] | None = None
+    """Recommended sampling (InferenceConfig keywords such as ``temperature``), used when its GGUF names none."""
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], *, where: str) -> UserManifest:
@@ -53,6 +55,8 @@ class UserManifest:
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise ConfigError(f"{where}: {key} must be a list of strings")
                 value = tuple(value)
+            if key == "sampling" and not isinstance(value, dict):
+                raise ConfigError(f"{where}: sampling must be a table of settings, e.g. {{ temperature = 0.2 }}")
             values[key] = value
         return cls(**values)
 

@@ -37,13 +37,15 @@ def bounded(kind: type, low: float | None = None, high: float | None = None, wha
     return parse
 
 
-def add_inference_flags(parser: argparse.ArgumentParser) -> None:
-    """Adds the model, engine and sampling flags shared by ``chat`` and ``serve``."""
+def add_inference_flags(parser: argparse.ArgumentParser, *, many_models: bool = False) -> None:
+    """Adds the model, engine and sampling flags shared by ``chat`` and ``serve`` (``many_models``: ``--model`` may
+    be repeated, and gives a list)."""
     model = parser.add_argument_group("model")
     model.add_argument(
-        "-m", "--model",
+        "-m", "--model", action="append" if many_models else "store",
         help="an alias (e.g. smollm2-135m, qwen2.5-1.5b), a Hugging Face repo id, a name from 'ogenius list', or a "
-        "path to a .gguf file; default: the embedded default model",
+        "path to a .gguf file; default: the embedded default model"
+        + ("; repeat it to serve several (the first is the default)" if many_models else ""),
     )  # fmt: skip
     model.add_argument("--quant", help="quantization to use, e.g. Q4_K_M or Q8_0 (default: the model's own)")
     model.add_argument(

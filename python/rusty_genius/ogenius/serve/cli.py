@@ -7,14 +7,20 @@ shutdown) on stderr through ``logging``; nothing on stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import sys
+from pathlib import Path
 
-from rusty_genius import KeepAlive, Pinky, strategy_of
+from rusty_genius import Brain, KeepAlive, Pinky, strategy_of
+from rusty_genius.brainstem.placement import parse_bytes
+from rusty_genius.core.errors import GeniusError
 from rusty_genius.ogenius.flags import ModelChoice, add_inference_flags, bounded, config_of, resolve_model
+from rusty_genius.ogenius.flags import settings_of as settings_given
+from rusty_genius.ogenius.serve.models import ModelTable, Served, gguf_files, served_pinky
 from rusty_genius.ogenius.serve.settings import (
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
@@ -28,6 +34,8 @@ from rusty_genius.ogenius.serve.settings import (
 )
 
 API_KEY_ENV = "OGENIUS_API_KEY"
+DEFAULT_MAX_LOADED = 3
+"""Models loaded at once by default (Ollama's default on CPU too); memory placement may keep fewer."""
 
 
 def _address(text: str) -> Address:
@@ -45,6 +53,25 @@ def _script(text: str) -> list[str]:
     if not isinstance(pieces, list) or not all(isinstance(p, str) for p in pieces):
         raise argparse.ArgumentTypeError('give a JSON list of strings, e.g. \'["<think>", "hm", "</think>", "ok"]\'')
     return pieces
+
+
+def _directory(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder")
+    return path
+
+
+def _memory(text: str) -> str | int:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        size = parse_bytes(text)
+    except GeniusError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if size < 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text} is less than 1 MiB; give a size such as 8G, or auto")
+    return size
 
 
 def add_serve_flags(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +94,21 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     unload.add_argument("--no-unload", action="store_true", help="keep the model loaded")
     life.add_argument(
         "--max-queue", type=bounded(int, 1, None, "1 or more"), default=32, metavar="N",
-        help="requests queued or running before the server answers 503 (default 32)",
+        help="requests queued or running per model before the server answers 503 (default 32)",
+    )  # fmt: skip
+    models = parser.add_argument_group("models (docs/models.md)")
+    models.add_argument(
+        "--models-dir", type=_directory, metavar="DIR",
+        help="also serve every .gguf file in this folder and its subfolders (each under its file name)",
+    )  # fmt: skip
+    models.add_argument(
+        "--max-loaded", type=bounded(int, 1, 64, "between 1 and 64"), default=DEFAULT_MAX_LOADED, metavar="N",
+        help=f"models loaded at once; the least recently used idle one unloads first (default {DEFAULT_MAX_LOADED})",
+    )  # fmt: skip
+    models.add_argument(
+        "--max-memory", type=_memory, default="auto", metavar="SIZE",
+        help="memory the loaded models may take, e.g. 8G (estimated from each GGUF: weights, KV cache, compute "
+        "buffers); least recently used idle models unload to make room (default auto: the free memory)",
     )  # fmt: skip
     security = parser.add_argument_group("security")
     security.add_argument(
@@ -118,7 +159,7 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     pinky.add_argument("--pinky-script", type=_script, metavar="JSON",
                        help="answer with these pieces instead, replayed exactly (a JSON list of strings; "
                        "<think>...</think> in them is reasoning)")  # fmt: skip
-    add_inference_flags(parser)
+    add_inference_flags(parser, many_models=True)
     for action in parser._actions:
         if action.dest == "show_thinking":
             action.help = "ignored by serve: reasoning always comes back apart, in reasoning_content"
@@ -128,9 +169,10 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     """Adds ``serve`` to the ``ogenius`` subcommands."""
     parser = commands.add_parser(
         "serve",
-        help="serve a model: OpenAI-compatible HTTP API and a WebSocket stream",
-        description="Serve a model: the OpenAI-compatible HTTP API on --addr (POST /v1/chat/completions, "
-        "GET /v1/models, GET /health) and a WebSocket stream on --ws-addr (docs/websocket.md).",
+        help="serve models: OpenAI- and Anthropic-compatible HTTP API and a WebSocket stream",
+        description="Serve models: every registered model, those named with --model and those in --models-dir, "
+        "loaded on demand; the OpenAI-compatible HTTP API on --addr (POST /v1/chat/completions, GET /v1/models, "
+        "GET /health, ...) and a WebSocket stream on --ws-addr (docs/websocket.md).",
     )
     add_serve_flags(parser)
     parser.set_defaults(run=run)
@@ -165,9 +207,46 @@ def setup_logging() -> None:
         logger.propagate = False
 
 
+def served_models(args: argparse.Namespace) -> ModelTable:
+    """The models the flags ask to serve (each named one found or downloaded now, as ``ollama run`` does), in a
+    table that also serves the registry (not with ``--engine pinky``)."""
+    names: list[str | None] = list(args.model or [None])
+    first = resolve_model(argparse.Namespace(**{**vars(args), "model": names[0]}))
+    if isinstance(first.engine, Pinky):
+        pinky = dataclasses.replace(
+            first.engine,
+            reply_tokens=args.pinky_tokens,
+            load_delay=args.pinky_load_delay,
+            think=not args.pinky_no_think,
+            script=args.pinky_script,
+        )
+        given = [n for n in names if n is not None and n.lower() != "pinky"] if args.engine == "pinky" else []
+        return ModelTable(served_pinky(pinky, given), registry=False)
+    entries = [entry_of(first)]
+    for name in names[1:]:
+        entries.append(entry_of(resolve_model(argparse.Namespace(**{**vars(args), "model": name}))))
+    brain = {"context_size": args.context_size, "parallel": args.parallel, "threads": args.threads}
+    if args.models_dir is not None:
+        for path in gguf_files(args.models_dir):
+            entries.append(Served(path.name, Brain(model_path=path, **brain), created=int(path.stat().st_mtime)))
+    return ModelTable(entries, registry=True, brain=brain)
+
+
+def entry_of(choice: ModelChoice) -> Served:
+    """The table entry of a model resolved from the command line."""
+    spec = choice.engine
+    resolution = choice.resolution
+    registered = resolution is not None and resolution.kind == "model"
+    entry = Served(choice.label, spec, resolution, registered=registered)
+    if isinstance(spec, Brain):
+        with contextlib.suppress(OSError):  # a file that is gone fails its load, with its own message
+            entry.created = int(Path(spec.model_path).stat().st_mtime)
+    return entry
+
+
 def run(args: argparse.Namespace) -> int:
     # Imported here: BlackSheep and uvicorn are for serving only; `ogenius chat` should not pay for them.
-    from rusty_genius.ogenius.serve.runner import BindError, Listeners, serve
+    from rusty_genius.ogenius.serve.runner import BindError, Listeners, Serving, serve
 
     setup_logging()
     try:
@@ -176,16 +255,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ogenius serve: {err}", file=sys.stderr)
         return 2 if isinstance(err, AddressError) else 1
     try:
-        choice = resolve_model(args)
-        if isinstance(choice.engine, Pinky):
-            pinky = dataclasses.replace(
-                choice.engine,
-                reply_tokens=args.pinky_tokens,
-                load_delay=args.pinky_load_delay,
-                think=not args.pinky_no_think,
-                script=args.pinky_script,
-            )
-            choice = ModelChoice(pinky, choice.label, choice.resolution)
+        table = served_models(args)
         defaults = config_of(args)
     except BaseException:
         listeners.close()
@@ -194,11 +264,18 @@ def run(args: argparse.Namespace) -> int:
 
     def announce(settings: ServeSettings) -> None:
         key = ", API key required" if settings.api_key else ""
-        print(f"ogenius serve: {choice.label} on {settings.addr.url('http')}/v1 (OpenAI API{key})", file=sys.stderr)
+        others = len(table.entries) - 1
+        more = f" and {others} more model{'s' if others != 1 else ''}" if others else ""
+        url = settings.addr.url("http")
+        print(f"ogenius serve: {table.default.id}{more} on {url}/v1 (OpenAI API{key})", file=sys.stderr)
         print(f"ogenius serve: WebSocket on {settings.ws_addr.url('ws')}/ (docs/websocket.md)", file=sys.stderr)
         sys.stderr.flush()
 
-    return serve(listeners, choice, defaults, strategy=strategy, max_queue=args.max_queue, on_ready=announce)
+    serving = Serving(
+        table=table, defaults=defaults, strategy=strategy, max_queue=args.max_queue, max_loaded=args.max_loaded,
+        max_memory=args.max_memory, flags=settings_given(args),
+    )  # fmt: skip
+    return serve(listeners, serving, on_ready=announce)
 
 
 __all__ = ["add_command", "add_serve_flags", "run"]

@@ -139,7 +139,7 @@ def _prompts(value: object) -> list[str | list[int]]:
     return prompts
 
 
-async def prepare(service: Service, request: CompletionRequest) -> None:
+async def prepare(service: Service, request: CompletionRequest, model: str | None = None) -> None:
     """The engine calls before generating: token prompts detokenized, the suffix checked against the model, and
     with ``echo`` and ``logprobs`` the prompts' tokens."""
     genius = service.genius
@@ -149,16 +149,16 @@ async def prepare(service: Service, request: CompletionRequest) -> None:
             request.texts.append(prompt)
             continue
         try:
-            request.texts.append(await genius.detokenize(prompt))
+            request.texts.append(await genius.detokenize(prompt, model=model))
         except GeniusError as err:
             raise error_naming(err, "prompt" if lone else f"prompt[{i}]") from None
     try:
-        if request.suffix is not None and not (await genius.model_info()).fill_in_middle:
+        if request.suffix is not None and not (await genius.model_info(model)).fill_in_middle:
             raise _bad("'suffix': this model has no fill-in-the-middle tokens; send the prompt without one", "suffix")
         if request.echoed_logprobs:
             for text in request.texts:
-                ids = await genius.tokenize(text, add_special=False)
-                request.echoed.append(encode.prompt_entries(await genius.token_pieces(ids)))
+                ids = await genius.tokenize(text, add_special=False, model=model)
+                request.echoed.append(encode.prompt_entries(await genius.token_pieces(ids, model=model)))
     except GeniusError as err:
         raise error_naming(err, "prompt") from None
 
@@ -179,7 +179,7 @@ class Create:
         parsed = parse(await read_json(request, service))
         chat = parsed.chat
         if parsed.suffix is not None or parsed.echoed_logprobs or not all(isinstance(p, str) for p in parsed.prompts):
-            await run_call(service, request, chat.model, lambda: prepare(service, parsed))
+            await run_call(service, request, chat.model, lambda model: prepare(service, parsed, model))
         else:
             await prepare(service, parsed)  # no engine call: the prompts are the texts
         streams = []
@@ -194,7 +194,13 @@ class Create:
             raise
         choices = Choices(streams)
         encoder = encode.Encoder(
-            service.model, parsed.texts, chat.n, parsed.echo, parsed.echoed, parsed.logprobs, chat.include_usage
+            service.model_of(streams[0]),
+            parsed.texts,
+            chat.n,
+            parsed.echo,
+            parsed.echoed,
+            parsed.logprobs,
+            chat.include_usage,
         )
         return await respond(service, request, choices, chat.stream, encoder, _error_of)
 

@@ -110,14 +110,18 @@ def _inputs(value: object) -> tuple[list[str | list[int]], bool]:
     return inputs, False
 
 
-async def embed(service: Service, request: EmbeddingRequest) -> tuple[list[list[float]], int]:
-    """The vectors of ``request``'s inputs and the tokens they took, :data:`GROUP` inputs per engine call."""
+async def embed(service: Service, request: EmbeddingRequest, model: str) -> tuple[list[list[float]], int]:
+    """The vectors of ``request``'s inputs by the served model ``model``, and the tokens they took, :data:`GROUP`
+    inputs per engine call."""
     vectors: list[list[float]] = []
     tokens = 0
     for start in range(0, len(request.inputs), GROUP):
         try:
             got = await service.genius.embed(
-                request.inputs[start : start + GROUP], keep_alive=request.keep_alive, dimensions=request.dimensions
+                request.inputs[start : start + GROUP],
+                model=model,
+                keep_alive=request.keep_alive,
+                dimensions=request.dimensions,
             )
         except RequestError as err:
             raise _input_error(err, start, request.lone) from None
@@ -155,8 +159,8 @@ def add_routes(router: Router, service: Service) -> None:
 
     async def create(request: Request) -> Response:
         parsed = parse(await read_json(request, service))
-        vectors, tokens = await run_call(service, request, parsed.model, lambda: embed(service, parsed))
-        return json_response(response(service.model, vectors, tokens, parsed.base64))
+        vectors, tokens = await run_call(service, request, parsed.model, lambda model: embed(service, parsed, model))
+        return json_response(response(service.served(parsed.model).id, vectors, tokens, parsed.base64))
 
     router.add_post("/v1/embeddings", api(create))
     router.add_post("/embeddings", api(create))

@@ -34,6 +34,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from importlib.resources import files
+from urllib.parse import unquote
 
 from blacksheep import Application, Content, Request, Response, Router
 
@@ -80,7 +81,8 @@ class Completions:
         data = await read_json(request, self.service.settings.max_body)
         chat = parse_chat(data)
         choices = Choices(self.service.open_choices(chat))
-        encoding = encode.ChatEncoding(self.service.model, chat.include_usage, choices.n, chat.logprobs)
+        model = self.service.model_of(choices.streams[0])
+        encoding = encode.ChatEncoding(model, chat.include_usage, choices.n, chat.logprobs)
         return await respond(self.service, request, choices, chat.stream, encoding, _error_of(chat))
 
 
@@ -101,13 +103,16 @@ class Messages:
         if self.counting:
             return json_response({"input_tokens": await self._count(request, chat)})
         choices = Choices([self.service.open(chat)])
-        encoding = anthropic_encode.MessageEncoding(self.service.model)
+        encoding = anthropic_encode.MessageEncoding(self.service.model_of(choices.streams[0]))
         return await respond(self.service, request, choices, chat.stream, encoding, _error_of(chat))
 
     async def _count(self, request: Request, chat: ChatRequest) -> int:
         genius, config = self.service.genius, self.service.config_of(chat)
         return await tokens_api.run_call(
-            self.service, request, chat.model, lambda: genius.count_tokens(chat.messages, config, **chat.settings)
+            self.service,
+            request,
+            chat.model,
+            lambda model: genius.count_tokens(chat.messages, config, model=model, **chat.settings),
         )
 
 
@@ -118,16 +123,19 @@ def build(service: Service) -> Application:
     settings = service.settings
 
     async def models(request: Request) -> Response:
-        return json_response({"object": "list", "data": [service.model_card()]})
+        if service.table.registry_changed():
+            service.refresh()
+        return json_response({"object": "list", "data": [service.model_card(e) for e in service.table.entries]})
 
     async def model(request: Request) -> Response:
-        name = request.route_values.get("tail", "")
-        service.check_model(name or "?")
-        return json_response(service.model_card())
+        name = unquote(request.route_values.get("tail") or "")
+        return json_response(service.model_card(service.served(name or "?")))
 
     async def health(request: Request) -> Response:
         status = "shutting_down" if service.closing else "ok"
-        return json_response({"status": status, "model": service.model, "loaded": service.loaded})
+        states = service.genius.states()
+        loaded = [e.id for e in service.table.entries if states.get(e.id) == "loaded"]
+        return json_response({"status": status, "model": service.model, "loaded": service.loaded, "models": loaded})
 
     async def metrics(request: Request) -> Response:
         return Response(200, None, Content(CONTENT_TYPE.encode(), service.metrics.render()))

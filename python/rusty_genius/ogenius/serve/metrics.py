@@ -13,15 +13,15 @@ Rules:
   ``process_start``; inter-token latency is, per choice, the time since that choice's previous batch divided by the
   events in the new batch (one event per token of content, thinking or tool-call arguments; with logprobs two per
   token, so it then reads half), one observation per batch. Token counts come from the ``complete`` event's usage.
-- Gauges are read at scrape time from the Genius and the service (:class:`_Live`), never waking a model:
-  ``Genius.is_loaded``, ``Genius.engine`` only when loaded, the service's requests in flight.
+- Gauges are read at scrape time from the Genius and the service (:class:`_Live`), one series per served model,
+  never waking a model: ``Genius.states``, ``Genius.engine_of`` (None unless loaded), the estimated bytes of each
+  loaded model (``Genius.resident_bytes``), the service's requests in flight per model.
 - Loads and unloads come from the brainstem's lifecycle notices (:meth:`Metrics.attach`); a load's duration is the
   brainstem's own measure (the one its reload NOTICE logs).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,11 +30,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rusty_genius import Brain
 from rusty_genius.brainstem.protocol import Notice
 from rusty_genius.core.errors import GeniusError
 from rusty_genius.core.events import Event
-from rusty_genius.engines import key_of
 
 if TYPE_CHECKING:
     from blacksheep import Router
@@ -86,7 +84,6 @@ class Metrics:
         self._static: dict[tuple[str, str], str] = {}
         self._dynamic: list[tuple[str, Any, str]] = []
         self._router: Router | None = None
-        self._key = key_of(service.choice.engine)
 
     # -- requests -----------------------------------------------------------------------------------------------
 
@@ -130,16 +127,17 @@ class Metrics:
         """Counts a WebSocket request (a generation that ended, or one refused before it began)."""
         self.requests.labels(endpoint, "WS", str(status)).inc()
 
-    def generation(self, endpoint: str | None = None) -> Generation:
-        """Starts timing a generation just queued; ``endpoint``: counts it as a request when it ends (WebSocket)."""
-        return Generation(self, self.service.model, endpoint)
+    def generation(self, endpoint: str | None = None, model: str | None = None) -> Generation:
+        """Starts timing a generation just queued on ``model`` (None: the default); ``endpoint``: counts it as a
+        request when it ends (WebSocket)."""
+        return Generation(self, model or self.service.model, endpoint)
 
     def attach(self, genius: Genius) -> None:
         """Follows the lifecycle of ``genius``'s models (call once it started): loads already done count now."""
         genius.watch(self._lifecycle)
 
     def _lifecycle(self, notice: Notice) -> None:
-        model = self.service.model if notice.model == self._key else notice.model
+        model = notice.model  # the served model's id: its key in the Genius
         if notice.kind == "unloaded":
             self.unloads.labels(model).inc()
             return
@@ -203,46 +201,45 @@ class _Live(Collector):
 
     def __init__(self, service: Service) -> None:
         self.service = service
-        engine = service.choice.engine
-        self.file_bytes = _size(engine.model_path) if isinstance(engine, Brain) else 0
 
     def collect(self) -> Iterator[Metric]:
-        service = self.service
-        loaded = service.loaded
-        running = parallel = 0
-        if loaded:
-            try:
-                engine = service.genius.engine
-                running, parallel = engine.running, engine.parallel
-            except GeniusError:  # unloaded between the two reads
-                loaded = False
-        families = {
-            "rusty_genius_model_loaded": ("1 while the model is loaded", int(loaded)),
+        service, genius = self.service, self.service.genius
+        states, resident = genius.states(), genius.resident_bytes()
+        docs = {
+            "rusty_genius_model_loaded": "1 while the model is loaded",
             "rusty_genius_model_resident_bytes": (
-                "Bytes of the loaded model's GGUF file (weights; KV cache and buffers not counted); 0 when unloaded",
-                self.file_bytes if loaded else 0,
+                "Estimated bytes the loaded model takes (weights, KV cache, compute buffers, from its GGUF); 0 when "
+                "unloaded"
             ),
-            "rusty_genius_running_sequences": ("Generations the engine is running now", running),
-            "rusty_genius_parallel_sequences": ("Generations the engine runs at once (0 when unloaded)", parallel),
+            "rusty_genius_running_sequences": "Generations the engine is running now",
+            "rusty_genius_parallel_sequences": "Generations the engine runs at once (0 when unloaded)",
             "rusty_genius_queue_depth": (
-                "Requests admitted and waiting: for their turn in the queue or for the model load",
-                max(0, service.in_flight - running),
+                "Requests admitted and waiting: for their turn in the queue or for the model load"
             ),
         }
-        for name, (doc, value) in families.items():
-            family = GaugeMetricFamily(name, doc, labels=["model"])
-            family.add_metric([service.model], value)
-            yield family
+        families = {name: GaugeMetricFamily(name, doc, labels=["model"]) for name, doc in docs.items()}
+        for entry in service.table.entries:
+            loaded = states.get(entry.id) == "loaded"
+            running = parallel = 0
+            engine = genius.engine_of(entry.id) if loaded else None
+            if engine is not None:
+                try:
+                    running, parallel = engine.running, engine.parallel
+                except GeniusError:  # closed between the two reads
+                    loaded = False
+            values = {
+                "rusty_genius_model_loaded": int(loaded),
+                "rusty_genius_model_resident_bytes": resident.get(entry.id, 0) if loaded else 0,
+                "rusty_genius_running_sequences": running,
+                "rusty_genius_parallel_sequences": parallel,
+                "rusty_genius_queue_depth": max(0, service.in_flight_of(entry.id) - running),
+            }
+            for name, value in values.items():
+                families[name].add_metric([entry.id], value)
+        yield from families.values()
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
-
-
-def _size(path: str | os.PathLike[str]) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
 
 
 __all__ = ["CONTENT_TYPE", "Generation", "Metrics"]

@@ -52,7 +52,7 @@ async def respond(
 ) -> Response:
     """The response to a request whose ``choices`` are queued; takes charge of stopping them."""
     watcher = watch(request, choices.streams)
-    choices.on_batch = service.metrics.generation().batch
+    choices.on_batch = service.metrics.generation(model=service.model_of(choices.streams[0])).batch
     handed_over = False
     try:
         first = await next_batch(service, choices, error_of)

@@ -36,9 +36,10 @@ def response_id() -> str:
 
 def shell(service: Service, parsed: Parsed, rid: str) -> dict[str, Any]:
     """The response object of ``parsed`` before anything is generated (the effective sampling values included)."""
-    sampling, settings = service.defaults.sampling, parsed.chat.settings
+    entry = service.served(parsed.chat.model)
+    sampling, settings = service.defaults_of(entry).sampling, parsed.chat.settings
     return {"id": rid, "object": "response", "created_at": int(time.time()), "background": False,
-            "completed_at": None, "error": None, "incomplete_details": None, "model": service.model,
+            "completed_at": None, "error": None, "incomplete_details": None, "model": entry.id,
             "temperature": settings.get("temperature", sampling.temperature),
             "top_p": settings.get("top_p", sampling.top_p), "store": parsed.store, **parsed.echo}  # fmt: skip
 
@@ -82,7 +83,7 @@ class Run:
             self.stream = service.open(parsed.chat)
         except ApiError as err:
             raise wire_error(err) from None
-        self.generation = service.metrics.generation(endpoint)
+        self.generation = service.metrics.generation(endpoint, service.model_of(self.stream))
         """Its metrics; ``endpoint``: the WebSocket's, which counts the request when it ends."""
         self.cancelled = False
         self.over = False

@@ -20,15 +20,17 @@ import logging
 import resource
 import signal
 import socket
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 
 from rusty_genius import CortexStrategy, Genius, InferenceConfig
-from rusty_genius.ogenius.flags import ModelChoice
 from rusty_genius.ogenius.serve import http, ws
 from rusty_genius.ogenius.serve.limits import AcceptErrors, LimitedConfig
+from rusty_genius.ogenius.serve.models import ModelTable
+from rusty_genius.ogenius.serve.sampling import recommended_sampling
 from rusty_genius.ogenius.serve.security import Guard, Policy
 from rusty_genius.ogenius.serve.service import Service
 from rusty_genius.ogenius.serve.settings import Address, ServeSettings
@@ -127,35 +129,44 @@ class Listeners:
         self.close()
 
 
-def serve(
-    listeners: Listeners,
-    choice: ModelChoice,
-    defaults: InferenceConfig,
-    *,
-    strategy: CortexStrategy,
-    max_queue: int,
-    on_ready: Callable[[ServeSettings], None] = lambda _: None,
-) -> int:
-    """Loads the model and serves on ``listeners`` until SIGINT/SIGTERM; returns the exit code. A model that does
-    not load raises its GeniusError. The sockets are closed on return."""
+@dataclass(frozen=True, kw_only=True)
+class Serving:
+    """What to serve and how: the models, the defaults, the lifecycle and placement settings."""
+
+    table: ModelTable
+    defaults: InferenceConfig
+    strategy: CortexStrategy
+    max_queue: int = 32
+    max_loaded: int = 3
+    max_memory: int | str | None = "auto"
+    flags: Mapping[str, Any] = field(default_factory=dict)
+    """The sampling flags given (they win over a model's recommended sampling)."""
+
+    def genius(self) -> Genius:
+        models = {e.id: e.spec for e in self.table.entries}
+        return Genius(
+            self.table.default.id, models=models, strategy=self.strategy, max_queue=self.max_queue,
+            max_loaded=self.max_loaded, max_memory=self.max_memory,
+        )  # fmt: skip
+
+
+def serve(listeners: Listeners, serving: Serving, *, on_ready: Callable[[ServeSettings], None] = lambda _: None) -> int:
+    """Loads the default model and serves on ``listeners`` until SIGINT/SIGTERM; returns the exit code. A default
+    model that does not load raises its GeniusError. The sockets are closed on return."""
     with listeners:
-        genius = Genius(choice.engine, strategy=strategy, max_queue=max_queue)
-        return asyncio.run(_main(genius, choice, defaults, listeners, on_ready))
+        return asyncio.run(_main(serving, listeners, on_ready))
 
 
-async def _main(
-    genius: Genius,
-    choice: ModelChoice,
-    defaults: InferenceConfig,
-    listeners: Listeners,
-    on_ready: Callable[[ServeSettings], None],
-) -> int:
+async def _main(serving: Serving, listeners: Listeners, on_ready: Callable[[ServeSettings], None]) -> int:
+    genius = serving.genius()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(AcceptErrors())
     settings = listeners.settings
     _check_open_files(settings)
     async with genius:
-        service = Service(genius, choice, defaults, settings)
+        service = Service(
+            genius, serving.table, serving.defaults, settings, flags=serving.flags, recommended=recommended_sampling
+        )
         service.metrics.attach(genius)
         policy = Policy(settings)
         http_app, ws_app = http.build(service), ws.build(service, policy)

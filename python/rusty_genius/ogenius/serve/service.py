@@ -1,13 +1,15 @@
-"""What the HTTP and WebSocket apps share: the Genius, the served model, the defaults, and the running streams.
+"""What the HTTP and WebSocket apps share: the Genius, the served models, the defaults, and the running streams.
 
 Rules:
-- The served model is the one ``ogenius serve`` resolved at startup; a request naming another model gets 404 and
-  never starts a download (DESIGN.md §6). Omitting ``model`` means the served one. A request's ``model`` names the
-  served one when it is the listed id, or when facecrab's resolver makes the same model of it (an alias, a repo id,
-  with or without the quant); resolving reads models.toml and registry.toml, never the network.
-- Listing and health never wake the model (:meth:`Service.model_card` reads ``Genius.is_loaded``).
-- Every stream a request opens is tracked until it ends, so shutdown can stop them all at once; so is every engine
-  call (embeddings, tokens, templates: :meth:`Service.call`), which shutdown cancels.
+- The served models are models.py's :class:`ModelTable`: a request's ``model`` picks one (omitted: the default), an
+  unknown name is a 404 that never starts a download. Each is its own model in the Genius (its id is its key there),
+  loaded on its first request; placement (which idle model unloads for it) is the brainstem's.
+- Each model answers with its own defaults (:meth:`Service.defaults_of`): the schema's, under its recommended
+  sampling (sampling.py: its GGUF's ``general.sampling.*``, else its models.toml entry), under the sampling flags
+  given to ``ogenius serve``; a request's own settings win over all.
+- Listing and health never wake a model (:meth:`Service.state` reads ``Genius.states``).
+- Every stream a request opens is tracked (with its model) until it ends, so shutdown can stop them all at once;
+  so is every engine call (embeddings, tokens, templates: :meth:`Service.call`), which shutdown cancels.
 - A raw completion (``prompt``, OpenAI's legacy completions) opens its choices as a chat request does, through
   :meth:`Genius.generate <rusty_genius.Genius.generate>` instead of ``chat``.
 - A request for ``n`` choices opens n streams at once (the engine batches them): choice i samples with
@@ -19,76 +21,130 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from rusty_genius import Brain, ChatStream, Genius, InferenceConfig
+from rusty_genius import ChatStream, Genius, InferenceConfig
 from rusty_genius.core.config import U32_MAX
 from rusty_genius.core.errors import GeniusError
-from rusty_genius.ogenius.flags import ModelChoice
 from rusty_genius.ogenius.serve.metrics import Metrics
-from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, api_error_of, closing_error
+from rusty_genius.ogenius.serve.models import ModelTable, Served
+from rusty_genius.ogenius.serve.openai_api import ChatRequest, api_error_of, closing_error
 from rusty_genius.ogenius.serve.settings import ServeSettings
 
 T = TypeVar("T")
 
+Recommended = Callable[[Served], Mapping[str, Any]]
+"""A model's recommended sampling settings (InferenceConfig keywords)."""
+
 
 class Service:
-    """One served model behind both listeners."""
+    """The served models behind both listeners."""
 
-    def __init__(self, genius: Genius, choice: ModelChoice, defaults: InferenceConfig, settings: ServeSettings) -> None:
+    def __init__(
+        self,
+        genius: Genius,
+        table: ModelTable,
+        defaults: InferenceConfig,
+        settings: ServeSettings,
+        *,
+        flags: Mapping[str, Any] | None = None,
+        recommended: Recommended | None = None,
+    ) -> None:
+        """``defaults``: the server's config (schema defaults under the flags); ``flags``: the sampling flags that
+        were given (they win over a model's recommended sampling); ``recommended``: a model's recommended
+        sampling."""
         self.genius = genius
-        self.model = choice.label
-        self.choice = choice
-        self._named: dict[str, bool] = {}  # request model names already checked (each check may read registry.toml)
+        self.table = table
         self.defaults = defaults
+        self._flags = dict(flags or {})
+        self._recommended = recommended
+        self._defaults: dict[str, InferenceConfig] = {}
         self.settings = settings
-        self.created = _created(choice)
         self.closing = False
-        self._streams: set[ChatStream] = set()
-        self._calls: set[asyncio.Task[Any]] = set()
+        self._streams: dict[ChatStream, str] = {}
+        self._calls: dict[asyncio.Task[Any], str] = {}
+        for entry in table.entries:
+            genius.define(entry.id, entry.spec)
         self.metrics = Metrics(self)
 
     # -- models -------------------------------------------------------------------------------------------------
 
-    def check_model(self, name: str | None) -> None:
-        """Raises 404 unless ``name`` names the served model (or is omitted): its id, or any name facecrab resolves
-        to it (with or without its ``:QUANT``). Never downloads."""
-        if name and name.lower() != self.model.lower() and not self._names_served(name):
-            raise ApiError(
-                404,
-                f"The model '{name}' does not exist on this server; it serves '{self.model}'.",
-                code="model_not_found",
-                param="model",
-            )
+    @property
+    def model(self) -> str:
+        """The default model's id."""
+        return self.table.default.id
 
-    def _names_served(self, name: str) -> bool:
-        known = self._named.get(name)
-        if known is None:
-            if len(self._named) >= _NAMES_KEPT:
-                self._named.clear()
-            known = self._named[name] = _same_model(self.choice, name)
-        return known
+    def served(self, name: str | None) -> Served:
+        """The model ``name`` names (None: the default); 404 otherwise. Never downloads."""
+        entry = self.table.find(name)
+        if self.genius.defined().get(entry.id) is not entry.spec:  # the registry changed since it was defined
+            self.genius.define(entry.id, entry.spec)
+        return entry
+
+    def check_model(self, name: str | None) -> None:
+        """Raises 404 unless ``name`` names a served model (or is omitted)."""
+        self.served(name)
+
+    def refresh(self) -> None:
+        """Re-reads the registry (after a pull or a removal) and serves what it holds now."""
+        for entry in self.table.refresh():
+            self.genius.define(entry.id, entry.spec)
+
+    def state(self, entry: Served) -> str:
+        """``loaded``, ``loading``, ``unloading`` or ``unloaded``; never loads it."""
+        return self.genius.states().get(entry.id, "unloaded")
 
     @property
     def loaded(self) -> bool:
-        return self.genius.is_loaded()
+        """Whether the default model is loaded."""
+        return self.state(self.table.default) == "loaded"
+
+    def in_flight_of(self, model: str | None = None) -> int:
+        """Requests holding a place in a model's queue (None: in all): streams open and engine calls under way."""
+        if model is None:
+            return len(self._streams) + len(self._calls)
+        return sum(1 for m in self._streams.values() if m == model) + sum(1 for m in self._calls.values() if m == model)
 
     @property
     def in_flight(self) -> int:
-        """Requests holding a place in the model's queue: streams open and engine calls under way."""
-        return len(self._streams) + len(self._calls)
+        return self.in_flight_of()
 
-    def model_card(self) -> dict[str, Any]:
-        return {
-            "id": self.model,
+    def model_of(self, stream: ChatStream) -> str:
+        """The id of the model ``stream`` runs on."""
+        return self._streams.get(stream, self.model)
+
+    def model_card(self, entry: Served | None = None) -> dict[str, Any]:
+        """OpenAI's model object, with what a local server adds: its state and what its GGUF says."""
+        entry = entry or self.table.default
+        facts = entry.facts()
+        card: dict[str, Any] = {
+            "id": entry.id,
             "object": "model",
-            "created": self.created,
+            "created": entry.created,
             "owned_by": "rusty-genius",
-            "status": "loaded" if self.loaded else "unloaded",
+            "status": self.state(entry),
+            "default": entry is self.table.default,
         }
+        card.update({k: v for k, v in facts.items() if v is not None and k != "metadata"})
+        resident = self.genius.resident_bytes().get(entry.id)
+        if resident:
+            card["memory"] = resident
+        return card
+
+    def defaults_of(self, entry: Served) -> InferenceConfig:
+        """The config ``entry`` answers with when a request sets nothing (see the module's rules)."""
+        config = self._defaults.get(entry.id)
+        if config is None:
+            recommended = dict(self._recommended(entry)) if self._recommended is not None else {}
+            if not recommended:
+                config = self.defaults
+            else:
+                config = InferenceConfig().updated(show_thinking=self.defaults.behavior.show_thinking, **recommended)
+                if self._flags:
+                    config = config.updated(**self._flags)
+            self._defaults[entry.id] = config
+        return config
 
     # -- requests -----------------------------------------------------------------------------------------------
 
@@ -104,7 +160,7 @@ class Service:
         ``suffix`` to fill in the middle."""
         if request.n == 1:
             return [self._open(request, request.settings, prompt, suffix)]
-        seed = request.settings.get("seed", self.defaults.sampling.seed)
+        seed = request.settings.get("seed", self.config_of(request).sampling.seed)
         streams: list[ChatStream] = []
         try:
             for i in range(request.n):
@@ -123,37 +179,40 @@ class Service:
     ) -> ChatStream:
         if self.closing:
             raise closing_error()
-        self.check_model(request.model)
-        config = self.config_of(request)
+        entry = self.served(request.model)
+        config = self.config_of(request, entry)
+        keep_alive = request.keep_alive
         try:
             if prompt is None:
-                stream = self.genius.chat(request.messages, config, keep_alive=request.keep_alive, **settings)
+                stream = self.genius.chat(request.messages, config, model=entry.id, keep_alive=keep_alive, **settings)
             else:
-                keep_alive = request.keep_alive
-                stream = self.genius.generate(prompt, config, suffix=suffix, keep_alive=keep_alive, **settings)
+                stream = self.genius.generate(
+                    prompt, config, suffix=suffix, model=entry.id, keep_alive=keep_alive, **settings
+                )
         except GeniusError as err:
             raise api_error_of(err, request.params) from None
-        self._streams.add(stream)
+        self._streams[stream] = entry.id
         return stream
 
-    def config_of(self, request: ChatRequest) -> InferenceConfig:
-        """The server's defaults with the request's tools and answer format (when it sets them)."""
-        return self.defaults if request.output is None else dataclasses.replace(self.defaults, output=request.output)
+    def config_of(self, request: ChatRequest, entry: Served | None = None) -> InferenceConfig:
+        """The model's defaults with the request's tools and answer format (when it sets them)."""
+        defaults = self.defaults_of(entry or self.served(request.model))
+        return defaults if request.output is None else dataclasses.replace(defaults, output=request.output)
 
-    async def call(self, model: str | None, work: Callable[[], Awaitable[T]]) -> T:
+    async def call(self, model: str | None, work: Callable[[str], Awaitable[T]]) -> T:
         """Runs an engine call of a request naming ``model`` (``work``: an embed, tokenize, template… of
-        ``self.genius``; it loads the model when it is not loaded, and waits its turn in the queue); raises
-        :class:`ApiError` for its errors (``work`` may raise its own, naming the request's fields), 503 while shutting
-        down. Shutdown cancels it."""
+        ``self.genius`` on the model whose id it is given; it loads the model when it is not loaded, and waits its
+        turn in the queue); raises :class:`ApiError` for its errors (``work`` may raise its own, naming the request's
+        fields), 503 while shutting down. Shutdown cancels it."""
         if self.closing:
             raise closing_error()
-        self.check_model(model)
+        entry = self.served(model)
 
         async def run() -> T:
-            return await work()
+            return await work(entry.id)
 
         task = asyncio.ensure_future(run())
-        self._calls.add(task)
+        self._calls[task] = entry.id
         try:
             return await task
         except GeniusError as err:
@@ -163,12 +222,12 @@ class Service:
                 raise closing_error() from None
             raise
         finally:
-            self._calls.discard(task)
+            self._calls.pop(task, None)
             task.cancel()
 
     def done(self, stream: ChatStream) -> None:
         """Stops ``stream`` if it still runs and forgets it (call once its request is over, however it ended)."""
-        self._streams.discard(stream)
+        self._streams.pop(stream, None)
         if not stream.finished:
             stream.close()
 
@@ -179,28 +238,3 @@ class Service:
             stream.close()
         for task in list(self._calls):
             task.cancel()
-
-
-_NAMES_KEPT = 256
-"""Request model names whose check is remembered (clients repeat theirs; a flood of new names only costs lookups)."""
-
-
-def _same_model(choice: ModelChoice, name: str) -> bool:
-    """Whether ``name`` names the model ``choice`` serves, as facecrab's resolver sees it."""
-    # Imported here: facecrab pulls in huggingface_hub, which serving Pinky does not otherwise need.
-    from rusty_genius import facecrab
-
-    try:
-        return facecrab.names_model(name, choice.resolution or facecrab.resolve_model(choice.label))
-    except GeniusError:  # the registry could not be read, or the label names nothing: only the id itself matches
-        return False
-
-
-def _created(choice: ModelChoice) -> int:
-    """OpenAI's ``created``: the model file's modification time (the server's start for Pinky)."""
-    if isinstance(choice.engine, Brain):
-        try:
-            return int(os.stat(choice.engine.model_path).st_mtime)
-        except OSError:
-            pass
-    return int(time.time())

@@ -42,7 +42,7 @@ async def read_json(request: Request, service: Service) -> dict[str, Any]:
     return data
 
 
-async def run_call(service: Service, request: Request, model: str | None, work: Callable[[], Awaitable[T]]) -> T:
+async def run_call(service: Service, request: Request, model: str | None, work: Callable[[str], Awaitable[T]]) -> T:
     """:meth:`Service.call` of ``work`` for ``request``, cancelled when the client leaves (its body has been read, so
     the server's ``receive`` only reports that)."""
     task = asyncio.ensure_future(service.call(model, work))
@@ -119,12 +119,12 @@ def add_routes(router: Router, service: Service) -> None:
         add_special, parse_special = flag(body, "add_special", False), flag(body, "parse_special", True)
         with_pieces = flag(body, "with_pieces", False)
 
-        async def work() -> dict[str, Any]:
+        async def work(model: str) -> dict[str, Any]:
             try:
-                ids = await genius.tokenize(content, add_special=add_special, parse_special=parse_special)
+                ids = await genius.tokenize(content, add_special=add_special, parse_special=parse_special, model=model)
                 if not with_pieces:
                     return {"tokens": ids}
-                pieces = await genius.token_pieces(ids)
+                pieces = await genius.token_pieces(ids, model=model)
             except GeniusError as err:
                 raise error_naming(err, "content") from None
             return {"tokens": [{"id": i, "piece": piece(p)} for i, p in zip(ids, pieces, strict=True)]}
@@ -135,9 +135,9 @@ def add_routes(router: Router, service: Service) -> None:
         body = await read_json(request, service)
         ids = token_ids(body.get("tokens"), "tokens")
 
-        async def work() -> dict[str, Any]:
+        async def work(model: str) -> dict[str, Any]:
             try:
-                return {"content": await genius.detokenize(ids)}
+                return {"content": await genius.detokenize(ids, model=model)}
             except GeniusError as err:
                 raise error_naming(err, "tokens") from None
 
@@ -154,9 +154,9 @@ def add_routes(router: Router, service: Service) -> None:
         chat = parse_chat(body)
         config = service.config_of(chat)
 
-        async def work() -> dict[str, Any]:
+        async def work(model: str) -> dict[str, Any]:
             try:
-                return {"prompt": await genius.apply_template(chat.messages, config, **chat.settings)}
+                return {"prompt": await genius.apply_template(chat.messages, config, model=model, **chat.settings)}
             except GeniusError as err:
                 raise api_error_of(err, chat.params) from None
 

@@ -131,7 +131,8 @@ class Connection(SocketSession):
             return
         key = json.dumps(request_id)
         head = '{"id":' + key + ',"type":'
-        conv = _Conversation(request_id, chat, stream, head, self.service.metrics.generation("ws"))
+        generation = self.service.metrics.generation("ws", self.service.model_of(stream))
+        conv = _Conversation(request_id, chat, stream, head, generation)
         self.conversations[key] = conv
         conv.task = asyncio.get_running_loop().create_task(self._converse(key, conv))
 
@@ -174,7 +175,8 @@ class Connection(SocketSession):
         conv.running = True
         try:
             if stream.cold:
-                await self.send(conv.head + '"loading","model":' + encode_basestring(self.service.model) + "}")
+                model = self.service.model_of(stream)
+                await self.send(conv.head + '"loading","model":' + encode_basestring(model) + "}")
             while self.open:
                 try:
                     events = await stream.batch()

@@ -54,16 +54,13 @@ use crate::constraint::Compiler;
 use crate::engine::{Engine, EngineInfo, Seq};
 use crate::error::CortexError;
 use crate::event::TokenLogprob;
+use crate::footprint;
 use crate::logprob;
 use crate::pipeline::{Flow, Generation, PromptInfo};
 use crate::request::{ChatMessage, ChatRequest, RawPrompt};
 use crate::template::{ChatTemplate, TemplateKwargs};
 use crate::tools::ToolFormat;
 
-/// Default context window (per sequence) when neither the caller nor a small model says otherwise.
-const DEFAULT_CONTEXT: u32 = 4096;
-/// Sequences run at once when the caller does not say (fewer when their caches would not fit in memory).
-const DEFAULT_PARALLEL: u32 = 4;
 /// Prompt tokens one step may add while other sequences are generating.
 const PROMPT_CHUNK_SHARED: usize = 64;
 /// Tokens the repetition penalties look back over (llama.cpp's default).
@@ -105,20 +102,7 @@ impl BrainOptions {
         {
             return Err(CortexError::invalid("threads", t, "must be between 1 and 1024"));
         }
-        if let Some(n) = self.context_size
-            && !(16..=1 << 20).contains(&n)
-        {
-            return Err(CortexError::invalid("context_size", n, "must be between 16 and 1048576 tokens"));
-        }
-        if !(1..=1 << 16).contains(&self.batch_size) {
-            return Err(CortexError::invalid("batch_size", self.batch_size, "must be between 1 and 65536"));
-        }
-        if let Some(n) = self.parallel
-            && !(1..=256).contains(&n)
-        {
-            return Err(CortexError::invalid("parallel", n, "must be between 1 and 256"));
-        }
-        Ok(())
+        footprint::check_options(self.context_size, self.batch_size, self.parallel)
     }
 }
 
@@ -159,29 +143,25 @@ fn physical_cores() -> u32 {
     }
 }
 
-/// Bytes of memory available to this process, from /proc/meminfo where there is one.
-fn available_memory() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+/// The loaded model's cache shape, as [`footprint::KvShape::from_gguf`] reads it from the header.
+fn kv_shape(model: &LlamaModel) -> footprint::KvShape {
+    let arch = model.meta_val_str("general.architecture").unwrap_or_default();
+    let length = |what: &str| {
+        model.meta_val_str(&format!("{arch}.attention.{what}_length")).ok().and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    footprint::KvShape {
+        n_layer: u64::from(model.n_layer()),
+        n_embd: u64::try_from(model.n_embd()).unwrap_or(0),
+        n_head: u64::from(model.n_head()),
+        n_head_kv: u64::from(model.n_head_kv()),
+        key_length: length("key"),
+        value_length: length("value"),
+    }
 }
 
-/// How many sequences to run when the caller does not say: up to [`DEFAULT_PARALLEL`], as long as their caches
-/// (f16 keys and values, a whole window each) take at most the larger of 1 GiB and the model's own size, and at
-/// most a quarter of the memory available.
+/// How many sequences to run when the caller does not say ([`footprint::auto_parallel`] on the model's numbers).
 fn auto_parallel(model: &LlamaModel, n_ctx: u32) -> u32 {
-    let heads = u64::from(model.n_head().max(1));
-    let kv_dim = u64::try_from(model.n_embd()).unwrap_or(0) * u64::from(model.n_head_kv()) / heads;
-    let per_token = 2 * u64::from(model.n_layer()) * kv_dim * 2;
-    let mut budget = model.size().max(1 << 30);
-    if let Some(available) = available_memory() {
-        budget = budget.min(available / 4);
-    }
-    let mut n = DEFAULT_PARALLEL;
-    while n > 1 && per_token * u64::from(n_ctx) * u64::from(n) > budget {
-        n -= 1;
-    }
-    n
+    footprint::auto_parallel(kv_shape(model).bytes_per_cell(), n_ctx, model.size(), footprint::available_memory())
 }
 
 /// Where a sequence is.
@@ -268,12 +248,13 @@ impl Brain {
         let model = LlamaModel::load_from_file(backend, path, &params)
             .map_err(|e| CortexError::model_load(path, format!("llama.cpp could not load it ({e})")))?;
         let model = Box::new(model);
-        let trained = info.context_length.map_or(model.n_ctx_train(), |n| u32::try_from(n).unwrap_or(u32::MAX));
-        let n_ctx = options.context_size.unwrap_or_else(|| trained.clamp(16, DEFAULT_CONTEXT));
+        // The same rules as `footprint::footprint`, which estimates this load from the header.
+        let trained = info.context_length.unwrap_or_else(|| u64::from(model.n_ctx_train()));
+        let n_ctx = footprint::context_size(options.context_size, Some(trained));
         let (pooling, embedding_only) = crate::embedding::pooling_of(&model);
         let parallel =
             if embedding_only { 1 } else { options.parallel.unwrap_or_else(|| auto_parallel(&model, n_ctx)) };
-        let n_batch = options.batch_size.max(parallel).min(n_ctx.saturating_mul(parallel));
+        let n_batch = footprint::batch(options.batch_size, parallel, n_ctx);
         let threads = i32::try_from(options.threads.unwrap_or_else(physical_cores)).unwrap_or(1);
         let chat_params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx.saturating_mul(parallel)))

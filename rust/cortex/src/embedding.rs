@@ -11,7 +11,7 @@
 //! - Inputs arrive checked (non-empty, within the window, ids in the vocabulary): the caller's errors name the input.
 //!   They are packed into decodes of at most a window's tokens and [`SEQS`] inputs.
 //!
-//! Layering: used by `brain` only.
+//! Layering: reads `footprint` (which models are embedding models); used by `brain` only.
 
 use std::num::NonZeroU32;
 
@@ -27,23 +27,18 @@ use crate::error::CortexError;
 /// Inputs embedded by one decode.
 pub const SEQS: u32 = 16;
 
-/// Architectures that only encode (llama.cpp's BERT family).
-const ENCODERS: [&str; 8] =
-    ["bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "neo-bert", "modern-bert", "eurobert"];
-
 /// The pooling of `model`'s embeddings and whether it is an embedding model.
 pub fn pooling_of(model: &LlamaModel) -> (LlamaPoolingType, bool) {
     let arch = model.meta_val_str("general.architecture").unwrap_or_default();
-    let named = model
-        .meta_val_str(&format!("{arch}.pooling_type"))
-        .ok()
-        .and_then(|v| v.trim().parse::<i32>().ok())
+    let pooling_type = model.meta_val_str(&format!("{arch}.pooling_type")).ok().and_then(|v| v.trim().parse().ok());
+    // The decision is footprint's, so that a memory estimate from the header treats the model as the engine does.
+    let embedding_only = crate::footprint::embedding_only(&arch, pooling_type);
+    let pooling = pooling_type
+        .and_then(|p| i32::try_from(p).ok())
         .map(LlamaPoolingType::from)
-        .filter(|p| !matches!(p, LlamaPoolingType::None | LlamaPoolingType::Unspecified));
-    match named {
-        Some(pooling) => (pooling, true),
-        None => (LlamaPoolingType::Mean, ENCODERS.contains(&arch.as_str())),
-    }
+        .filter(|p| !matches!(p, LlamaPoolingType::None | LlamaPoolingType::Unspecified))
+        .unwrap_or(LlamaPoolingType::Mean);
+    (pooling, embedding_only)
 }
 
 /// Its name in the API (`EngineInfo::pooling`).

@@ -6,7 +6,12 @@
 //!
 //! Rules:
 //! - Only the header and the tensor infos are read, through a `BufReader`. Tensor data is never read and array values
-//!   are skipped, not stored, so a 100 GB model costs the same few MiB of I/O as a small one.
+//!   are skipped, not stored (only the length of `tokenizer.ggml.tokens` is kept), so a 100 GB model costs the same
+//!   few MiB of I/O as a small one.
+//! - Scalar metadata is kept ([`GgufInfo::metadata`]) within fixed budgets: a string value of at most 64 KiB, 1 MiB
+//!   of string values in all, and 1 MiB of keys in all (`MAX_KEPT_STRING`, `MAX_KEPT_STRING_TOTAL`, each entry
+//!   counted `ENTRY_OVERHEAD` bytes more). What is over a budget is skipped, not an error; a string value that is
+//!   not UTF-8 is skipped too (it could not be shown faithfully).
 //! - Every count, length, dimension and offset in the file is untrusted: it is compared with the bytes the file really
 //!   has before it is used, combined only with checked arithmetic, and never sizes an allocation.
 //! - Accept what the llama.cpp we build accepts and reject what it rejects (`gguf_init_from_file_impl` in
@@ -15,14 +20,35 @@
 //!   and at most 64 KiB.
 //! - The ggml type table is llama.cpp's (see `ggml_type` below); re-check it whenever llama-cpp-2 is bumped.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use crate::error::CortexError;
 
-/// What the header says, for callers that want it (logging, context defaults).
+/// A scalar metadata value. Signed GGUF integer types become `Int`, unsigned ones `UInt`, f32 and f64 `Float`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaValue {
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+}
+
+impl MetaValue {
+    /// The value as a non-negative integer: `None` for a negative one or another type.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Self::UInt(v) => Some(v),
+            Self::Int(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// What the header says, for callers that want it (logging, context defaults, listings, memory estimates).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GgufInfo {
     /// GGUF format version: 2 or 3.
@@ -39,6 +65,33 @@ pub struct GgufInfo {
     /// tensors, as in llama.cpp).
     pub data_offset: u64,
     pub file_size: u64,
+    /// The scalar metadata values kept (see the module rules): every integer, float and bool, and strings within the
+    /// budgets. Arrays are not kept.
+    pub metadata: BTreeMap<String, MetaValue>,
+    /// Elements of the `tokenizer.ggml.tokens` array, when there is one.
+    pub vocab_size: Option<u64>,
+    /// Bytes of tensor data, all tensors together (without the padding between them).
+    pub tensor_bytes: u64,
+}
+
+impl GgufInfo {
+    /// A non-negative integer value of `key`.
+    pub fn uint(&self, key: &str) -> Option<u64> {
+        self.metadata.get(key).and_then(MetaValue::as_u64)
+    }
+
+    /// A non-negative integer value of `{architecture}.{suffix}` (e.g. `block_count`).
+    pub fn arch_uint(&self, suffix: &str) -> Option<u64> {
+        self.uint(&format!("{}.{suffix}", self.architecture.as_deref()?))
+    }
+
+    /// A string value of `key`.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        match self.metadata.get(key)? {
+            MetaValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// Checks that `path` is a GGUF file llama.cpp can load without reading out of bounds, and returns its header.
@@ -57,16 +110,22 @@ const MAX_NAME: u64 = 64;
 const MAX_STRING_LEN: u64 = 1 << 30;
 const MAX_ARRAY_LEN: u64 = 1 << 30;
 /// Keys and the architecture are kept in memory. Real ones are a few dozen bytes, so a longer one is corruption, and
-/// the cap keeps a corrupted length from sizing a big allocation.
+/// the cap keeps a corrupted length from sizing a big allocation. Also the longest string value kept in
+/// [`GgufInfo::metadata`] (a longer one is skipped: chat templates are a few KiB to a few dozen).
 const MAX_KEPT_STRING: u64 = 64 * 1024;
+/// Bytes of string values kept in all, and separately bytes of keys kept in all: past either, entries are skipped.
+const MAX_KEPT_STRING_TOTAL: u64 = 1 << 20;
+/// What a kept entry costs the key budget besides its key's bytes (the map's own memory): bounds the entries a
+/// hostile file of many tiny keys can make kept (to about 16 thousand; real files have a few dozen).
+const ENTRY_OVERHEAD: u64 = 64;
+/// The array whose length is the vocabulary size.
+const TOKENS_KEY: &str = "tokenizer.ggml.tokens";
 /// Magic, version, tensor count, metadata count.
 const HEADER_LEN: u64 = 4 + 4 + 8 + 8;
 /// Smallest metadata entry: key length, a 1-byte key (empty keys are rejected), value type, a u8 value.
 const MIN_KV_LEN: u64 = 8 + 1 + 4 + 1;
 /// Smallest tensor info: name length, an empty name, n_dims, one dimension, type, offset.
 const MIN_TENSOR_INFO_LEN: u64 = 8 + 4 + 8 + 4 + 8;
-/// `{architecture}.context_length` may come before `general.architecture`; this many candidates are remembered.
-const MAX_CONTEXT_CANDIDATES: usize = 16;
 
 const TYPE_U32: u32 = 4;
 const TYPE_STRING: u32 = 8;
@@ -277,6 +336,21 @@ impl Reader {
         self.skip(n)
     }
 
+    /// Reads a string value when it is at most [`MAX_KEPT_STRING`] bytes and fits `budget` (which it then takes from),
+    /// else skips it; `None` when skipped or not UTF-8.
+    fn string_within(&mut self, budget: &mut u64) -> Result<Option<String>, String> {
+        let n = self.string_len()?;
+        if n > MAX_KEPT_STRING || n > *budget {
+            self.skip(n)?;
+            return Ok(None);
+        }
+        // n <= MAX_KEPT_STRING (64 KiB), so the conversion is exact.
+        let mut buf = vec![0; n as usize];
+        self.fill(&mut buf)?;
+        *budget -= n;
+        Ok(String::from_utf8(buf).ok())
+    }
+
     /// Reads a string that is kept (a key, a name); `max` bounds the allocation.
     fn kept_string(&mut self, max: u64, what: &str) -> Result<Vec<u8>, String> {
         let at = self.pos;
@@ -322,10 +396,13 @@ fn parse(r: &mut Reader) -> Result<GgufInfo, String> {
             ));
         }
     }
-    let context_length = meta.architecture.as_ref().and_then(|arch| {
-        let key = format!("{arch}.context_length");
-        meta.context_candidates.iter().find(|(k, _)| *k == key).map(|&(_, v)| v)
-    });
+    // Each tensor lies inside the file (checked above), so the sum is at most the file's length; saturating anyway.
+    let tensor_bytes = tensors.iter().fold(0u64, |sum, t| sum.saturating_add(t.nbytes));
+    let context_length = meta
+        .architecture
+        .as_ref()
+        .and_then(|arch| meta.values.get(&format!("{arch}.context_length")))
+        .and_then(MetaValue::as_u64);
     Ok(GgufInfo {
         version,
         tensor_count,
@@ -335,6 +412,9 @@ fn parse(r: &mut Reader) -> Result<GgufInfo, String> {
         alignment: meta.alignment,
         data_offset,
         file_size: r.len,
+        metadata: meta.values,
+        vocab_size: meta.vocab_size,
+        tensor_bytes,
     })
 }
 
@@ -396,14 +476,17 @@ fn check_counts(tensors: u64, kvs: u64, len: u64) -> Result<(), String> {
 struct Metadata {
     architecture: Option<String>,
     alignment: u64,
-    /// `(key, value)` of integer keys ending in `.context_length`.
-    context_candidates: Vec<(String, u64)>,
+    values: BTreeMap<String, MetaValue>,
+    vocab_size: Option<u64>,
 }
 
 fn read_metadata(r: &mut Reader, count: u64) -> Result<Metadata, String> {
     r.section = "metadata";
-    let mut meta = Metadata { architecture: None, alignment: DEFAULT_ALIGNMENT, context_candidates: Vec::new() };
+    let mut meta =
+        Metadata { architecture: None, alignment: DEFAULT_ALIGNMENT, values: BTreeMap::new(), vocab_size: None };
     let mut seen = HashSet::new();
+    let mut string_budget = MAX_KEPT_STRING_TOTAL;
+    let mut key_budget = MAX_KEPT_STRING_TOTAL;
     for i in 0..count {
         r.place = format!("metadata entry {i}");
         let at = r.pos;
@@ -418,13 +501,15 @@ fn read_metadata(r: &mut Reader, count: u64) -> Result<Metadata, String> {
         }
         r.place = format!("metadata key '{key}'");
         let ty = r.u32()?;
-        match (key.as_str(), ty) {
+        let value = match (key.as_str(), ty) {
             ("general.architecture", TYPE_STRING) => {
                 let arch = r.kept_string(MAX_KEPT_STRING, "general.architecture")?;
                 let arch = String::from_utf8(arch).map_err(|_| {
                     "corrupted metadata: general.architecture is not UTF-8 text; download it again".to_string()
                 })?;
-                meta.architecture = Some(arch);
+                string_budget = string_budget.saturating_sub(arch.len() as u64);
+                meta.architecture = Some(arch.clone());
+                Some(MetaValue::Str(arch))
             }
             ("general.alignment", TYPE_U32) => {
                 let alignment = r.u32()?;
@@ -434,6 +519,7 @@ fn read_metadata(r: &mut Reader, count: u64) -> Result<Metadata, String> {
                     ));
                 }
                 meta.alignment = u64::from(alignment);
+                Some(MetaValue::UInt(meta.alignment))
             }
             ("general.architecture", _) | ("general.alignment", _) => {
                 let expected = if key == "general.alignment" { "u32" } else { "string" };
@@ -442,44 +528,61 @@ fn read_metadata(r: &mut Reader, count: u64) -> Result<Metadata, String> {
                     value_type_name(ty)
                 ));
             }
-            (k, _) if k.ends_with(".context_length") => {
-                if let Some(value) = read_int(r, &key, ty)?
-                    && meta.context_candidates.len() < MAX_CONTEXT_CANDIDATES
-                {
-                    meta.context_candidates.push((key, value));
-                }
+            (TOKENS_KEY, TYPE_ARRAY) => {
+                meta.vocab_size = Some(skip_value(r, &key, ty)?);
+                None
             }
-            _ => skip_value(r, &key, ty)?,
+            _ => read_value(r, &key, ty, &mut string_budget)?,
+        };
+        let cost = key.len() as u64 + ENTRY_OVERHEAD;
+        if let Some(value) = value
+            && cost <= key_budget
+        {
+            key_budget -= cost;
+            meta.values.insert(key, value);
         }
     }
     Ok(meta)
 }
 
-/// Reads an integer value as u64: `None` for a negative one or a value of another type (which is skipped).
-fn read_int(r: &mut Reader, key: &str, ty: u32) -> Result<Option<u64>, String> {
-    Ok(match ty {
-        0 => Some(u64::from(u8::from_le_bytes(r.take()?))),
-        1 => u64::try_from(i8::from_le_bytes(r.take()?)).ok(),
-        2 => Some(u64::from(u16::from_le_bytes(r.take()?))),
-        3 => u64::try_from(i16::from_le_bytes(r.take()?)).ok(),
-        4 => Some(u64::from(r.u32()?)),
-        5 => u64::try_from(i32::from_le_bytes(r.take()?)).ok(),
-        10 => Some(r.u64()?),
-        11 => u64::try_from(i64::from_le_bytes(r.take()?)).ok(),
+/// Reads a scalar value (a string within `string_budget`); skips an array or a string over the budget (`None`).
+fn read_value(r: &mut Reader, key: &str, ty: u32, string_budget: &mut u64) -> Result<Option<MetaValue>, String> {
+    Ok(Some(match ty {
+        0 => MetaValue::UInt(u64::from(u8::from_le_bytes(r.take()?))),
+        1 => MetaValue::Int(i64::from(i8::from_le_bytes(r.take()?))),
+        2 => MetaValue::UInt(u64::from(u16::from_le_bytes(r.take()?))),
+        3 => MetaValue::Int(i64::from(i16::from_le_bytes(r.take()?))),
+        4 => MetaValue::UInt(u64::from(r.u32()?)),
+        5 => MetaValue::Int(i64::from(i32::from_le_bytes(r.take()?))),
+        // Through its shortest decimal form, so that 1e-5 stored as f32 reads back as 1e-5, not 9.99999974e-6.
+        6 => {
+            let v = f32::from_le_bytes(r.take()?);
+            MetaValue::Float(v.to_string().parse().unwrap_or(f64::from(v)))
+        }
+        // llama.cpp reads a bool as a byte; anything but 0 is true.
+        7 => MetaValue::Bool(u8::from_le_bytes(r.take()?) != 0),
+        10 => MetaValue::UInt(r.u64()?),
+        11 => MetaValue::Int(i64::from_le_bytes(r.take()?)),
+        12 => MetaValue::Float(f64::from_le_bytes(r.take()?)),
+        TYPE_STRING => match r.string_within(string_budget)? {
+            Some(s) => MetaValue::Str(s),
+            None => return Ok(None),
+        },
         _ => {
             skip_value(r, key, ty)?;
-            None
+            return Ok(None);
         }
-    })
+    }))
 }
 
 fn unknown_value_type(key: &str, ty: u32) -> String {
     format!("corrupted metadata: key '{key}' has value type {ty}, which GGUF does not define; download it again")
 }
 
-fn skip_value(r: &mut Reader, key: &str, ty: u32) -> Result<(), String> {
+/// Skips a value; returns its element count for an array, 1 for a scalar.
+fn skip_value(r: &mut Reader, key: &str, ty: u32) -> Result<u64, String> {
     match ty {
-        TYPE_STRING => r.skip_string(),
+        TYPE_STRING => r.skip_string().map(|()| 1),
         TYPE_ARRAY => {
             let at = r.pos;
             let elem = r.u32()?;
@@ -512,12 +615,12 @@ fn skip_value(r: &mut Reader, key: &str, ty: u32) -> Result<(), String> {
                 for _ in 0..count {
                     r.skip_string()?;
                 }
-                Ok(())
             } else {
-                r.skip(bytes)
+                r.skip(bytes)?;
             }
+            Ok(count)
         }
-        _ => r.skip(scalar_size(ty).ok_or_else(|| unknown_value_type(key, ty))?),
+        _ => r.skip(scalar_size(ty).ok_or_else(|| unknown_value_type(key, ty))?).map(|()| 1),
     }
 }
 

@@ -9,9 +9,9 @@
 //!   `error`, `logprob` (pure arithmetic), `gbnf` and `schema_depth` (scans of a grammar's text, a schema's depth);
 //!   `event`, `config`, `cancel`, `stats` and the text stages (`utf8`, `stop`, `think`, and `tools` beside `think`:
 //!   it reads `event` and `stop` only); `request`, and `template` beside it (it reads `request`, `config` and `error`
-//!   only); `pipeline`; `engine`; the engines (`pinky`, `brain`, with `gguf`) and `worker`.
-//!   Modules name each other by their own paths (`crate::worker::Worker`), not through the re-exports below, which
-//!   are for other crates.
+//!   only); `pipeline`; `engine`; `gguf` and `footprint` (it reads `gguf`); the engines (`pinky`, `brain`) and
+//!   `worker`. Modules name each other by their own paths (`crate::worker::Worker`), not through the re-exports
+//!   below, which are for other crates.
 
 #[cfg(feature = "real-engine")]
 pub mod brain;
@@ -23,6 +23,7 @@ pub mod embedding;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod footprint;
 pub mod gbnf;
 pub mod gguf;
 pub mod logprob;

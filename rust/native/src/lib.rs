@@ -14,6 +14,9 @@ mod runtime;
 mod stream;
 
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use rusty_genius_cortex::footprint;
+use rusty_genius_cortex::gguf::MetaValue;
 
 /// Checks a `Behavior` (raises `rusty_genius.ConfigError` whose `field` names the bad field).
 #[pyfunction]
@@ -40,18 +43,60 @@ fn validate_reasoning(reasoning: &Bound<'_, PyAny>) -> PyResult<()> {
     convert::reasoning(reasoning).map(drop)
 }
 
-/// Checks that a file is a whole, well-formed GGUF (without loading it) and returns its header facts.
-/// Raises `ModelLoadError` saying what is wrong.
+/// Checks that a file is a whole, well-formed GGUF (without loading it) and returns its header facts, its scalar
+/// metadata, its vocabulary size and its tensors' bytes. Raises `ModelLoadError` saying what is wrong.
 #[pyfunction]
-fn check_gguf(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+fn check_gguf(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Bound<'_, PyDict>> {
     let info = py.detach(|| rusty_genius_cortex::gguf::check(&path)).map_err(errors::to_py)?;
-    let out = pyo3::types::PyDict::new(py);
+    let metadata = PyDict::new(py);
+    for (key, value) in &info.metadata {
+        match value {
+            MetaValue::Int(v) => metadata.set_item(key, v)?,
+            MetaValue::UInt(v) => metadata.set_item(key, v)?,
+            MetaValue::Float(v) => metadata.set_item(key, v)?,
+            MetaValue::Bool(v) => metadata.set_item(key, v)?,
+            MetaValue::Str(v) => metadata.set_item(key, v)?,
+        }
+    }
+    let out = PyDict::new(py);
     out.set_item("version", info.version)?;
     out.set_item("tensor_count", info.tensor_count)?;
     out.set_item("metadata_count", info.metadata_count)?;
     out.set_item("architecture", info.architecture)?;
     out.set_item("context_length", info.context_length)?;
     out.set_item("file_size", info.file_size)?;
+    out.set_item("metadata", metadata)?;
+    out.set_item("vocab_size", info.vocab_size)?;
+    out.set_item("tensor_bytes", info.tensor_bytes)?;
+    Ok(out)
+}
+
+/// Estimates the bytes a model takes once loaded as `Brain` would load it with these options, from its GGUF header
+/// alone: `weights`, `kv_cache`, `compute`, `total`, and the `context_size` and `parallel` the engine would choose.
+/// Raises `ConfigError` for an option out of range, `ModelLoadError` for a bad file.
+#[pyfunction]
+#[pyo3(signature = (path, context_size=None, parallel=None, batch_size=512))]
+fn estimate_memory(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    context_size: Option<u32>,
+    parallel: Option<u32>,
+    batch_size: u32,
+) -> PyResult<Bound<'_, PyDict>> {
+    let estimate = py
+        .detach(|| {
+            footprint::check_options(context_size, batch_size, parallel)?;
+            let info = rusty_genius_cortex::gguf::check(&path)?;
+            Ok(footprint::footprint(&info, context_size, parallel, batch_size))
+        })
+        .map_err(errors::to_py)?;
+    let out = PyDict::new(py);
+    out.set_item("weights", estimate.weights)?;
+    out.set_item("kv_cache", estimate.kv_cache)?;
+    out.set_item("compute", estimate.compute)?;
+    out.set_item("total", estimate.total)?;
+    out.set_item("context_size", estimate.context_size)?;
+    out.set_item("parallel", estimate.parallel)?;
     Ok(out)
 }
 
@@ -84,6 +129,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EngineClosedError", py.get_type::<errors::EngineClosedError>())?;
     m.add_function(wrap_pyfunction!(build_info::build_info, m)?)?;
     m.add_function(wrap_pyfunction!(check_gguf, m)?)?;
+    m.add_function(wrap_pyfunction!(estimate_memory, m)?)?;
     m.add_function(wrap_pyfunction!(_drain_callbacks, m)?)?;
     m.add_function(wrap_pyfunction!(validate_behavior, m)?)?;
     m.add_function(wrap_pyfunction!(validate_sampling, m)?)?;

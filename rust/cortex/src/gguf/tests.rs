@@ -1,6 +1,7 @@
 //! Tests of the GGUF pre-flight: synthetic files built here, truncated and corrupted at every byte.
 
 use super::*;
+use std::collections::BTreeMap;
 use std::io::{Seek, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -205,6 +206,7 @@ fn sample() -> Builder {
         .kv("test.u64", 10, &u64::MAX.to_le_bytes())
         .kv("test.i64", 11, &i64::MIN.to_le_bytes())
         .kv("test.f64", 12, &0.5f64.to_le_bytes())
+        .kv("test.f32", 6, &1e-5f32.to_le_bytes())
         .kv("tokenizer.ggml.tokens", TYPE_ARRAY, &string_array(&["<s>", "</s>", "", "héllo"]))
         .kv("tokenizer.ggml.scores", TYPE_ARRAY, &array(6, 2, &[0, 0, 128, 63, 0, 0, 0, 64]))
         .kv("test.empty", TYPE_ARRAY, &array(TYPE_U32, 0, &[]))
@@ -243,17 +245,40 @@ fn valid_file_passes_and_reports_its_header() {
     let info = check_bytes(&bytes).expect("valid file");
     assert_eq!(data_start % 32, 0);
     assert_eq!(bytes.len() as u64, data_start + 96 + 128 + 12);
+    let metadata = BTreeMap::from(
+        [
+            ("general.architecture", MetaValue::Str("llama".into())),
+            ("general.name", MetaValue::Str("tiny test model".into())),
+            ("llama.context_length", MetaValue::UInt(2048)),
+            ("llama.rope.freq_base", MetaValue::Float(10000.0)),
+            ("general.quantized", MetaValue::Bool(true)),
+            ("test.u8", MetaValue::UInt(7)),
+            ("test.i8", MetaValue::Int(-7)),
+            ("test.u16", MetaValue::UInt(700)),
+            ("test.i16", MetaValue::Int(-700)),
+            ("test.i32", MetaValue::Int(-70000)),
+            ("test.u64", MetaValue::UInt(u64::MAX)),
+            ("test.i64", MetaValue::Int(i64::MIN)),
+            ("test.f64", MetaValue::Float(0.5)),
+            ("test.f32", MetaValue::Float(1e-5)),
+            ("tokenizer.chat_template", MetaValue::Str("{% for m in messages %}{{ m.content }}{% endfor %}".into())),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
     assert_eq!(
         info,
         GgufInfo {
             version: 3,
             tensor_count: 3,
-            metadata_count: 17,
+            metadata_count: 18,
             architecture: Some("llama".into()),
             context_length: Some(2048),
             alignment: 32,
             data_offset: data_start,
             file_size: bytes.len() as u64,
+            metadata,
+            vocab_size: Some(4),
+            tensor_bytes: 80 + 128 + 12,
         }
     );
 }
@@ -380,7 +405,7 @@ fn huge_counts_in_the_header() {
 #[test]
 fn counts_larger_than_the_entries_written_hit_the_end() {
     let mut builder = sample();
-    builder.kv_count = Some(18);
+    builder.kv_count = Some(19);
     fails_with(&builder.bytes(), "download it again");
     let mut builder = sample();
     builder.tensor_count = Some(4);
@@ -577,6 +602,9 @@ fn real_model_from_env() {
     let info = check(&path).expect("the real model passes");
     eprintln!("{info:#?}");
     assert_eq!(info.architecture.as_deref(), Some("llama"));
+    assert!(info.vocab_size.is_some_and(|n| n > 0) && info.arch_uint("block_count").is_some_and(|n| n > 0));
+    assert!(info.tensor_bytes > 0 && info.tensor_bytes <= info.file_size - info.data_offset);
+    eprintln!("{:#?}", crate::footprint::footprint(&info, None, None, 512));
     assert_eq!(info.file_size, std::fs::metadata(&path).expect("metadata").len());
     assert!(info.tensor_count > 0 && info.data_offset.is_multiple_of(info.alignment));
 
@@ -586,4 +614,308 @@ fn real_model_from_env() {
     let reason = reason(check_bytes(&head));
     eprintln!("cut at {keep} bytes: {reason}");
     assert!(reason.starts_with("truncated: the header says tensor '"), "{reason}");
+}
+
+#[test]
+fn metadata_keeps_strings_within_their_budgets() {
+    // Over 64 KiB: skipped, the file still valid.
+    let long = "x".repeat(64 * 1024 + 1);
+    let info = check_bytes(&sample().kv_str("test.long", &long).kv_str("test.after", "kept").bytes()).expect("valid");
+    assert!(!info.metadata.contains_key("test.long"));
+    assert_eq!(info.str("test.after"), Some("kept"));
+    // Exactly 64 KiB: kept.
+    let max = "y".repeat(64 * 1024);
+    let info = check_bytes(&sample().kv_str("test.max", &max).bytes()).expect("valid");
+    assert_eq!(info.str("test.max").map(str::len), Some(64 * 1024));
+
+    // 1 MiB of string values in all: sixteen 64 KiB strings fill it with the sample's own strings (and the
+    // architecture) before them, so the sixteenth no longer fits; a short string still fits after it, numbers still
+    // come.
+    let mut builder = sample();
+    for i in 0..16 {
+        builder = builder.kv_str(&format!("test.big{i:02}"), &max);
+    }
+    let builder = builder.kv_str("test.short", "ok").kv_u32("test.number", 5);
+    let info = check_bytes(&builder.bytes()).expect("valid");
+    let kept: Vec<&String> = info.metadata.keys().filter(|k| k.starts_with("test.big")).collect();
+    assert_eq!(kept.len(), 15, "{kept:?}");
+    assert!(!info.metadata.contains_key("test.big15"));
+    assert_eq!(info.str("test.short"), Some("ok"));
+    assert_eq!(info.uint("test.number"), Some(5));
+    let strings: usize =
+        info.metadata.values().map(|v| if let MetaValue::Str(s) = v { s.len() } else { 0 }).sum::<usize>();
+    assert!(strings <= 1 << 20, "{strings}");
+
+    // A value that is not UTF-8 is skipped, not an error.
+    let mut bad = Vec::new();
+    gguf_string(&mut bad, b"\xff\xfe");
+    let info = check_bytes(&sample().kv("test.bad", TYPE_STRING, &bad).bytes()).expect("valid");
+    assert!(!info.metadata.contains_key("test.bad"));
+}
+
+#[test]
+fn metadata_keys_have_a_budget_too() {
+    // 20,000 tiny entries: the first ~16,000 are kept (1 MiB at 64 bytes of overhead each), the rest skipped.
+    let mut builder = Builder::new().kv_str("general.architecture", "llama");
+    for i in 0..20_000u32 {
+        builder = builder.kv(&format!("k{i}"), 0, &[1]);
+    }
+    let info = check_bytes(&builder.bytes()).expect("valid");
+    assert_eq!(info.metadata_count, 20_001);
+    let kept = info.metadata.len();
+    assert!((15_000..17_000).contains(&kept), "{kept}");
+    assert_eq!(info.uint("k0"), Some(1));
+    assert!(!info.metadata.contains_key("k19999"));
+}
+
+#[test]
+fn vocab_size_and_tensor_bytes() {
+    let info = check_bytes(&Builder::new().kv_str("general.architecture", "llama").bytes()).expect("valid");
+    assert_eq!((info.vocab_size, info.tensor_bytes), (None, 0));
+    // Counted whatever the element type; arrays are never kept as values.
+    let bytes = Builder::new().kv("tokenizer.ggml.tokens", TYPE_ARRAY, &array(TYPE_U32, 3, &[0; 12])).bytes();
+    let info = check_bytes(&bytes).expect("valid");
+    assert_eq!(info.vocab_size, Some(3));
+    assert!(info.metadata.is_empty());
+    // A scalar under that name is a value, not a vocabulary.
+    let info = check_bytes(&Builder::new().kv_u32("tokenizer.ggml.tokens", 9).bytes()).expect("valid");
+    assert_eq!((info.vocab_size, info.uint("tokenizer.ggml.tokens")), (None, Some(9)));
+    let info = check_bytes(&sample().tensor(tensor("x", &[64, 3], Q4_1)).bytes()).expect("valid");
+    assert_eq!(info.tensor_bytes, 80 + 128 + 12 + 120);
+}
+
+// ---- footprint: the engine's rules on the header's numbers ----------------------------------------------------------
+
+use crate::footprint::{self, Footprint, KvShape};
+
+const MIB: u64 = 1 << 20;
+
+/// SmolLM2-135M's shape: 30 layers, n_embd 576, 9 heads, 3 KV heads, n_ff 1536, vocab 49152, trained on 8192.
+fn smol() -> Builder {
+    Builder::new()
+        .kv_str("general.architecture", "llama")
+        .kv_u32("llama.block_count", 30)
+        .kv_u32("llama.context_length", 8192)
+        .kv_u32("llama.embedding_length", 576)
+        .kv_u32("llama.feed_forward_length", 1536)
+        .kv_u32("llama.attention.head_count", 9)
+        .kv_u32("llama.attention.head_count_kv", 3)
+        .kv_u32("llama.vocab_size", 49152)
+}
+
+/// The header of `builder`'s file, as if it had `weights` bytes of tensors (the file itself has none: the estimate
+/// reads only their sum).
+fn header(builder: Builder, weights: u64) -> GgufInfo {
+    let mut info = check_bytes(&builder.bytes()).expect("valid");
+    info.tensor_bytes = weights;
+    info
+}
+
+/// [`smol`] with `extra` keys and `weights` bytes of tensors.
+fn smol_like(weights: u64, extra: impl FnOnce(Builder) -> Builder) -> GgufInfo {
+    header(extra(smol()), weights)
+}
+
+/// A load of SmolLM2 and what llama.cpp logged for it.
+struct Logged {
+    n_ctx: u32,
+    parallel: u32,
+    batch: u32,
+    /// "KV buffer size", MiB.
+    kv_mib: f64,
+    /// "compute buffer size" plus "output buffer size", MiB.
+    compute_mib: f64,
+}
+
+const fn logged(n_ctx: u32, parallel: u32, batch: u32, kv_mib: f64, compute_mib: f64) -> Logged {
+    Logged { n_ctx, parallel, batch, kv_mib, compute_mib }
+}
+
+const LOGGED: [Logged; 6] = [
+    logged(1024, 1, 512, 22.5, 103.77 + 0.19),
+    logged(4096, 1, 512, 90.0, 106.77 + 0.19),
+    logged(4096, 4, 512, 360.0, 117.64 + 0.75),
+    logged(4096, 1, 128, 90.0, 26.69 + 0.19),
+    logged(4096, 1, 2048, 90.0, 427.08 + 0.19),
+    logged(100, 2, 512, 5.62, 39.80 + 0.38),
+];
+
+#[test]
+fn footprint_matches_what_llama_cpp_allocated_for_smollm2() {
+    let weights = 96_570_000;
+    let info = smol_like(weights, |b| b);
+    for Logged { n_ctx, parallel, batch, kv_mib, compute_mib } in LOGGED {
+        let f = footprint::estimate(&info, Some(n_ctx), Some(parallel), batch, None);
+        assert_eq!((f.context_size, f.parallel, f.weights), (n_ctx, parallel, weights));
+        let kv = f.kv_cache as f64 / MIB as f64;
+        assert!((kv - kv_mib).abs() < 0.01, "{n_ctx}×{parallel}: KV {kv} MiB, llama.cpp {kv_mib}");
+        // Never under llama.cpp's figure, at most 3 % over.
+        let compute = f.compute as f64 / MIB as f64;
+        assert!(
+            compute >= compute_mib - 0.01 && compute <= compute_mib * 1.03,
+            "{n_ctx}×{parallel}/{batch}: {compute}"
+        );
+        assert_eq!(f.total, f.weights + f.kv_cache + f.compute);
+    }
+}
+
+#[test]
+fn footprint_arithmetic() {
+    let info = smol_like(100 * MIB, |b| b);
+    let f = footprint::estimate(&info, Some(1024), Some(1), 512, None);
+    let per_cell = 2 * 30 * (192 + 192); // f16 K and V, 3 KV heads of 64
+    let compute = 4 * 512 * (49152 + 6 * 576 + 64) + 2 * 1024 * 512 + 4 * 49152;
+    let expected = Footprint {
+        weights: 100 * MIB,
+        kv_cache: 1024 * per_cell,
+        compute,
+        total: 100 * MIB + 1024 * per_cell + compute,
+        context_size: 1024,
+        parallel: 1,
+    };
+    assert_eq!(f, expected);
+    // Cells are padded to 256: 100 tokens × 2 sequences take 256 cells; the batch is at most the context.
+    let f = footprint::estimate(&info, Some(100), Some(2), 512, None);
+    assert_eq!(f.kv_cache, 256 * per_cell);
+    assert_eq!(f.compute, 4 * 200 * (49152 + 6 * 576 + 64) + 2 * 256 * 200 + 4 * 2 * 49152);
+    // The trained context capped at 4096 by default; a smaller trained context as it is.
+    assert_eq!(footprint::estimate(&info, None, Some(1), 512, None).context_size, 4096);
+    let short =
+        header(Builder::new().kv_str("general.architecture", "llama").kv_u32("llama.context_length", 2048), MIB);
+    assert_eq!(footprint::estimate(&short, None, Some(1), 512, None).context_size, 2048);
+}
+
+#[test]
+fn key_and_value_lengths_size_the_cache() {
+    // Qwen3-like: heads of 128 on an n_embd of 1024 (16 heads × 128 = 2048 ≠ 1024).
+    let info =
+        smol_like(MIB, |b| b.kv_u32("llama.attention.key_length", 128).kv_u32("llama.attention.value_length", 96));
+    let f = footprint::estimate(&info, Some(256), Some(1), 512, None);
+    assert_eq!(f.kv_cache, 256 * 2 * 30 * (128 * 3 + 96 * 3));
+}
+
+#[test]
+fn context_and_batch_rules() {
+    assert_eq!(footprint::context_size(None, None), 4096);
+    assert_eq!(footprint::context_size(None, Some(8192)), 4096);
+    assert_eq!(footprint::context_size(None, Some(2048)), 2048);
+    assert_eq!(footprint::context_size(None, Some(8)), 16);
+    assert_eq!(footprint::context_size(None, Some(u64::MAX)), 4096);
+    assert_eq!(footprint::context_size(Some(100_000), Some(2048)), 100_000);
+    assert_eq!(footprint::batch(512, 4, 4096), 512);
+    assert_eq!(footprint::batch(2, 4, 4096), 4);
+    assert_eq!(footprint::batch(512, 2, 100), 200);
+    assert_eq!(footprint::batch(u32::MAX, 256, u32::MAX), u32::MAX);
+    assert!(footprint::check_options(Some(16), 1, Some(256)).is_ok());
+    for (ctx, batch, parallel, field) in
+        [(Some(15), 512, None, "context_size"), (None, 0, None, "batch_size"), (None, 512, Some(0), "parallel")]
+    {
+        match footprint::check_options(ctx, batch, parallel) {
+            Err(CortexError::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn auto_parallel_is_the_engines_rule_on_the_headers_numbers() {
+    let weights = 96_570_000;
+    let info = smol_like(weights, |b| b);
+    // The shape the loaded-model path builds from llama.cpp's numbers for this model.
+    let loaded = KvShape { n_layer: 30, n_embd: 576, n_head: 9, n_head_kv: 3, key_length: None, value_length: None };
+    assert_eq!(KvShape::from_gguf(&info), Some(loaded));
+    // Brain's former formula: 2 (K and V) × n_layer × n_embd·n_head_kv/n_head × 2 bytes.
+    assert_eq!(loaded.bytes_per_cell(), 2 * 30 * (576 * 3 / 9) * 2);
+    for available in [None, Some(64 * MIB), Some(1 << 30), Some(1200 * MIB), Some(4 << 30), Some(u64::MAX)] {
+        let f = footprint::estimate(&info, None, None, 512, available);
+        let engine = footprint::auto_parallel(loaded.bytes_per_cell(), 4096, weights, available);
+        assert_eq!(f.parallel, engine, "available {available:?}");
+    }
+    // 4 sequences of 4096 tokens take 360 MiB: within 1 GiB, but over a quarter of 1 GiB (3 take 270 MiB).
+    assert_eq!(footprint::estimate(&info, None, None, 512, Some(4 << 30)).parallel, 4);
+    assert_eq!(footprint::estimate(&info, None, None, 512, Some(1 << 30)).parallel, 2);
+    assert_eq!(footprint::estimate(&info, None, None, 512, Some(0)).parallel, 1);
+    // The caller's count wins.
+    assert_eq!(footprint::estimate(&info, None, Some(7), 512, Some(0)).parallel, 7);
+}
+
+#[test]
+fn embedding_models() {
+    // A decoder naming a pooling (Qwen3-Embedding-like): one sequence, a window of cells, every token an output.
+    let info = smol_like(MIB, |b| b.kv_u32("llama.pooling_type", 1));
+    let f = footprint::estimate(&info, Some(1024), Some(4), 512, None);
+    assert_eq!((f.parallel, f.context_size), (1, 1024));
+    assert_eq!(f.kv_cache, 1024 * 2 * 30 * 384);
+    let compute = 4 * 1024 * (49152 + 6 * 576 + 64) + 2 * 1024 * 1024 + 4 * 1024 * (49152 + 576);
+    assert_eq!(f.compute, compute);
+    // llama.cpp logged 205.35 MiB of compute and grew its output buffer to 194.25 MiB for a window-long input.
+    let logged = (205.35 + 194.25) * MIB as f64;
+    assert!(f.compute as f64 >= logged && (f.compute as f64) < logged * 1.02, "{}", f.compute);
+    // pooling_type 0 (none) or unknown: a chat model.
+    for p in [0, 9] {
+        let info = smol_like(MIB, |b| b.kv_u32("llama.pooling_type", p));
+        assert_eq!(footprint::estimate(&info, Some(1024), Some(4), 512, None).parallel, 4);
+    }
+    // An encoder: no KV cache, no LM head.
+    let bert = check_bytes(
+        &Builder::new()
+            .kv_str("general.architecture", "bert")
+            .kv_u32("bert.block_count", 12)
+            .kv_u32("bert.context_length", 512)
+            .kv_u32("bert.embedding_length", 384)
+            .kv_u32("bert.feed_forward_length", 1536)
+            .kv_u32("bert.attention.head_count", 12)
+            .kv("tokenizer.ggml.tokens", TYPE_ARRAY, &array(TYPE_U32, 30522, &[0; 4 * 30522]))
+            .bytes(),
+    )
+    .expect("valid");
+    let f = footprint::estimate(&bert, None, None, 512, None);
+    assert_eq!((f.context_size, f.parallel, f.kv_cache), (512, 1, 0));
+    let compute = 4 * 512 * (3 * 1536 + 2 * 384) + 2 * 512 * 512 + 4 * 512 * (30522 + 384);
+    assert_eq!(f.compute, compute);
+    assert!(footprint::embedding_only("nomic-bert", None) && !footprint::embedding_only("llama", Some(0)));
+}
+
+#[test]
+fn missing_or_absurd_numbers_give_a_conservative_estimate() {
+    // Nothing but an architecture and 1 MiB of weights: the cache is priced from the weights, the widths from the
+    // fallbacks; more than the SmolLM2-shaped model of the same weights.
+    let bare = header(Builder::new().kv_str("general.architecture", "llama"), MIB);
+    let known = smol_like(MIB, |b| b);
+    let (a, b) = (
+        footprint::estimate(&bare, Some(1024), Some(1), 512, None),
+        footprint::estimate(&known, Some(1024), Some(1), 512, None),
+    );
+    assert_eq!(a.kv_cache, 1024 * (MIB / 2048));
+    assert!(a.compute > b.compute && a.total > b.total, "{a:?} {b:?}");
+    // No head counts: every head its own K and V.
+    let no_heads = header(
+        Builder::new()
+            .kv_str("general.architecture", "llama")
+            .kv_u32("llama.block_count", 30)
+            .kv_u32("llama.embedding_length", 576),
+        MIB,
+    );
+    let f = footprint::estimate(&no_heads, Some(256), Some(1), 512, None);
+    assert_eq!(f.kv_cache, 256 * 2 * 30 * (576 + 576));
+    // No architecture at all, and a file without tensors.
+    let info = check_bytes(&Builder::new().bytes()).expect("valid");
+    let f = footprint::estimate(&info, None, None, 512, None);
+    assert_eq!((f.context_size, f.weights, f.kv_cache), (4096, 0, 0));
+    // Absurd numbers saturate instead of overflowing.
+    let max = u64::MAX.to_le_bytes();
+    let huge = header(
+        Builder::new()
+            .kv_str("general.architecture", "llama")
+            .kv("llama.block_count", 10, &max)
+            .kv("llama.embedding_length", 10, &max)
+            .kv("llama.attention.key_length", 10, &max)
+            .kv("tokenizer.ggml.tokens", TYPE_ARRAY, &array(0, 1 << 20, &vec![0; 1 << 20])),
+        u64::MAX,
+    );
+    for (ctx, parallel) in [(None, None), (Some(1 << 20), Some(256))] {
+        let f = footprint::estimate(&huge, ctx, parallel, 1 << 16, Some(u64::MAX));
+        assert_eq!(f.total, u64::MAX, "{f:?}");
+    }
+    assert_eq!(footprint::estimate(&huge, None, None, 512, Some(u64::MAX)).parallel, 1);
 }

@@ -45,6 +45,7 @@ from rusty_genius.ogenius.serve import (
     completions_api,
     embeddings_api,
     encode,
+    models_api,
     responses_http,
     tokens_api,
 )
@@ -169,6 +170,7 @@ def build(service: Service) -> Application:
     router.add_post(anthropic_api.PATH, _api(Messages(service), anthropic=True))
     router.add_post(anthropic_api.PATH + "/count_tokens", _api(Messages(service, counting=True), anthropic=True))
     responses_http.add_routes(router, service)
+    models_api.add_routes(router, service)  # /v1/models/pull, load, unload, DELETE /v1/models/{id}
     router.add_get("/v1/models", _api(models))
     router.add_get("/models", _api(models))
     router.add_get("/v1/models/*", _api(model))

@@ -38,7 +38,7 @@ class Served:
 
     id: str
     spec: Brain | Pinky
-    resolution: Any = None
+    resolution: Resolution | None = None
     """facecrab's :class:`Resolution` of it (None for Pinky and ``--models-dir`` files)."""
     registered: bool = False
     """It is in registry.toml (``DELETE /v1/models/{id}`` may remove it)."""
@@ -167,6 +167,15 @@ class ModelTable:
     @property
     def default(self) -> Served:
         return self._fixed[0]
+
+    @property
+    def serves_registry(self) -> bool:
+        return self._use_registry
+
+    def is_fixed(self, entry: Served) -> bool:
+        """Whether ``entry`` was named on the command line (``--model``, ``--models-dir``): served whatever the
+        registry says."""
+        return any(e is entry for e in self._fixed)
 
     def refresh(self) -> list[Served]:
         """Re-reads registry.toml; returns the entries added (to define in the Genius). Entries that left the

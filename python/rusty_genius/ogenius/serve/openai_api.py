@@ -38,9 +38,12 @@ from rusty_genius.core.errors import (
     BusyError,
     ConfigError,
     ContextOverflowError,
+    DownloadError,
     EngineClosedError,
     GeniusError,
     ModelLoadError,
+    ModelNotFoundError,
+    OutOfMemoryError,
     RequestError,
     UnknownModelError,
     shown,
@@ -97,8 +100,12 @@ def api_error_of(err: GeniusError, params: Mapping[str, str] | None = None) -> A
     message = str(err)
     if isinstance(err, BusyError):
         return busy_error(message)
-    if isinstance(err, UnknownModelError):  # before ConfigError: it is one too
+    if isinstance(err, (UnknownModelError, ModelNotFoundError)):  # before ConfigError: UnknownModelError is one too
         return ApiError(404, message, code="model_not_found", param="model")
+    if isinstance(err, OutOfMemoryError):
+        return ApiError(503, message, type="server_error", code="model_does_not_fit", extra=_sizes(err))
+    if isinstance(err, DownloadError):
+        return ApiError(502, message, type="server_error", code="download_failed")
     if isinstance(err, ConfigError):
         name = getattr(err, "field", None)  # the setting at fault, set where the error is raised (Rust or Python)
         if name in tools_api.OUTPUT_FIELDS:
@@ -114,6 +121,10 @@ def api_error_of(err: GeniusError, params: Mapping[str, str] | None = None) -> A
     if isinstance(err, ModelLoadError):
         return ApiError(500, message, type="server_error", code="model_load_failed")
     return ApiError(500, message, type="server_error", code="engine_error")
+
+
+def _sizes(err: OutOfMemoryError) -> dict[str, int]:
+    return {"needed_bytes": err.needed, "budget_bytes": err.budget}
 
 
 def context_sizes(err: ContextOverflowError) -> dict[str, int]:

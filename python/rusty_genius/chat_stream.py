@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from rusty_genius.core.events import Event, TokenStream
@@ -23,6 +24,7 @@ class ChatStream:
         # How to open the native stream once the model is loaded (set by Genius.chat for a cold request).
         self._open_async: Callable[[], Awaitable[TokenStream]] | None = None
         self._open_sync: Callable[[], TokenStream] | None = None
+        self._opening: asyncio.Future[TokenStream] | None = None
         self._closed = False
         self._cancelled = False
         self.load_seconds: float | None = None
@@ -44,10 +46,30 @@ class ChatStream:
         return self._first_async()
 
     async def _first_async(self) -> Event:
-        if self._closed or self._cancelled or self._open_async is None:
+        native = await self._open_cold()
+        if native is None:
             raise StopAsyncIteration
-        self._native = self._opened(await self._open_async())
-        return await self._native.__anext__()
+        return await native.__anext__()
+
+    async def _open_cold(self) -> TokenStream | None:
+        """Waits for the model (a place in its queue, and its load) and queues the request; None when the stream
+        was closed or cancelled first. A :meth:`close` during the wait gives the place back at once, so a load
+        that nobody waits for any more is abandoned (it unloads nothing to make room)."""
+        if self._closed or self._cancelled or self._open_async is None:
+            return None
+        opening = asyncio.ensure_future(self._open_async())
+        self._opening = opening
+        try:
+            native = await opening
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._closed and opening.cancelled() and not (current is not None and current.cancelling()):
+                return None
+            raise
+        finally:
+            self._opening = None
+        self._native = self._opened(native)
+        return self._native
 
     def batch(self, limit: int = 256) -> Awaitable[list[Event]]:
         """Waits for the next event, then takes every event already waiting (at most ``limit``) without
@@ -60,10 +82,8 @@ class ChatStream:
         return self._first_batch(limit)
 
     async def _first_batch(self, limit: int) -> list[Event]:
-        if self._closed or self._cancelled or self._open_async is None:
-            return []
-        self._native = self._opened(await self._open_async())
-        return await self._native.batch(limit)
+        native = await self._open_cold()
+        return [] if native is None else await native.batch(limit)
 
     def _opened(self, native: TokenStream) -> TokenStream:
         """Applies a close() or cancel() that came while the load was awaited."""
@@ -99,6 +119,8 @@ class ChatStream:
         self._closed = True
         if self._native is not None:
             self._native.close()
+        elif (opening := self._opening) is not None:
+            opening.get_loop().call_soon_threadsafe(opening.cancel)
 
     async def aclose(self) -> None:
         self.close()

@@ -4,7 +4,8 @@ Rules:
 - The table holds, in this order: every model named with ``--model`` (the first is the default; none: the embedded
   default), every ``.gguf`` in ``--models-dir`` (first shards only), then every model in registry.toml. Each has
   the id clients send: a registered model's registry name (``smollm2-135m:Q4_1``), a file's name, a Pinky's name.
-  The same file reached twice is listed once, under its first id.
+  An id listed twice (a ``--model`` that is also registered) is listed once, first come; one file under two
+  names is two models (each loads apart, as named).
 - A request's ``model`` picks an entry: its id (any case), or any name facecrab's resolver makes the same model of
   (an alias, a repo id, with or without the quant). Omitted: the default. Anything else is a 404 that names what is
   served, and never starts a download. A name not found re-reads registry.toml first when the file changed (a model
@@ -184,11 +185,8 @@ class ModelTable:
         if self._use_registry:
             entries += self._registered()
         unique: list[Served] = []
-        paths: set[str] = set()
         for entry in entries:
-            key = os.fspath(entry.path) if entry.path is not None else f"pinky:{entry.id}"
-            if key not in paths and all(e.id.casefold() != entry.id.casefold() for e in unique):
-                paths.add(key)
+            if all(e.id.casefold() != entry.id.casefold() for e in unique):
                 unique.append(entry)
         before = {e.id for e in self.entries}
         self.entries = unique

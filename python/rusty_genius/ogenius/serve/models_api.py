@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import unquote
 
@@ -69,7 +70,12 @@ class Pull:
             raise ApiError(400, "'stream' must be true or false", param="stream")
         if not stream:
             return json_response(await self._pull(model, quant, None))
-        return Response(200, SSE_HEADERS, StreamedContent(b"text/event-stream", lambda: self._events(model, quant)))
+        async def events() -> AsyncIterator[bytes]:  # BlackSheep takes an async generator function
+            async with aclosing(self._events(model, quant)) as pulled:
+                async for event in pulled:
+                    yield event
+
+        return Response(200, SSE_HEADERS, StreamedContent(b"text/event-stream", events))
 
     async def _pull(self, model: str, quant: str | None, progress: asyncio.Queue[DownloadProgress] | None) -> Any:
         if self.service.closing:
@@ -85,7 +91,7 @@ class Pull:
         self.service.refresh()
         return self.service.model_card(self.service.served(spec.name))
 
-    async def _events(self, model: str, quant: str | None) -> AsyncIterator[bytes]:
+    async def _events(self, model: str, quant: str | None) -> AsyncGenerator[bytes, None]:
         progress: asyncio.Queue[DownloadProgress] = asyncio.Queue()
         job = asyncio.ensure_future(self._pull(model, quant, progress))
         last: dict[str, tuple[float, int]] = {}

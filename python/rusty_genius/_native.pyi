@@ -326,7 +326,7 @@ def estimate_memory(
     path: str, context_size: int | None = None, parallel: int | None = None, batch_size: int = 512
 ) -> dict[str, int]:
     """Bytes the model takes once loaded as ``Brain`` would load it with these options, from its GGUF header alone:
-    ``weights`` (the tensors), ``kv_cache`` (f16 keys and values for ``context_size`` × ``parallel`` tokens; 0 for
+    ``weights`` (the tensors), ``kv_cache`` (f16 keys and values for ``context_size`` times ``parallel`` tokens; 0 for
     an encoder), ``compute`` (llama.cpp's compute and output buffers), ``total``, and the ``context_size`` and
     ``parallel`` the engine chooses (its defaults when None: the trained context capped at 4096, up to 4 sequences as
     memory allows; 1 for an embedding model). Raises ``ConfigError`` for an option out of range and

@@ -58,7 +58,7 @@ def _register(stem: Brainstem, key: str, need: int, **pinky: float) -> None:
 
 
 async def _use(stem: Brainstem, key: str) -> None:
-    engine, release = await stem.hold(key)
+    _engine, release = await stem.hold(key)
     release()
 
 
@@ -92,7 +92,7 @@ async def test_a_load_waits_for_a_busy_model_and_never_evicts_it_mid_request() -
     stem = _stem(150 * MIB)
     _register(stem, "a", 100 * MIB)
     _register(stem, "b", 100 * MIB)
-    engine_a, release_a = await stem.hold("a")  # a request runs on a
+    _engine_a, release_a = await stem.hold("a")  # a request runs on a
     load_b = asyncio.ensure_future(stem.hold("b"))
     await asyncio.sleep(0.3)
     assert not load_b.done() and stem.states()["a"] == "loaded", "b waits; a keeps serving"

@@ -24,9 +24,9 @@ from rusty_genius.brainteaser import ModelSource, load
 from rusty_genius.facecrab import ModelSpec, Registry, Resolution, resolve_model
 from rusty_genius.ogenius import flags
 from rusty_genius.ogenius.cli import build_parser
-from rusty_genius.ogenius.serve.openai_api import ApiError
 from rusty_genius.ogenius.serve.cli import entry_of
 from rusty_genius.ogenius.serve.models import ModelTable
+from rusty_genius.ogenius.serve.openai_api import ApiError
 from rusty_genius.ogenius.serve.service import Service
 from rusty_genius.ogenius.serve.settings import ServeSettings
 

@@ -202,7 +202,7 @@ def test_the_page_is_package_data_served_with_a_strict_csp(server: LiveServer) -
 
 def test_the_dropdown_lists_the_model_and_the_socket_comes_from_the_server(tab: Tab, server: LiveServer) -> None:
     tab.open(server)
-    expect(tab.page.locator("#model option")).to_have_text(["pinky · loaded"])
+    expect(tab.page.locator("#model option")).to_have_text(["pinky — loaded"])
     assert tab.page.locator("#model").input_value() == "pinky"
     assert tab.watch.sockets == [server.ws + "/"], "the address GET /v1/ws-info gave"
     assert tab.page.locator(".empty").is_visible()
@@ -322,16 +322,60 @@ def test_a_cold_load_shows_a_notice(tab: Tab) -> None:
     page = tab.page
     with live_server("--engine", "pinky", "--pinky-load-delay", "1.5", "--unload-after", "0") as cold:
         tab.open(cold)
-        expect(page.locator("#model option")).to_have_text("pinky · unloaded")
+        expect(page.locator("#model option")).to_have_text("pinky — unloaded")
         tab.send("Wake up, Brain")
         notice = page.locator(".turn.assistant .notice")
         notice.get_by_text("Loading pinky").wait_for(timeout=3000)
-        expect(page.locator("#model option")).to_have_text("pinky · loading…")
+        expect(page.locator("#model option")).to_have_text("pinky — loading…")
         tab.idle()
         assert notice.is_hidden()
         # The load sleeps 1.5 s; a busy machine adds a little (the page shows tenths).
         assert re.search(r"model loaded in 1\.[5-9] s", page.locator(".turn.assistant .meta").inner_text())
         assert tab.answers()[0].startswith("Narf!")
+        tab.watch.assert_clean()
+
+
+def test_switching_models_keeps_the_conversation(tab: Tab) -> None:
+    page = tab.page
+    two = ["--model", "alpha", "--model", "beta", "--pinky-load-delay", "1"]
+    with live_server("--engine", "pinky", *two, "--pinky-delay", "0", "--pinky-tokens", "3") as multi:
+        page.clock.install()  # time flows as usual, and the test can jump it ahead
+        tab.open(multi)
+        options = page.locator("#model option")
+        expect(options).to_have_text(["alpha — loaded", "beta — unloaded"])
+        assert page.locator("#model").input_value() == "alpha", "the default, when nothing was chosen"
+        tab.ask("First, on alpha")
+        page.select_option("#model", "beta")
+        tab.send("Then on beta")
+        # beta loads on demand (one second): the answer says so until its first token, and so does the dropdown.
+        page.locator(".turn.assistant .notice").last.get_by_text("Loading beta…").wait_for(timeout=3000)
+        expect(options.nth(1)).to_have_text("beta — loading…")
+        tab.idle()
+        assert page.locator(".turn.assistant .notice").last.is_hidden()
+        assert page.locator(".turn.user .bubble").all_inner_texts() == ["First, on alpha", "Then on beta"]
+        assert tab.answers() == ["Narf! Narf! Narf!"] * 2
+        chats = [f for f in tab.watch.sent if f["type"] == "chat"]
+        assert [c["model"] for c in chats] == ["alpha", "beta"]
+        assert chats[1]["messages"] == [
+            {"role": "user", "content": "First, on alpha"},
+            {"role": "assistant", "content": "Narf! Narf! Narf!"},
+            {"role": "user", "content": "Then on beta"},
+        ], "the next turn goes to the new model with the whole history"
+        metas = page.locator(".turn.assistant .meta").all_inner_texts()
+        assert metas[0].startswith("alpha · ") and metas[1].startswith("beta · "), metas
+        assert "model loaded in 1." in metas[1]
+        expect(options.nth(1)).to_have_text("beta — loaded")  # read again after the answer
+        listed = {m["id"]: m for m in httpx.get(multi.http + "/v1/models").json()["data"]}
+        assert listed["beta"]["status"] == "loaded" and listed["alpha"]["default"]
+        # The states are read again every few seconds: an unload by someone else shows without a click.
+        assert httpx.post(multi.http + "/v1/models/unload", json={"model": "beta"}).status_code == 200
+        page.clock.fast_forward(10_000)
+        expect(options.nth(1)).to_have_text("beta — unloaded")
+        # The choice is remembered.
+        page.reload()
+        tab.connected()
+        expect(options).to_have_count(2)
+        assert page.locator("#model").input_value() == "beta"
         tab.watch.assert_clean()
 
 
@@ -441,7 +485,7 @@ def test_a_server_with_an_api_key_asks_for_it(tab: Tab) -> None:
         page.click("#key-ok")
         tab.connected()
         assert page.locator("#keybox").is_hidden()
-        expect(page.locator("#model option")).to_have_text(["pinky · loaded"])
+        expect(page.locator("#model option")).to_have_text(["pinky — loaded"])
         tab.ask("hi")
         assert tab.answers() == ["Narf! Narf! Narf!"]
         assert {"type": "auth", "api_key": "sk-page"} in tab.watch.sent

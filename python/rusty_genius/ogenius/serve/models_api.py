@@ -70,6 +70,7 @@ class Pull:
             raise ApiError(400, "'stream' must be true or false", param="stream")
         if not stream:
             return json_response(await self._pull(model, quant, None))
+
         async def events() -> AsyncIterator[bytes]:  # BlackSheep takes an async generator function
             async with aclosing(self._events(model, quant)) as pulled:
                 async for event in pulled:

@@ -64,6 +64,21 @@ def test_readme_openai_example_runs_against_a_pinky_server() -> None:
     assert out.stdout.startswith("Narf! Poit!") and out.stdout.endswith("Narf!"), out.stdout
 
 
+def test_readme_several_models_example_runs_against_a_pinky_server_with_two_models() -> None:
+    from tests.servers import live_server
+
+    block = readme_block("client.models.list()")
+    args = ("--engine", "pinky", "--model", "alpha", "--model", "beta", "--pinky-delay", "0", "--pinky-tokens", "2")
+    with live_server(*args) as server:
+        out = run([sys.executable, "-c", block.replace("http://127.0.0.1:8080/v1", server.base_url)])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "alpha loaded 4096 ['chat', 'completion', 'tools', 'thinking', 'embeddings']",
+        "beta unloaded 4096 ['chat', 'completion', 'tools', 'thinking', 'embeddings']",
+        "beta Narf! Narf!",
+    ]
+
+
 @pytest.mark.real_engine
 def test_readme_tool_loop_and_schema_examples_run_against_the_default_model() -> None:
     from tests.servers import live_server

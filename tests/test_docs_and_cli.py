@@ -96,7 +96,7 @@ def test_readme_tool_loop_and_schema_examples_run_against_the_default_model() ->
     assert re.fullmatch(r"-> get_weather\('[^']+'\)", first), outs[0].stdout
     assert "".join(rest).strip(), outs[0].stdout
     # The client parsed the constrained answer into the pydantic model.
-    assert re.match(r"name='.*' country='.*' population=\d+", outs[1].stdout), outs[1].stdout
+    assert re.match(r"name=(['\"]).*\1 country=(['\"]).*\2 population=\d+", outs[1].stdout), outs[1].stdout
 
 
 @pytest.mark.real_engine

@@ -1,21 +1,29 @@
 """A chat conversation and its slash commands, shared by the Textual TUI and the plain REPL.
 
-The session keeps the turns, the system prompt and the settings changed with ``/set``; a front end feeds it lines
-with :meth:`Session.command` and asks it for the next request with :meth:`Session.request`.
+The session keeps the turns, the system prompt, the settings changed with ``/set`` and the model the turns go to;
+a front end feeds it lines with :meth:`Session.command` and asks it for the next request with
+:meth:`Session.request`. ``/model NAME`` is the one command a front end finishes itself (it may download, and it
+loads): the reply names the model, the front end calls :meth:`Session.choose` then :meth:`Session.switched`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tempfile
 import textwrap
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rusty_genius import InferenceConfig
 from rusty_genius.core.config import CONVERSATION, Setting
-from rusty_genius.core.errors import ConfigError
+from rusty_genius.core.errors import ConfigError, GeniusError
+from rusty_genius.core.progress import OnProgress
+from rusty_genius.ogenius import flags
+from rusty_genius.ogenius.flags import ModelChoice
+from rusty_genius.ogenius.friendly import unknown_model
 
 _SETTABLE: dict[str, Setting] = {s.name: s for s in CONVERSATION}
 """The ``/set`` keys: the schema's conversation settings (their parsing, ranges and None come from it too)."""
@@ -25,6 +33,7 @@ HELP = "\n".join(
         "/clear             forget the conversation (the system prompt stays)",
         "/system [TEXT]     set the system prompt (no TEXT: remove it); the conversation starts over",
         "/think             show or hide the model's reasoning",
+        "/model [NAME]      talk to the model NAME from the next turn on (the conversation stays); no NAME: show it",
         *textwrap.wrap(
             f"change a setting: {', '.join(_SETTABLE)}",
             width=112,
@@ -47,6 +56,38 @@ class Reply:
     error: bool = False
     clear: bool = False
     thinking: bool = False
+    switch: str | None = None
+    """``/model NAME``: the model to switch to (the front end resolves it with :meth:`Session.choose`, loads it, and
+    calls :meth:`Session.switched`)."""
+
+
+Chooser = Callable[[str, OnProgress | None], ModelChoice]
+"""What ``/model NAME`` means: the model NAME names, fetched first when it is known but not here yet (reporting the
+bytes to the callback). Raises a :class:`GeniusError` written for a person."""
+
+
+def chooser_of(args: argparse.Namespace) -> Chooser:
+    """``/model NAME`` resolved as ``ogenius chat --model NAME`` is, with the other model flags (``--engine``,
+    ``--context-size``, ``--parallel``, ``--threads``, ``--pinky-delay``) as given; ``--quant`` is not carried over
+    to another model (a name may state its own: ``qwen2.5-1.5b:Q8_0``). A known model that is not here yet is
+    downloaded, as ``--model`` does; under ``--engine pinky`` every name is the stub engine, under that name."""
+
+    def choose(name: str, on_progress: OnProgress | None = None) -> ModelChoice:
+        named = argparse.Namespace(**{**vars(args), "model": name, "quant": None})
+        if args.engine == "pinky":
+            return replace(flags.resolve_model(named), label=name)
+        # Imported here: facecrab pulls in huggingface_hub, which `ogenius --help` should not pay for.
+        from rusty_genius import facecrab
+
+        try:
+            resolution = facecrab.resolve_model(name)
+            if resolution.kind == "model":  # fetched here, so its progress can be shown where the person looks
+                facecrab.ensure_model(resolution, on_progress=on_progress)
+        except GeniusError as err:
+            raise unknown_model(err, name) from None
+        return flags.resolve_model(named)
+
+    return choose
 
 
 @dataclass
@@ -57,6 +98,13 @@ class Session:
     system: str | None = None
     show_thinking: bool = False
     turns: list[dict[str, str]] = field(default_factory=list)
+    model_label: str = ""
+    """The model the turns go to, as the person sees it (``/model`` shows it)."""
+    model: str | None = None
+    """That model as :meth:`Genius.chat <rusty_genius.Genius.chat>` takes it: a name the front end defined on its
+    Genius for it; None: the Genius's default model."""
+    chooser: Chooser | None = None
+    """What ``/model NAME`` resolves with; None: this chat cannot switch models."""
 
     def request(self, user_text: str) -> list[dict[str, str]]:
         """Adds a user turn; returns the messages to send (system prompt first)."""
@@ -100,6 +148,8 @@ class Session:
         if name == "/think":
             self.show_thinking = not self.show_thinking
             return Reply(f"thinking {'shown' if self.show_thinking else 'hidden'}", thinking=True)
+        if name == "/model":
+            return self._model(rest)
         if name == "/set":
             return self._set(rest)
         if name == "/save":
@@ -107,6 +157,28 @@ class Session:
         if name in ("/help", "/?"):
             return Reply(HELP)
         return Reply(f"unknown command {name}; /help lists them", error=True)
+
+    def _model(self, rest: str) -> Reply:
+        if not rest:
+            return Reply(f"model: {self.model_label or 'the default model'}")
+        if self.chooser is None:
+            return Reply("this chat cannot switch models", error=True)
+        return Reply(f"switching to {rest}…", switch=rest)
+
+    def choose(self, name: str, on_progress: OnProgress | None = None) -> ModelChoice:
+        """What ``/model NAME`` names (see :func:`chooser_of`): blocking, it may download."""
+        if self.chooser is None:
+            raise ConfigError("this chat cannot switch models")
+        return self.chooser(name, on_progress)
+
+    def is_current(self, choice: ModelChoice) -> bool:
+        return choice.label == self.model_label
+
+    def switched(self, choice: ModelChoice) -> Reply:
+        """Records that the turns now go to ``choice``, defined on the front end's Genius under its label."""
+        self.model_label, self.model = choice.label, choice.label
+        said = f"{len(self.turns)} message(s) of this conversation go" if self.turns else "the next turns go"
+        return Reply(f"model: {choice.label} ({said} to it)")
 
     def _set(self, rest: str) -> Reply:
         if not rest:
@@ -162,4 +234,4 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
-__all__ = ["HELP", "Reply", "Session"]
+__all__ = ["HELP", "Chooser", "Reply", "Session", "chooser_of"]

@@ -1,13 +1,16 @@
 """The chat App: loads the model on its own asyncio loop, streams answers into the transcript, runs slash commands.
 
 Every piece of conversation state lives in :class:`~rusty_genius.ogenius.session.Session`; the app only shows it.
-One generation runs at a time; Ctrl+C stops it (the partial answer stays, marked), Ctrl+Q leaves.
+One generation runs at a time; Ctrl+C stops it (the partial answer stays, marked), Ctrl+Q leaves. ``/model NAME``
+switches the model for the next turns: resolved (and downloaded, with its progress in the status line; Ctrl+C stops
+it) on a worker thread, then loaded, while the current model stays in place until the new one is ready.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import ClassVar
@@ -19,7 +22,8 @@ from textual.containers import VerticalScroll
 from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Static
 
-from rusty_genius import ChatStream, Event, Genius, GeniusError, InferenceConfig
+from rusty_genius import ChatStream, DownloadProgress, Event, Genius, GeniusError, InferenceConfig
+from rusty_genius.ogenius.flags import ModelChoice
 from rusty_genius.ogenius.session import Session
 from rusty_genius.ogenius.tui.messages import EndOfInput, Submitted
 from rusty_genius.ogenius.tui.widgets import AssistantTurn, ChatInput, Notice, UserTurn
@@ -58,13 +62,19 @@ class ChatApp(App[int]):
         self.genius = genius
         self.label = label
         self.session = session
+        if not session.model_label:
+            session.model_label = label
         self.state = "loading"
-        """loading, ready, generating, stopping or failed."""
+        """loading, ready, generating, stopping, switching (``/model``) or failed."""
         self.load_error: str | None = None
         self._stream: ChatStream | None = None
         self._stop_asked = False
+        self._cold = False  # the running answer waits for its model to load
         self._stats = ""
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._switch_to: str | None = None  # /model: the model on its way, and what happens to it
+        self._switch_step = ""
+        self._download_stop: threading.Event | None = None
 
     def compose(self) -> ComposeResult:
         yield VerticalScroll(id="transcript")
@@ -88,6 +98,8 @@ class ChatApp(App[int]):
         self.run_worker(self._load(), name="load", group="load")
 
     async def on_unmount(self) -> None:
+        if self._download_stop is not None:
+            self._download_stop.set()  # the download thread stops at its next chunk
         if self._stream is not None:
             self._stream.close()
         await self.genius.aclose()
@@ -104,7 +116,12 @@ class ChatApp(App[int]):
 
     def _set_state(self, state: str) -> None:
         self.state = state
-        shown = {"loading": f"loading {self.label}…", "generating": "generating…", "stopping": "stopping…"}
+        shown = {
+            "loading": f"loading {self.label}…",
+            "generating": f"loading {self.label}…" if self._cold else "generating…",
+            "stopping": "stopping…",
+            "switching": f"{self._switch_step} {self._switch_to}…",
+        }
         parts = [self.label, shown.get(state, state)]
         if self._stats and state == "ready":
             parts.append(self._stats)
@@ -118,8 +135,7 @@ class ChatApp(App[int]):
         if not text:
             return
         if self.state != "ready":
-            busy = "an answer is still coming: wait, or press Ctrl+C to stop it"
-            self.notify(f"{self.label} is still loading…" if self.state == "loading" else busy, severity="warning")
+            self.notify(self._busy(), severity="warning")
             return
         self.chat_input.clear()
         if self.session.is_command(text):
@@ -127,12 +143,24 @@ class ChatApp(App[int]):
         else:
             self._ask(text)
 
+    def _busy(self) -> str:
+        if self.state == "loading":
+            return f"{self.label} is still loading…"
+        if self.state == "switching":
+            return f"switching to {self._switch_to}: wait, or press Ctrl+C to stop a download"
+        return "an answer is still coming: wait, or press Ctrl+C to stop it"
+
     @on(EndOfInput)
     def _end_of_input(self) -> None:
         self.exit(0)
 
     async def _command(self, line: str) -> None:
         reply = self.session.command(line)
+        if reply.switch is not None:
+            self._switch_to, self._switch_step = reply.switch, "finding"
+            self._set_state("switching")
+            self.run_worker(self._switch(reply.switch), name="switch", group="switch")
+            return
         if reply.clear:
             await self.transcript.remove_children()
         if reply.thinking:
@@ -146,7 +174,14 @@ class ChatApp(App[int]):
     # -- actions --------------------------------------------------------------------------------------------------
 
     def action_stop(self) -> None:
-        if self.state == "generating":
+        if self.state == "switching":
+            if self._download_stop is not None and self._switch_step == "downloading":
+                self._download_stop.set()
+                self._switch_step = "stopping the download of"
+                self._set_state("switching")
+            else:
+                self.notify(f"{self._switch_to} is loading; it cannot be stopped halfway")
+        elif self.state == "generating":
             self._stop_asked = True
             if self._stream is not None:
                 self._stream.cancel()
@@ -158,6 +193,62 @@ class ChatApp(App[int]):
         reply = self.session.command("/think")
         self._apply_thinking()
         self.notify(reply.text)
+
+    # -- /model ---------------------------------------------------------------------------------------------------
+
+    async def _switch(self, name: str) -> None:
+        """Resolves ``name`` (downloading it if need be) on a thread, loads it, then sends the next turns to it. On
+        any failure the current model stays."""
+        stop = self._download_stop = threading.Event()
+        loop = asyncio.get_running_loop()
+        fetched: dict[str, tuple[int, int | None]] = {}
+
+        def progress(report: DownloadProgress) -> None:  # on the download's thread
+            if stop.is_set():
+                raise _DownloadStopped(f"the download of {name} was stopped")
+            loop.call_soon_threadsafe(self._downloading, fetched, report)
+
+        note, error = "", False
+        try:
+            choice = await asyncio.to_thread(self.session.choose, name, progress)
+            if self.session.is_current(choice):
+                note = f"already talking to {choice.label}"
+            else:
+                await self._load(choice)
+                note = self.session.switched(choice).text
+                self.label, self._stats = choice.label, ""
+        except asyncio.CancelledError:  # the app is quitting
+            stop.set()
+            raise
+        except (GeniusError, OSError, _DownloadStopped) as err:
+            note, error = f"/model {name}: {err or type(err).__name__}", True
+            if stop.is_set():
+                note, error = f"the download of {name} was stopped; still talking to {self.label}", False
+        finally:
+            self._download_stop = None
+        self._switch_to = None
+        self._set_state("ready")
+        await self.transcript.mount(Notice(note, error=error))
+
+    async def _load(self, choice: ModelChoice) -> None:
+        self._switch_to, self._switch_step = choice.label, "loading"
+        self._set_state("switching")
+        self.genius.define(choice.label, choice.engine)
+        await self.genius.load(choice.label)
+
+    def _downloading(self, fetched: dict[str, tuple[int, int | None]], report: DownloadProgress) -> None:
+        if self.state != "switching" or self._switch_step.startswith("stopping"):
+            return
+        fetched[report.file] = (report.done, report.total)
+        done = sum(d for d, _ in fetched.values())
+        totals = [t for _, t in fetched.values()]
+        self._switch_step = "downloading"
+        self._set_state("switching")
+        size = f"{done / 1e6:,.1f} MB"
+        if None not in totals and sum(t or 0 for t in totals):
+            whole = sum(t or 0 for t in totals)
+            size = f"{size} of {whole / 1e6:,.1f} MB ({100 * done // whole}%)"
+        self.query_one("#status", Static).update(f"{self.label} · downloading {self._switch_to}: {size}")
 
     # -- generation -----------------------------------------------------------------------------------------------
 
@@ -178,10 +269,16 @@ class ChatApp(App[int]):
         error: str | None = None
         stream: ChatStream | None = None
         try:
-            stream = self._stream = self.genius.chat(messages, config)
+            stream = self._stream = self.genius.chat(messages, config, model=self.session.model)
             if self._stop_asked:
                 stream.cancel()
+            if stream.cold:  # the model was unloaded (a failed /model may have made room for nothing)
+                self._cold = True
+                self._set_state(self.state)
             async for ev in stream:
+                if self._cold:
+                    self._cold = False
+                    self._set_state(self.state)
                 if ev.kind == "thought_delta":
                     turn.add_thought(ev.text or "")
                 elif ev.kind == "thought_stop":
@@ -200,6 +297,7 @@ class ChatApp(App[int]):
             raise
         finally:
             self._stream = None
+            self._cold = False
         self._settle(turn.content, failed=error is not None)
         note, failed = self._closing_note(end, error)
         await turn.finish(note, error=failed)
@@ -238,6 +336,10 @@ class ChatApp(App[int]):
             loop.call_soon_threadsafe(lambda: self.notify(message, severity=severity, timeout=8))
         except RuntimeError:  # the loop closed meanwhile: the app is gone, drop the record
             pass
+
+
+class _DownloadStopped(Exception):
+    """Raised into a ``/model`` download (from its progress callback) when the person pressed Ctrl+C."""
 
 
 class _NotifyHandler(logging.Handler):

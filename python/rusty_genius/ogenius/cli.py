@@ -17,7 +17,7 @@ from rusty_genius.brainteaser import cli as teaser_cli
 from rusty_genius.ogenius import flags, models_cli
 from rusty_genius.ogenius.repl import PlainChat
 from rusty_genius.ogenius.serve import add_command as add_serve_command
-from rusty_genius.ogenius.session import HELP, Session
+from rusty_genius.ogenius.session import HELP, Session, chooser_of
 
 EPILOG = """\
 examples:
@@ -47,6 +47,7 @@ def _session(args: argparse.Namespace) -> Session:
 def _chat(args: argparse.Namespace) -> int:
     session = _session(args)  # settings are checked before any model is fetched or loaded
     choice = flags.resolve_model(args)
+    session.model_label, session.chooser = choice.label, chooser_of(args)
     genius = rusty_genius.Genius(choice.engine)
     use_tui = not (args.plain or args.prompt) and sys.stdin.isatty() and sys.stdout.isatty()
     if use_tui:

@@ -1,8 +1,10 @@
 """``ogenius chat`` without a terminal (or with ``--plain``): a line REPL.
 
 One user turn per line of stdin (a line holding only ``\"\"\"`` starts and ends a multi-line message); slash
-commands as in the TUI. The answer streams to stdout as it comes; thinking (when shown), notices and errors go to
-stderr; end of input exits 0. Ctrl+C stops the running answer and, on a terminal, returns to the prompt.
+commands as in the TUI (``/model NAME`` downloads a known model that is not here yet, with progress bars on stderr,
+as ``--model`` does; the model loads with the next message). The answer streams to stdout as it comes; thinking
+(when shown), notices and errors go to stderr; end of input exits 0. Ctrl+C stops the running answer (or a
+download) and, on a terminal, returns to the prompt.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from typing import TextIO
 
 from rusty_genius import ChatStream, Genius, GeniusError
+from rusty_genius.ogenius.progress import ProgressBars
 from rusty_genius.ogenius.session import Session
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
@@ -79,18 +82,48 @@ class PlainChat:
                 return 1 if self.failed else 0
             if not text.strip():
                 continue
-            if Session.is_command(text):
-                self._say(self.session.command(text).text)
-                continue
             try:
-                self.answer(text)
+                if Session.is_command(text):
+                    self.command(text)
+                else:
+                    self.answer(text)
             except KeyboardInterrupt:
                 if not self.interactive:
                     return 130
 
+    def command(self, line: str) -> None:
+        """Runs a slash command and says what it did (on stderr)."""
+        reply = self.session.command(line)
+        if reply.switch is None:
+            self._say(reply.text)
+        else:
+            self.switch(reply.switch)
+
+    def switch(self, name: str) -> None:
+        """``/model NAME``: finds the model (downloading it, with progress bars, when it is known but not here) and
+        sends the next turns to it; on a failure the current model stays. Ctrl+C stops a download (and re-raises)."""
+        bars = ProgressBars()
+        try:
+            choice = self.session.choose(name, bars)
+        except GeniusError as err:
+            self._say(f"/model {name}: {err}")
+            return
+        except KeyboardInterrupt:
+            self._say(f"(stopped; still talking to {self.session.model_label})")
+            raise
+        finally:
+            bars.close()
+        if self.session.is_current(choice):
+            self._say(f"already talking to {choice.label}")
+            return
+        self.genius.define(choice.label, choice.engine)
+        self._say(self.session.switched(choice).text)
+
     def answer(self, text: str) -> str:
         """Streams the answer to ``text``; returns its content. Ctrl+C stops it (and re-raises)."""
-        stream = self.genius.chat(self.session.request(text), self.session.request_config())
+        stream = self.genius.chat(self.session.request(text), self.session.request_config(), model=self.session.model)
+        if stream.cold:  # a model chosen with /model loads now
+            self._say(f"loading {self.session.model_label}…")
         content: list[str] = []
         try:
             self._stream(stream, content)

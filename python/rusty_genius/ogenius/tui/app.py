@@ -73,7 +73,8 @@ class ChatApp(App[int]):
         self._stats = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._switch_to: str | None = None  # /model: the model on its way, and what happens to it
-        self._switch_step = ""
+        self._switch_step = ""  # finding, downloading, stopping the download of, loading
+        self._switch_detail = ""  # how far a download is
         self._download_stop: threading.Event | None = None
 
     def compose(self) -> ComposeResult:
@@ -120,7 +121,8 @@ class ChatApp(App[int]):
             "loading": f"loading {self.label}…",
             "generating": f"loading {self.label}…" if self._cold else "generating…",
             "stopping": "stopping…",
-            "switching": f"{self._switch_step} {self._switch_to}…",
+            "switching": f"{self._switch_step} {self._switch_to}"
+            + (f": {self._switch_detail}" if self._switch_detail else "…"),
         }
         parts = [self.label, shown.get(state, state)]
         if self._stats and state == "ready":
@@ -157,7 +159,7 @@ class ChatApp(App[int]):
     async def _command(self, line: str) -> None:
         reply = self.session.command(line)
         if reply.switch is not None:
-            self._switch_to, self._switch_step = reply.switch, "finding"
+            self._switch_to, self._switch_step, self._switch_detail = reply.switch, "finding", ""
             self._set_state("switching")
             self.run_worker(self._switch(reply.switch), name="switch", group="switch")
             return
@@ -177,7 +179,7 @@ class ChatApp(App[int]):
         if self.state == "switching":
             if self._download_stop is not None and self._switch_step == "downloading":
                 self._download_stop.set()
-                self._switch_step = "stopping the download of"
+                self._switch_step, self._switch_detail = "stopping the download of", ""
                 self._set_state("switching")
             else:
                 self.notify(f"{self._switch_to} is loading; it cannot be stopped halfway")
@@ -214,14 +216,14 @@ class ChatApp(App[int]):
             if self.session.is_current(choice):
                 note = f"already talking to {choice.label}"
             else:
-                await self._load(choice)
+                await self._load_model(choice)
                 note = self.session.switched(choice).text
                 self.label, self._stats = choice.label, ""
         except asyncio.CancelledError:  # the app is quitting
             stop.set()
             raise
         except (GeniusError, OSError, _DownloadStopped) as err:
-            note, error = f"/model {name}: {err or type(err).__name__}", True
+            note, error = f"/model {name}: {str(err) or type(err).__name__}", True
             if stop.is_set():
                 note, error = f"the download of {name} was stopped; still talking to {self.label}", False
         finally:
@@ -230,8 +232,8 @@ class ChatApp(App[int]):
         self._set_state("ready")
         await self.transcript.mount(Notice(note, error=error))
 
-    async def _load(self, choice: ModelChoice) -> None:
-        self._switch_to, self._switch_step = choice.label, "loading"
+    async def _load_model(self, choice: ModelChoice) -> None:
+        self._switch_to, self._switch_step, self._switch_detail = choice.label, "loading", ""
         self._set_state("switching")
         self.genius.define(choice.label, choice.engine)
         await self.genius.load(choice.label)
@@ -242,13 +244,10 @@ class ChatApp(App[int]):
         fetched[report.file] = (report.done, report.total)
         done = sum(d for d, _ in fetched.values())
         totals = [t for _, t in fetched.values()]
-        self._switch_step = "downloading"
+        self._switch_step, self._switch_detail = "downloading", f"{done / 1e6:,.1f} MB"
+        if all(totals) and (whole := sum(t or 0 for t in totals)):
+            self._switch_detail += f" of {whole / 1e6:,.1f} MB ({100 * done // whole}%)"
         self._set_state("switching")
-        size = f"{done / 1e6:,.1f} MB"
-        if None not in totals and sum(t or 0 for t in totals):
-            whole = sum(t or 0 for t in totals)
-            size = f"{size} of {whole / 1e6:,.1f} MB ({100 * done // whole}%)"
-        self.query_one("#status", Static).update(f"{self.label} · downloading {self._switch_to}: {size}")
 
     # -- generation -----------------------------------------------------------------------------------------------
 
@@ -272,7 +271,7 @@ class ChatApp(App[int]):
             stream = self._stream = self.genius.chat(messages, config, model=self.session.model)
             if self._stop_asked:
                 stream.cancel()
-            if stream.cold:  # the model was unloaded (a failed /model may have made room for nothing)
+            if stream.cold:  # its model was unloaded (to make room for a /model load that failed, say)
                 self._cold = True
                 self._set_state(self.state)
             async for ev in stream:

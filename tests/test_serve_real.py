@@ -28,8 +28,9 @@ def server() -> Iterator[LiveServer]:
 
 def test_openai_client_streaming_and_not_agree_on_the_real_model(server: LiveServer) -> None:
     with openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0) as client:
-        [model] = client.models.list().data
-        assert model.id == "SmolLM2-135M-Instruct.Q4_1.gguf"
+        listed = client.models.list().data  # the default first, then what the session's registry holds
+        model = listed[0]
+        assert model.id == "SmolLM2-135M-Instruct.Q4_1.gguf" and model.default is True  # type: ignore[attr-defined]
         answer = client.chat.completions.create(model=model.id, messages=USER, max_tokens=16)
         content = answer.choices[0].message.content
         assert content and "<think>" not in content

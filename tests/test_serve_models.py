@@ -203,3 +203,14 @@ def _running(http: httpx.Client) -> float:
             if sample.name == "rusty_genius_running_sequences":
                 return sample.value
     return 0.0
+
+
+def test_the_management_routes_take_the_api_key(stack: contextlib.ExitStack) -> None:
+    with live_server("--engine", "pinky", "--model", "alpha", "--model", "beta", "--api-key", "sk-test") as server:
+        http = stack.enter_context(httpx.Client(base_url=server.http, timeout=10))
+        for method, path in (("POST", "/v1/models/load"), ("POST", "/v1/models/unload"), ("POST", "/v1/models/pull"),
+                             ("DELETE", "/v1/models/beta"), ("GET", "/v1/models")):  # fmt: skip
+            refused = http.request(method, path, json={"model": "beta"})
+            assert refused.status_code == 401, (method, path)
+        key = {"authorization": "Bearer sk-test"}
+        assert http.post("/v1/models/load", json={"model": "beta"}, headers=key).json()["status"] == "loaded"

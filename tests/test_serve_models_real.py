@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -59,6 +60,24 @@ def test_a_third_model_loads_into_a_full_budget_by_unloading_the_least_recently_
             assert _states(http) == {"smol-a": "loaded", "smol-b": "unloaded", "smol-c": "loaded"}
             assert server.wait_for_log("unloaded smol-b")
             print(f"\nbudget {budget} bytes, each model {need}: smol-c loaded by unloading smol-b (LRU)")
+
+
+def test_greedy_answers_of_two_models_streaming_at_once_are_their_answers_alone(home: Path) -> None:
+    env = {"RUSTY_GENIUS_HOME": str(home / "config")}
+    with live_server("--model", "smol-a", *SMALL, "--temperature", "0", "--max-tokens", "24", env=env) as server:
+        with openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0) as client:
+            asks = {"smol-a": "Name three colours.", "smol-b": "Count to five."}
+
+            def ask(model: str) -> str:
+                stream = client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": asks[model]}], stream=True
+                )
+                return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+            alone = {model: ask(model) for model in asks}
+            with ThreadPoolExecutor(2) as pool:
+                together = dict(zip(asks, pool.map(ask, asks), strict=True))
+            assert together == alone and all(alone.values())
 
 
 def test_a_model_larger_than_the_budget_is_a_503_naming_the_sizes(home: Path) -> None:

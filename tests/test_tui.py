@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import logging
+import os
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,12 +17,17 @@ from typing import Any
 
 import pytest
 import rusty_genius
-from rusty_genius.ogenius.session import Session
+from rusty_genius.core.progress import OnProgress
+from rusty_genius.ogenius.cli import build_parser
+from rusty_genius.ogenius.flags import ModelChoice
+from rusty_genius.ogenius.session import Chooser, Session, chooser_of
 from rusty_genius.ogenius.tui import run_tui
 from rusty_genius.ogenius.tui.app import ChatApp, routed_logging
 from rusty_genius.ogenius.tui.widgets import AssistantTurn, Notice, UserTurn
 from textual import events
 from textual.pilot import Pilot
+
+from tests.mockhub import default_hub
 
 pytestmark = [pytest.mark.anyio, pytest.mark.pinky]
 
@@ -295,3 +306,178 @@ async def test_logging_becomes_notifications(monkeypatch: pytest.MonkeyPatch) ->
             await until(pilot, lambda: bool(notes))
         assert notes == [("disk almost full", "warning")]
     assert root.handlers == before
+
+
+# -- /model ----------------------------------------------------------------------------------------------------------
+
+
+def chat_args(*flags: str) -> argparse.Namespace:
+    """``ogenius chat``'s parsed flags (what its /model resolves names with)."""
+    return build_parser().parse_args(["chat", *flags])
+
+
+def switching_app(chooser: Chooser | None = None, **pinky: Any) -> ChatApp:
+    """A chat on Pinky whose /model resolves as ``ogenius chat --engine pinky`` does (or with ``chooser``)."""
+    session = Session(chooser=chooser or chooser_of(chat_args("--engine", "pinky", "--pinky-delay", "0")))
+    return chat_app(session, **pinky)
+
+
+def spy_on_chat(app: ChatApp, monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[dict[str, str]], Any]]:
+    """Records each request's messages and model."""
+    sent: list[tuple[list[dict[str, str]], Any]] = []
+    real_chat = app.genius.chat
+
+    def spy(messages: Sequence[dict[str, str]], config: Any = None, **kw: Any) -> rusty_genius.ChatStream:
+        sent.append(([dict(m) for m in messages], kw.get("model")))
+        return real_chat(messages, config, **kw)
+
+    monkeypatch.setattr(app.genius, "chat", spy)
+    return sent
+
+
+async def test_model_switches_for_the_next_turns_and_keeps_the_conversation(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = switching_app()
+    sent = spy_on_chat(app, monkeypatch)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await say(pilot, "/help")
+        assert "/model [NAME]" in notices(app)[-1].text
+        await say(pilot, "/model")
+        assert notices(app)[-1].text == "model: pinky"
+        await say(pilot, "one")
+        await until(pilot, lambda: app.state == "ready" and len(app.session.turns) == 2)
+        await say(pilot, "/model alpha")
+        await until(pilot, lambda: app.state == "ready" and app.label == "alpha")
+        assert notices(app)[-1].text.startswith("now talking to alpha") and not notices(app)[-1].error
+        assert status(app).startswith("alpha · ready")
+        assert "alpha" in app.genius.loaded(), "loaded before the switch"
+        await say(pilot, "two")
+        await until(pilot, lambda: app.state == "ready" and len(app.session.turns) == 4)
+        await say(pilot, "/model")
+        assert notices(app)[-1].text == "model: alpha"
+        await say(pilot, "/model alpha")
+        await until(pilot, lambda: app.state == "ready" and notices(app)[-1].text == "already talking to alpha")
+        assert len(app.query(UserTurn)) == 2, "the transcript stays"
+    assert [model for _, model in sent] == [None, "alpha"]
+    assert sent[1][0] == [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "Narf! Narf! Narf!"},
+        {"role": "user", "content": "two"},
+    ], "the new model gets the whole conversation"
+
+
+async def test_a_slow_load_shows_in_the_status_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def slow(name: str, on_progress: OnProgress | None) -> ModelChoice:
+        return ModelChoice(rusty_genius.Pinky(delay=0, reply_tokens=3, load_delay=0.4), name)
+
+    app = switching_app(slow)
+    notes = capture_notes(app, monkeypatch)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await say(pilot, "/model beta")
+        await until(pilot, lambda: "loading beta…" in status(app))
+        assert status(app).startswith("pinky · "), "the current model stays until the new one is ready"
+        await say(pilot, "early")
+        assert "switching to beta" in notes[-1][0] and app.chat_input.text == "early"
+        await until(pilot, lambda: app.state == "ready")
+        assert app.session.model_label == "beta" and status(app).startswith("beta · ready")
+
+
+async def test_an_unknown_model_name_shows_close_matches_and_keeps_the_model() -> None:
+    app = switching_app(chooser_of(chat_args()))  # the real engine's resolver; nothing loads on a failure
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await say(pilot, "/model smollm2")
+        await until(pilot, lambda: app.state == "ready" and bool(notices(app)))
+        error = notices(app)[-1]
+        assert error.error and "unknown model 'smollm2'" in error.text, error.text
+        assert "did you mean: smollm2-135m" in error.text and "ogenius list" in error.text
+        # A known model that is not here: downloaded as `--model` would, here refused by HF_HUB_OFFLINE.
+        await say(pilot, "/model qwen2.5-1.5b")
+        await until(pilot, lambda: app.state == "ready" and len(notices(app)) == 2)
+        assert notices(app)[-1].error and "not downloaded" in notices(app)[-1].text
+        assert app.session.model_label == "pinky" and app.session.model is None and app.label == "pinky"
+        await say(pilot, "still here?")
+        await until(pilot, lambda: app.state == "ready" and len(app.session.turns) == 2)
+
+
+async def test_a_download_shows_its_progress_and_ctrl_c_stops_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    reports: list[int] = []
+
+    def download(name: str, on_progress: OnProgress | None) -> ModelChoice:  # on a worker thread
+        assert on_progress is not None
+        for step in range(1, 2000):
+            on_progress(rusty_genius.DownloadProgress(name, "big.gguf", step * 10_000_000, 4_000_000_000))
+            reports.append(step)
+            time.sleep(0.005)
+        return ModelChoice(rusty_genius.Pinky(delay=0), name)
+
+    app = switching_app(download)
+    notes = capture_notes(app, monkeypatch)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await say(pilot, "/model huge")
+        await until(pilot, lambda: "downloading huge: " in status(app) and " MB of 4,000.0 MB (" in status(app))
+        await say(pilot, "hello?")
+        assert "Ctrl+C" in notes[-1][0]
+        await pilot.press("ctrl+c")
+        await until(pilot, lambda: app.state == "ready")
+        assert notices(app)[-1].text == "the download of huge was stopped; still talking to pinky"
+        assert len(reports) < 1999 and app.session.model_label == "pinky" and status(app).startswith("pinky · ")
+
+
+async def test_quitting_during_a_download_stops_it() -> None:
+    stopped = threading.Event()
+
+    def download(name: str, on_progress: OnProgress | None) -> ModelChoice:
+        assert on_progress is not None
+        try:
+            for _ in range(2000):
+                on_progress(rusty_genius.DownloadProgress(name, "big.gguf", 1, None))
+                time.sleep(0.005)
+        except Exception:
+            stopped.set()
+            raise
+        return ModelChoice(rusty_genius.Pinky(delay=0), name)
+
+    app = switching_app(download)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await say(pilot, "/model huge")
+        await until(pilot, lambda: "downloading huge: 0.0 MB" in status(app))
+        await pilot.press("ctrl+q")
+    assert app.return_code == 0
+    assert await asyncio.to_thread(stopped.wait, 2), "the download thread was told to stop"
+
+
+def test_the_repl_switches_models_too() -> None:
+    lines = ["/model", "one", "/model alpha", "two", "/model", ""]
+    out = subprocess.run(
+        [sys.executable, "-m", "rusty_genius.ogenius", "chat", "--engine", "pinky", "--pinky-delay", "0",
+         "--max-tokens", "9"],
+        input="\n".join(lines), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "Narf! Narf!\nNarf! Narf!\n"
+    err = out.stderr.splitlines()
+    assert err[0] == "model: pinky"
+    assert err[2] == "now talking to alpha (the conversation so far comes along)" and err[3] == "loading alpha…"
+    assert "model: alpha" in err[4:]
+
+
+def test_the_repl_downloads_a_known_model_as_model_does(tmp_path: Path) -> None:
+    with default_hub() as hub:
+        env = {
+            **os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0",
+            "RUSTY_GENIUS_HOME": str(tmp_path / "config"), "HF_HUB_DOWNLOAD_TIMEOUT": "2", "TQDM_POSITION": "-1",
+        }  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-m", "rusty_genius.ogenius", "chat", "--model", "pinky", "--plain"],
+            input="/model smollm2\n/model qwen2.5-1.5b:q8_0\n/model\n", env=env, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "/model smollm2: unknown model 'smollm2'" in out.stderr and "did you mean: smollm2-135m" in out.stderr
+    assert "100%" in out.stderr, "a progress bar on stderr, as `ogenius download` draws"
+    assert "now talking to qwen2.5-1.5b:Q8_0" in out.stderr and "model: qwen2.5-1.5b:Q8_0" in out.stderr
+    assert "qwen2.5-1.5b:Q8_0" in (tmp_path / "config" / "registry.toml").read_text()

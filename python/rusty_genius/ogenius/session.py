@@ -177,8 +177,9 @@ class Session:
     def switched(self, choice: ModelChoice) -> Reply:
         """Records that the turns now go to ``choice``, defined on the front end's Genius under its label."""
         self.model_label, self.model = choice.label, choice.label
-        said = f"{len(self.turns)} message(s) of this conversation go" if self.turns else "the next turns go"
-        return Reply(f"model: {choice.label} ({said} to it)")
+        return Reply(
+            f"now talking to {choice.label}" + (" (the conversation so far comes along)" if self.turns else "")
+        )
 
     def _set(self, rest: str) -> Reply:
         if not rest:

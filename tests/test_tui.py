@@ -422,8 +422,28 @@ async def test_a_download_shows_its_progress_and_ctrl_c_stops_it(monkeypatch: py
         assert "Ctrl+C" in notes[-1][0]
         await pilot.press("ctrl+c")
         await until(pilot, lambda: app.state == "ready")
-        assert notices(app)[-1].text == "the download of huge was stopped; still talking to pinky"
+        assert notices(app)[-1].text == "/model huge stopped; still talking to pinky"
         assert len(reports) < 1999 and app.session.model_label == "pinky" and status(app).startswith("pinky · ")
+
+
+async def test_ctrl_c_during_the_lookup_cancels_the_switch() -> None:
+    looked_up = threading.Event()
+
+    def lookup(name: str, on_progress: OnProgress | None) -> ModelChoice:  # a hub lookup: no progress to report
+        looked_up.wait(5)
+        return ModelChoice(rusty_genius.Pinky(delay=0), name)
+
+    app = switching_app(lookup)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await say(pilot, "/model owner/repo")
+        assert "finding owner/repo…" in status(app)
+        await pilot.press("ctrl+c")
+        assert "stopping the switch to owner/repo…" in status(app)
+        looked_up.set()
+        await until(pilot, lambda: app.state == "ready")
+        assert notices(app)[-1].text == "/model owner/repo stopped; still talking to pinky"
+        assert app.session.model is None and "owner/repo" not in app.genius.loaded()
 
 
 async def test_quitting_during_a_download_stops_it() -> None:

@@ -73,7 +73,7 @@ class ChatApp(App[int]):
         self._stats = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._switch_to: str | None = None  # /model: the model on its way, and what happens to it
-        self._switch_step = ""  # finding, downloading, stopping the download of, loading
+        self._switch_step = ""  # finding, downloading, stopping the switch to, loading
         self._switch_detail = ""  # how far a download is
         self._download_stop: threading.Event | None = None
 
@@ -177,12 +177,12 @@ class ChatApp(App[int]):
 
     def action_stop(self) -> None:
         if self.state == "switching":
-            if self._download_stop is not None and self._switch_step == "downloading":
-                self._download_stop.set()
-                self._switch_step, self._switch_detail = "stopping the download of", ""
+            if self._download_stop is not None and self._switch_step in ("finding", "downloading"):
+                self._download_stop.set()  # a download stops at its next chunk; a lookup is not used
+                self._switch_step, self._switch_detail = "stopping the switch to", ""
                 self._set_state("switching")
-            else:
-                self.notify(f"{self._switch_to} is loading; it cannot be stopped halfway")
+            elif self._switch_step == "loading":
+                self.notify(f"{self._switch_to} is loading; a load cannot be stopped halfway")
         elif self.state == "generating":
             self._stop_asked = True
             if self._stream is not None:
@@ -213,6 +213,8 @@ class ChatApp(App[int]):
         note, error = "", False
         try:
             choice = await asyncio.to_thread(self.session.choose, name, progress)
+            if stop.is_set():
+                raise _DownloadStopped(f"the switch to {name} was stopped")
             if self.session.is_current(choice):
                 note = f"already talking to {choice.label}"
             else:
@@ -225,7 +227,7 @@ class ChatApp(App[int]):
         except (GeniusError, OSError, _DownloadStopped) as err:
             note, error = f"/model {name}: {str(err) or type(err).__name__}", True
             if stop.is_set():
-                note, error = f"the download of {name} was stopped; still talking to {self.label}", False
+                note, error = f"/model {name} stopped; still talking to {self.label}", False
         finally:
             self._download_stop = None
         self._switch_to = None
@@ -338,7 +340,8 @@ class ChatApp(App[int]):
 
 
 class _DownloadStopped(Exception):
-    """Raised into a ``/model`` download (from its progress callback) when the person pressed Ctrl+C."""
+    """Raised into a ``/model`` download (from its progress callback) when the person pressed Ctrl+C, or after the
+    lookup when Ctrl+C came during it."""
 
 
 class _NotifyHandler(logging.Handler):

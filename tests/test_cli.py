@@ -202,7 +202,10 @@ def test_three_turns_on_the_embedded_default_model_in_the_plain_repl(tmp_path: P
         "What is my name?",
         f"/save {saved}",
     ]
-    out = run([*OGENIUS, "chat", "--temperature", "0", "--max-tokens", "40"], stdin="\n".join(turns) + "\n")
+    # Greedy, and no repetition penalty (the model's recommended 1.1 would apply): the 135M model's recall of a name
+    # three turns back is what this checks, and the penalty steers it to another greedy answer.
+    flags = ["--temperature", "0", "--repeat-penalty", "1", "--max-tokens", "40"]
+    out = run([*OGENIUS, "chat", *flags], stdin="\n".join(turns) + "\n")
     assert out.returncode == 0, out.stderr
     messages = json.loads(saved.read_text())
     assert [m["role"] for m in messages] == ["user", "assistant"] * 3
@@ -212,3 +215,15 @@ def test_three_turns_on_the_embedded_default_model_in_the_plain_repl(tmp_path: P
     assert "Ada" in answers[2], "the conversation must be kept across turns"
     for answer in answers:
         assert answer in out.stdout
+
+
+@pytest.mark.real_engine
+def test_chat_answers_with_the_models_recommended_sampling_under_the_flags_and_set() -> None:
+    """The embedded default's models.toml sampling applies; a flag or /set wins over it."""
+    smollm2_path()
+    shown = run([*OGENIUS, "chat", "--plain"], stdin="/set\n")
+    assert shown.returncode == 0, shown.stderr
+    assert {"temperature = 0.2", "repeat_penalty = 1.1", "top_p = 0.9"} <= set(shown.stderr.splitlines())
+    flagged = run([*OGENIUS, "chat", "--plain", "--temperature", "0.5"], stdin="/set top_p 0.5\n/set\n")
+    assert flagged.returncode == 0, flagged.stderr
+    assert {"temperature = 0.5", "repeat_penalty = 1.1", "top_p = 0.5"} <= set(flagged.stderr.splitlines())

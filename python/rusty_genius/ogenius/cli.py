@@ -16,6 +16,7 @@ from rusty_genius import GeniusError
 from rusty_genius.brainteaser import cli as teaser_cli
 from rusty_genius.ogenius import flags, models_cli
 from rusty_genius.ogenius.repl import PlainChat
+from rusty_genius.ogenius.sampling import recommended_for
 from rusty_genius.ogenius.serve import add_command as add_serve_command
 from rusty_genius.ogenius.session import HELP, Session, chooser_of
 
@@ -41,13 +42,15 @@ the answer, Ctrl+D (end of input) quits."""
 
 
 def _session(args: argparse.Namespace) -> Session:
-    return Session(config=flags.config_of(args), system=args.system, show_thinking=args.show_thinking)
+    given = {"show_thinking": args.show_thinking, **flags.settings_of(args)}
+    return Session(config=flags.config_of(args), given=given, system=args.system, show_thinking=args.show_thinking)
 
 
 def _chat(args: argparse.Namespace) -> int:
     session = _session(args)  # settings are checked before any model is fetched or loaded
     choice = flags.resolve_model(args)
     session.model_label, session.chooser = choice.label, chooser_of(args)
+    session.use_model_defaults(recommended_for(choice.engine, choice.resolution))
     genius = rusty_genius.Genius(choice.engine)
     use_tui = not (args.plain or args.prompt) and sys.stdin.isatty() and sys.stdout.isatty()
     if use_tui:

@@ -13,9 +13,10 @@ import json
 import os
 import tempfile
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from rusty_genius import InferenceConfig
 from rusty_genius.core.config import CONVERSATION, Setting
@@ -24,6 +25,7 @@ from rusty_genius.core.progress import OnProgress
 from rusty_genius.ogenius import flags
 from rusty_genius.ogenius.flags import ModelChoice
 from rusty_genius.ogenius.friendly import unknown_model
+from rusty_genius.ogenius.sampling import recommended_for
 
 _SETTABLE: dict[str, Setting] = {s.name: s for s in CONVERSATION}
 """The ``/set`` keys: the schema's conversation settings (their parsing, ranges and None come from it too)."""
@@ -95,6 +97,8 @@ class Session:
     """One conversation: its turns, system prompt, settings and whether thinking is shown."""
 
     config: InferenceConfig = field(default_factory=InferenceConfig)
+    given: dict[str, Any] = field(default_factory=dict)
+    """The settings the person chose (the flags, ``/set``): they win over a model's recommended sampling."""
     system: str | None = None
     show_thinking: bool = False
     turns: list[dict[str, str]] = field(default_factory=list)
@@ -123,6 +127,11 @@ class Session:
         """Drops the last user turn when its answer failed before any text came (so it can be asked again)."""
         if self.turns and self.turns[-1]["role"] == "user":
             self.turns.pop()
+
+    def use_model_defaults(self, recommended: Mapping[str, Any]) -> None:
+        """The next turns answer with ``recommended`` (the model's own sampling, ogenius.sampling) under what the
+        person chose."""
+        self.config = InferenceConfig().updated(**recommended).updated(**self.given)
 
     def request_config(self) -> InferenceConfig:
         """The config for the next request; it always asks for thoughts (a UI decides whether to show them)."""
@@ -177,6 +186,7 @@ class Session:
     def switched(self, choice: ModelChoice) -> Reply:
         """Records that the turns now go to ``choice``, defined on the front end's Genius under its label."""
         self.model_label, self.model = choice.label, choice.label
+        self.use_model_defaults(recommended_for(choice.engine, choice.resolution))
         return Reply(
             f"now talking to {choice.label}" + (" (the conversation so far comes along)" if self.turns else "")
         )
@@ -194,6 +204,7 @@ class Session:
         try:
             value = setting.parse(raw)  # "none" (or "default", "off") where None is a value
             self.config = self.config.updated(**{key: value})
+            self.given[key] = value
         except ConfigError as err:
             return Reply(f"/set {key}: {err}", error=True)
         return Reply(f"{key} = {value}")

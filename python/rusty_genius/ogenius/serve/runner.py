@@ -27,10 +27,10 @@ from typing import Any
 import uvicorn
 
 from rusty_genius import CortexStrategy, Genius, InferenceConfig
+from rusty_genius.ogenius.sampling import recommended_sampling
 from rusty_genius.ogenius.serve import http, ws
 from rusty_genius.ogenius.serve.limits import AcceptErrors, LimitedConfig
-from rusty_genius.ogenius.serve.models import ModelTable
-from rusty_genius.ogenius.serve.sampling import recommended_sampling
+from rusty_genius.ogenius.serve.models import ModelTable, Served
 from rusty_genius.ogenius.serve.security import Guard, Policy
 from rusty_genius.ogenius.serve.service import Service
 from rusty_genius.ogenius.serve.settings import Address, ServeSettings
@@ -157,6 +157,10 @@ def serve(listeners: Listeners, serving: Serving, *, on_ready: Callable[[ServeSe
         return asyncio.run(_main(serving, listeners, on_ready))
 
 
+def _recommended(entry: Served) -> dict[str, Any]:
+    return recommended_sampling(entry.facts().get("metadata") or {}, entry.resolution)
+
+
 async def _main(serving: Serving, listeners: Listeners, on_ready: Callable[[ServeSettings], None]) -> int:
     genius = serving.genius()
     loop = asyncio.get_running_loop()
@@ -165,7 +169,12 @@ async def _main(serving: Serving, listeners: Listeners, on_ready: Callable[[Serv
     _check_open_files(settings)
     async with genius:
         service = Service(
-            genius, serving.table, serving.defaults, settings, flags=serving.flags, recommended=recommended_sampling
+            genius,
+            serving.table,
+            serving.defaults,
+            settings,
+            flags=serving.flags,
+            recommended=_recommended,
         )
         service.metrics.attach(genius)
         policy = Policy(settings)

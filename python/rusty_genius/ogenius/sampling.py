@@ -1,6 +1,7 @@
 """A model's recommended sampling, as Ollama's Modelfile parameters give it: what its GGUF says
 (``general.sampling.*``, written by llama.cpp's converter from the model's generation_config.json), else what its
-models.toml entry says (``[models.<alias>.sampling]``). The service applies it under the flags and the request.
+models.toml entry says (``[models.<alias>.sampling]``). ``ogenius serve`` applies it under its flags and each
+request's settings; ``ogenius chat`` under its flags and ``/set``.
 
 A value out of range (or of the wrong type) in a file is dropped, never an error: the model still serves, with the
 global defaults for that setting.
@@ -8,12 +9,16 @@ global defaults for that setting.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rusty_genius import Brain, Pinky, _native
 from rusty_genius.core.config import InferenceConfig
-from rusty_genius.core.errors import ConfigError
-from rusty_genius.ogenius.serve.models import Served
+from rusty_genius.core.errors import ConfigError, GeniusError
+
+if TYPE_CHECKING:
+    from rusty_genius.facecrab import Resolution
 
 GGUF_KEYS = {
     "general.sampling.temp": "temperature",
@@ -27,13 +32,24 @@ GGUF_KEYS = {
 """llama.cpp's recommended-sampler keys, and the setting each is."""
 
 
-def recommended_sampling(entry: Served) -> dict[str, Any]:
-    """``entry``'s recommended sampling settings (InferenceConfig keywords); {} when it has none."""
-    meta = entry.facts().get("metadata") or {}
-    found = {setting: meta[key] for key, setting in GGUF_KEYS.items() if key in meta}
+def recommended_sampling(metadata: Mapping[str, Any], resolution: Resolution | None) -> dict[str, Any]:
+    """The recommended sampling settings (InferenceConfig keywords) of a model whose GGUF has ``metadata`` and
+    that facecrab resolved as ``resolution`` (None: a file or Pinky); {} when it has none."""
+    found = {setting: metadata[key] for key, setting in GGUF_KEYS.items() if key in metadata}
     if not found:
-        found = dict(_manifest_sampling(entry))
+        found = dict(_manifest_sampling(resolution))
     return valid(found)
+
+
+def recommended_for(engine: Pinky | Brain, resolution: Resolution | None) -> dict[str, Any]:
+    """:func:`recommended_sampling` of a model to load (its GGUF header is read; Pinky has none)."""
+    if isinstance(engine, Pinky):
+        return {}
+    try:
+        metadata = _native.check_gguf(os.fspath(engine.model_path)).get("metadata") or {}
+    except GeniusError:  # its load will say what is wrong
+        metadata = {}
+    return recommended_sampling(metadata, resolution)
 
 
 def valid(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,8 +64,7 @@ def valid(settings: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _manifest_sampling(entry: Served) -> Mapping[str, Any]:
-    resolution = entry.resolution
+def _manifest_sampling(resolution: Resolution | None) -> Mapping[str, Any]:
     if resolution is None or resolution.kind != "model":
         return {}
     from rusty_genius.facecrab import known_models
@@ -61,4 +76,4 @@ def _manifest_sampling(entry: Served) -> Mapping[str, Any]:
     return {}
 
 
-__all__ = ["GGUF_KEYS", "recommended_sampling", "valid"]
+__all__ = ["GGUF_KEYS", "recommended_for", "recommended_sampling", "valid"]

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import wait_until
@@ -21,7 +22,7 @@ from tests.servers import LiveServer, live_server
 
 pytestmark = pytest.mark.pinky
 
-USER = [{"role": "user", "content": "hi"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def states(http: httpx.Client) -> dict[str, str]:
@@ -54,13 +55,13 @@ def test_every_model_is_listed_with_its_state_and_the_request_model_picks_one(
     assert alpha["default"] is True and beta["default"] is False
     assert "chat" in alpha["capabilities"] and alpha["context_length"] == 4096 and alpha["object"] == "model"
     client = stack.enter_context(openai.OpenAI(base_url=two.base_url, api_key="unused", max_retries=0))
-    answer = client.chat.completions.create(model="beta", messages=USER)  # type: ignore[arg-type]
+    answer = client.chat.completions.create(model="beta", messages=USER)
     assert answer.model == "beta" and answer.choices[0].message.content == "Narf! Narf! Narf!"
     assert states(http)["beta"] == "loaded"
-    assert client.chat.completions.create(messages=USER, model="").model == "alpha"  # type: ignore[arg-type]
+    assert client.chat.completions.create(messages=USER, model="").model == "alpha"
     assert client.models.retrieve("beta").id == "beta"
     with pytest.raises(openai.NotFoundError) as missing:
-        client.chat.completions.create(model="gamma", messages=USER)  # type: ignore[arg-type]
+        client.chat.completions.create(model="gamma", messages=USER)
     error = missing.value.body
     assert isinstance(error, dict) and error["code"] == "model_not_found"
     assert "'alpha', 'beta'" in error["message"], "the 404 names what is served"
@@ -72,7 +73,7 @@ def test_streams_to_two_models_interleave(two: LiveServer, stack: contextlib.Exi
 
     def ask(model: str) -> tuple[str, str]:
         text, seen = "", set()
-        for chunk in client.chat.completions.create(model=model, messages=USER, stream=True):  # type: ignore[arg-type]
+        for chunk in client.chat.completions.create(model=model, messages=USER, stream=True):
             seen.add(chunk.model)
             if chunk.choices and chunk.choices[0].delta.content:
                 text += chunk.choices[0].delta.content

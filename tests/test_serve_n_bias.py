@@ -197,7 +197,7 @@ def _service(genius: Genius, defaults: InferenceConfig | None = None) -> Any:
     from rusty_genius.ogenius.serve.service import Service
     from rusty_genius.ogenius.serve.settings import ServeSettings
 
-    table = ModelTable([Served("pinky", genius.defined().get("pinky") or Pinky(delay=0))], registry=False)
+    table = ModelTable([Served("pinky", Pinky(delay=0))], registry=False)
     return Service(genius, table, defaults or InferenceConfig(), ServeSettings())
 
 

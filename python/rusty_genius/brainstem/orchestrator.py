@@ -356,6 +356,7 @@ class Brainstem:
                         return
                     victim = self._slots[decision.key] if isinstance(decision, Evict) else None
                 if victim is not None:
+                    log.info("making room for %s: unloading %s (least recently used, idle)", slot.key, victim.key)
                     await self._unload(victim)
                 else:
                     await asyncio.sleep(ROOM_POLL)

@@ -134,7 +134,7 @@ def test_unknown_repos_and_repos_without_gguf(env: Env) -> None:
 @pytest.mark.parametrize("kind", ["404", "truncate", "corrupt", "stall"])
 def test_a_fault_registers_nothing_and_a_rerun_completes(env: Env, kind: str) -> None:
     env.hub.fault(QWEN_GGUF, Q4, kind)
-    out = env.ogenius("download", QWEN)
+    out = env.ogenius("download", QWEN, HF_HUB_DOWNLOAD_TIMEOUT="1")  # a stall costs a timeout per retry
     assert out.returncode == 2, out.stdout
     assert "ogenius:" in out.stderr
     assert Q4 not in env.registry()

@@ -145,7 +145,7 @@ def test_sse_headers_and_the_done_marker(http: httpx.Client) -> None:
         lines = [line for line in response.iter_lines() if line]
     assert lines[-1] == "data: [DONE]"
     chunks = [json.loads(line[6:]) for line in lines[:-1]]
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": None}
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert "usage" not in chunks[-1], "usage only with stream_options.include_usage"
     assert {c["id"] for c in chunks} == {chunks[0]["id"]}

@@ -142,7 +142,7 @@ def test_usage_of_several_choices_counts_the_prompt_once() -> None:
     assert [c["choices"][0]["index"] for c in chunks[:2]] == [0, 1], "a role chunk per choice"
     for i, answer in enumerate(["Narf! Narf!", "Narf!"]):
         mine = [c["choices"][0] for c in chunks if c["choices"] and c["choices"][0]["index"] == i]
-        assert "".join(c["delta"].get("content", "") for c in mine).strip() == answer.strip(), mine
+        assert "".join(c["delta"].get("content") or "" for c in mine).strip() == answer.strip(), mine
         assert [c["finish_reason"] for c in mine if c["finish_reason"]] == [["stop", "length"][i]]
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == usage
 

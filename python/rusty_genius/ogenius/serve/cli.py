@@ -98,6 +98,11 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     models = parser.add_argument_group("models (docs/models.md)")
     models.add_argument(
+        "--alias", action="append", default=[], metavar="NAME",
+        help="serve the default model under this name too (repeatable); the first becomes its listed id, as "
+        "llama-server's --alias",
+    )  # fmt: skip
+    models.add_argument(
         "--models-dir", type=_directory, metavar="DIR",
         help="also serve every .gguf file in this folder and its subfolders (each under its file name)",
     )  # fmt: skip
@@ -221,8 +226,11 @@ def served_models(args: argparse.Namespace) -> ModelTable:
             script=args.pinky_script,
         )
         given = [n for n in names if n is not None and n.lower() != "pinky"] if args.engine == "pinky" else []
-        return ModelTable(served_pinky(pinky, given), registry=False)
+        pinkies = served_pinky(pinky, given)
+        _alias(pinkies[0], args.alias)
+        return ModelTable(pinkies, registry=False)
     entries = [entry_of(first)]
+    _alias(entries[0], args.alias)
     for name in names[1:]:
         entries.append(entry_of(resolve_model(argparse.Namespace(**{**vars(args), "model": name}))))
     brain = {"context_size": args.context_size, "parallel": args.parallel, "threads": args.threads}
@@ -230,6 +238,13 @@ def served_models(args: argparse.Namespace) -> ModelTable:
         for path in gguf_files(args.models_dir):
             entries.append(Served(path.name, Brain(model_path=path, **brain), created=int(path.stat().st_mtime)))
     return ModelTable(entries, registry=True, brain=brain)
+
+
+def _alias(entry: Served, aliases: list[str]) -> None:
+    """``--alias``: the first names ``entry`` in listings and answers, the others (and its own name) still reach it."""
+    if aliases:
+        entry.aliases = (entry.id, *aliases[1:])
+        entry.id = aliases[0]
 
 
 def entry_of(choice: ModelChoice) -> Served:

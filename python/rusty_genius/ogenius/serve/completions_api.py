@@ -7,7 +7,7 @@ Rules:
   ``stream``/``stream_options``, ``response_format``, ``grammar``, ``keep_alive``) are parsed by
   :func:`~.openai_api.parse_chat`, so every check of the chat path applies; the others are refused or ignored here.
   ``max_tokens`` defaults to 16, as OpenAI's; ``json_schema`` (llama-server's field) is a ``json_schema``
-  ``response_format``.
+  ``response_format``; llama-server's other extensions are honoured or refused as on chat (llama_extensions.py).
 - ``prompt``: a string, a list of strings, token ids, or a list of token-id lists (mixed is fine). Token ids are
   detokenized to text and the text is what the model continues (it may tokenize differently). Each prompt gets ``n``
   choices, listed prompt by prompt (choice ``p * n + i``); at most :data:`MAX_COMPLETIONS` in all.
@@ -27,6 +27,7 @@ from blacksheep import Request, Response, Router
 
 from rusty_genius.core.errors import GeniusError, shown
 from rusty_genius.ogenius.serve import completions_encode as encode
+from rusty_genius.ogenius.serve import llama_extensions
 from rusty_genius.ogenius.serve.choices import Choices
 from rusty_genius.ogenius.serve.http_shared import api
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, parse_chat
@@ -76,6 +77,10 @@ def _bad(message: str, param: str) -> ApiError:
 def parse(body: dict[str, Any]) -> CompletionRequest:
     """Checks a completions body; raises :class:`ApiError` (400) naming the field at fault."""
     shared = {name: body[name] for name in _SHARED if name in body}
+    # llama-server's extensions: honoured or refused as on chat (llama_extensions); n_probs is chat's logprobs.
+    shared.update({name: body[name] for name in llama_extensions.FIELDS - {"json_schema", "n_probs"} if name in body})
+    if body.get("n_probs") is not None:
+        raise _bad("'n_probs' is not supported here: use 'logprobs' (0 to 5 alternatives per token)", "n_probs")
     schema = body.get("json_schema")
     if schema is not None:
         if not isinstance(schema, dict) or "response_format" in body:

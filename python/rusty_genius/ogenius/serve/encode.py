@@ -30,11 +30,14 @@ from collections.abc import Sequence
 from json.encoder import encode_basestring
 from typing import Any
 
+from rusty_genius import __version__, build_info
 from rusty_genius.core.events import Event, Timings, Usage
 from rusty_genius.core.output import tool_calls_of
 from rusty_genius.ogenius.serve.openai_api import ApiError, dumps
 
 DONE = b"data: [DONE]\n\n"
+SYSTEM_FINGERPRINT = f"fp_rusty-genius-{__version__}-{'-'.join(build_info()['backends'])}"
+"""OpenAI's ``system_fingerprint``: which build answered (the version and its backends), on every response."""
 
 
 def completion_id() -> str:
@@ -124,6 +127,7 @@ def completion(model: str, events: Sequence[Event], *more: Sequence[Event], logp
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
         "choices": [_choice(i, c, logprobs) for i, c in enumerate(choices)],
     }
     usage = total_usage([c[-1] for c in choices])
@@ -159,7 +163,7 @@ class ChunkEncoder:
         self.model = model
         self.include_usage = include_usage
         base = f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},"model":'
-        base += encode_basestring(model) + ',"choices":[{"index":'
+        base += encode_basestring(model) + f',"system_fingerprint":"{SYSTEM_FINGERPRINT}","choices":[{{"index":'
         self._choices = [_Prefixes(base, i) for i in range(choices)]
         self._tail = b'},"logprobs":null,"finish_reason":null}]}\n\n'
 
@@ -169,6 +173,7 @@ class ChunkEncoder:
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
             "choices": choices,
             **extra,
         }
@@ -176,7 +181,7 @@ class ChunkEncoder:
 
     def start(self) -> bytes:
         """The first chunks: the assistant role, one chunk per choice."""
-        role = {"role": "assistant", "content": ""}
+        role = {"role": "assistant", "content": None}  # null, as OpenAI and llama-server send it
         return b"".join(
             self._chunk([{"index": c.index, "delta": role, "logprobs": None, "finish_reason": None}])
             for c in self._choices
@@ -253,7 +258,11 @@ class ChunkEncoder:
         when asked for (see :func:`total_usage`), and ``[DONE]``."""
         usage = total_usage(ends) if self.include_usage else None
         if usage is not None:
-            return self._chunk([], usage=usage) + DONE
+            first = ends[0] if ends else None
+            extra = (
+                {} if first is None or first.timings is None else {"timings": timings_dict(first.timings, first.usage)}
+            )
+            return self._chunk([], usage=usage, **extra) + DONE
         return DONE
 
     def finish(self, end: Event) -> bytes:

@@ -43,6 +43,8 @@ class Served:
     """facecrab's :class:`Resolution` of it (None for Pinky and ``--models-dir`` files)."""
     registered: bool = False
     """It is in registry.toml (``DELETE /v1/models/{id}`` may remove it)."""
+    aliases: tuple[str, ...] = ()
+    """More names it answers to (``--alias``; its resolved name when an alias became its id)."""
     created: int = field(default_factory=lambda: int(time.time()))
     _facts: tuple[tuple[str, float], dict[str, Any]] | None = field(default=None, repr=False)
 
@@ -72,6 +74,7 @@ PINKY_FACTS: dict[str, Any] = {
     "quantization": None,
     "architecture": "pinky",
     "memory": 0,
+    "parallel": 1,
 }
 
 ENCODERS = frozenset(
@@ -110,6 +113,7 @@ def _gguf_facts(spec: Brain) -> dict[str, Any]:
     trained = info.get("context_length")
     memory: int | None = None
     context: int | None
+    parallel: int | None
     estimate = getattr(_native, "estimate_memory", None)
     if estimate is not None:
         try:
@@ -118,10 +122,11 @@ def _gguf_facts(spec: Brain) -> dict[str, Any]:
                 batch_size=spec.batch_size,
             )  # fmt: skip
             memory, context = int(sized["total"]), int(sized["context_size"])
+            parallel = int(sized["parallel"])
         except GeniusError:
-            context = trained
+            context, parallel = trained, None
     else:
-        context = spec.context_size or (min(trained, 4096) if trained else None)
+        context, parallel = spec.context_size or (min(trained, 4096) if trained else None), spec.parallel
     return {
         "context_length": context,
         "trained_context_length": trained,
@@ -130,6 +135,7 @@ def _gguf_facts(spec: Brain) -> dict[str, Any]:
         "quantization": quant,
         "architecture": arch or None,
         "memory": memory,
+        "parallel": parallel,
         "metadata": meta,
     }
 
@@ -247,7 +253,9 @@ class ModelTable:
         if name in self._names:
             return self.by_id(self._names[name])
         folded = name.casefold()
-        found = next((e for e in self.entries if e.id.casefold() == folded), None)
+        found = next(
+            (e for e in self.entries if e.id.casefold() == folded or folded in (a.casefold() for a in e.aliases)), None
+        )
         if found is None:
             found = next((e for e in self.entries if _names(name, e)), None)
         if len(self._names) >= NAMES_KEPT:

@@ -18,6 +18,7 @@ set (security.Guard).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
@@ -26,9 +27,11 @@ from urllib.parse import unquote
 
 from blacksheep import Request, Response, Router, StreamedContent
 
+from rusty_genius import __version__
 from rusty_genius.core.errors import BusyError, GeniusError
 from rusty_genius.core.progress import DownloadProgress
 from rusty_genius.ogenius.serve.http_shared import api, json_response, read_json
+from rusty_genius.ogenius.serve.models import Served
 from rusty_genius.ogenius.serve.openai_api import ApiError, api_error_of, closing_error, dumps
 from rusty_genius.ogenius.serve.respond import SSE_HEADERS
 from rusty_genius.ogenius.serve.service import Service
@@ -126,6 +129,35 @@ class Pull:
                 job.cancel()
 
 
+def props_of(service: Service, entry: Served) -> dict[str, Any]:
+    """llama-server's ``GET /props`` for ``entry`` (what tools such as llama-swap and llama.cpp's web UI read);
+    never loads it: an unloaded model is ``is_sleeping``, its sizes are the ones its load would use."""
+    facts = entry.facts()
+    engine = service.genius.engine_of(entry.id)
+    config = service.defaults_of(entry)
+    sampling = config.sampling
+    n_ctx = engine.context_size if engine is not None else facts.get("context_length")
+    slots = engine.parallel if engine is not None else facts.get("parallel")
+    template = (facts.get("metadata") or {}).get("tokenizer.chat_template", "")
+    params = {
+        "n_predict": -1 if config.behavior.max_tokens is None else config.behavior.max_tokens,
+        "temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p,
+        "min_p": sampling.min_p, "repeat_penalty": sampling.repeat_penalty, "repeat_last_n": 64,
+        "presence_penalty": sampling.presence_penalty, "frequency_penalty": sampling.frequency_penalty,
+        "seed": -1 if sampling.seed is None else sampling.seed,
+    }  # fmt: skip
+    return {
+        "model_alias": entry.id,
+        "model_path": os.fspath(entry.path) if entry.path is not None else entry.id,
+        "default_generation_settings": {"n_ctx": n_ctx, "params": params},
+        "total_slots": slots,
+        "chat_template": template if isinstance(template, str) else "",
+        "is_sleeping": service.state(entry) != "loaded",
+        "modalities": {"vision": False, "audio": False},
+        "build_info": f"rusty-genius {__version__}",
+    }
+
+
 def _event(body: object) -> bytes:
     return b"data: " + dumps(body).encode() + b"\n\n"
 
@@ -167,6 +199,10 @@ def add_routes(router: Router, service: Service) -> None:
              "files_kept": list(removed.kept)}
         )  # fmt: skip
 
+    async def props(request: Request) -> Response:
+        return json_response(props_of(service, service.served(request.query.get("model", [None])[0])))
+
+    router.add_get("/props", api(props))
     for prefix in ("/v1", ""):
         router.add_post(prefix + "/models/pull", api(Pull(service)))
         router.add_post(prefix + "/models/load", api(load))

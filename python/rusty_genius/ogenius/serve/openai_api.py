@@ -177,8 +177,10 @@ def parse_chat(body: object) -> ChatRequest:
     """Checks a request body; raises :class:`ApiError` (400) naming the field at fault."""
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
+    from rusty_genius.ogenius.serve import llama_extensions  # it raises this module's ApiError
+
     try:
-        return _parse(body)
+        return _parse(llama_extensions.normalized(body))
     except tools_api.BadField as err:
         raise ApiError(400, err.message, param=err.param) from None
 

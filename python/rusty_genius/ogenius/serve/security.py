@@ -236,7 +236,8 @@ def _same_origin(origin: str, host_header: str) -> bool:
 def _unauthorized() -> ApiError:
     return ApiError(
         401,
-        "Incorrect or missing API key: send 'Authorization: Bearer <key>'.",
+        "Incorrect or missing API key: send 'Authorization: Bearer <key>' (or 'X-Api-Key: <key>').",
+        type="authentication_error",  # llama-server's type; OpenAI's clients go by the status (AuthenticationError)
         code="invalid_api_key",
         headers=((b"www-authenticate", b"Bearer"),),
     )

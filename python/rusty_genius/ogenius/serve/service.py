@@ -126,7 +126,9 @@ class Service:
             "status": self.state(entry),
             "default": entry is self.table.default,
         }
-        card.update({k: v for k, v in facts.items() if v is not None and k != "metadata"})
+        card.update({k: v for k, v in facts.items() if v is not None and k not in ("metadata", "parallel")})
+        if entry.aliases:
+            card["aliases"] = list(entry.aliases)
         resident = self.genius.resident_bytes().get(entry.id)
         if resident:
             card["memory"] = resident

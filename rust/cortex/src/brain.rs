@@ -10,6 +10,10 @@
 //! - The chat template comes from the GGUF and is rendered as Jinja in Rust, sandboxed ([`crate::template`]: tools,
 //!   tool calls and results, template kwargs); a template minijinja cannot compile falls back to llama.cpp's
 //!   built-in matcher, and a model without one gets ChatML. Never Jinja in Python.
+//! - A conversation ending with an assistant message of text is continued ([`crate::template::split_prefill`]): the
+//!   messages before it are rendered with the open assistant turn and its text is appended as it is; the think parser
+//!   starts where that text leaves it ([`ThinkStart::after`]), so the answer is the continuation alone, as content
+//!   or, when the prefill (or the template) left `<think>` open, as the rest of the thought.
 //! - Constraints (JSON schemas, forced tool calls; [`crate::constraint`]) are llguidance matchers in a second sampler
 //!   chain, used from the first token of the answer: after the think block closes, so a thinking model thinks
 //!   freely. A constrained request to a model whose template can think is pre-opened into its thought (unless
@@ -58,7 +62,8 @@ use crate::footprint;
 use crate::logprob;
 use crate::pipeline::{Flow, Generation, PromptInfo};
 use crate::request::{ChatMessage, ChatRequest, RawPrompt};
-use crate::template::{ChatTemplate, TemplateKwargs};
+use crate::template::{ChatTemplate, TemplateKwargs, split_prefill};
+use crate::think::ThinkStart;
 use crate::tools::ToolFormat;
 
 /// Prompt tokens one step may add while other sequences are generating.
@@ -171,7 +176,7 @@ enum Phase {
     Prompt {
         tokens: Vec<LlamaToken>,
         cached_at_start: usize,
-        think_pre_opened: bool,
+        think: ThinkStart,
     },
     /// Generating: the logits for its next token are at `logits_at` in the last batch; `pending` is a token sampled
     /// but not decoded yet (its reader was behind).
@@ -307,9 +312,28 @@ impl Brain {
         })
     }
 
-    /// The conversation as the model expects it, ending with an open assistant turn: the GGUF's Jinja template
-    /// (with the offered tools and the reasoning kwargs), else llama.cpp's matcher, else ChatML.
+    /// The conversation as the model expects it, ending with an open assistant turn, then the assistant prefill when
+    /// the messages end with one ([`split_prefill`]: the model continues that text).
     fn render_chat(&self, messages: &[ChatMessage], config: &InferenceConfig) -> Result<String, CortexError> {
+        let (mut prompt, prefill) = self.render_parts(messages, config)?;
+        prompt.push_str(prefill.unwrap_or_default());
+        Ok(prompt)
+    }
+
+    /// The prompt in two parts: the messages before an assistant prefill, ending with the open assistant turn, and
+    /// the prefill to append to it (`None`: no prefill).
+    fn render_parts<'m>(
+        &self,
+        messages: &'m [ChatMessage],
+        config: &InferenceConfig,
+    ) -> Result<(String, Option<&'m str>), CortexError> {
+        let (messages, prefill) = split_prefill(messages);
+        Ok((self.render_open(messages, config)?, prefill))
+    }
+
+    /// `messages` ending with an open assistant turn: the GGUF's Jinja template (with the offered tools and the
+    /// reasoning kwargs), else llama.cpp's matcher, else ChatML.
+    fn render_open(&self, messages: &[ChatMessage], config: &InferenceConfig) -> Result<String, CortexError> {
         if let Some(jinja) = &self.jinja {
             let kwargs = TemplateKwargs {
                 enable_thinking: config.reasoning.enabled,
@@ -365,24 +389,35 @@ impl Brain {
         tokens
     }
 
-    /// The tokens of a chat request's prompt, and whether it ends inside an open thought. A constrained request to a
-    /// model whose template can think is pre-opened into its thought (see the module rules).
+    /// The tokens of a chat request's prompt, and where it leaves the think parser. A constrained request to a model
+    /// whose template can think is pre-opened into its thought (see the module rules), unless it has an assistant
+    /// prefill: the prefill is the start of the answer the model continues, so `<think>` is not put before it (the
+    /// constraint applies to the continuation, from its first token when the prefill leaves no thought open). The
+    /// think state is the template's (`<think>` at the end of the open turn) carried through the prefill's text
+    /// ([`ThinkStart::after`]).
     fn chat_tokens(
         &self,
         messages: &[ChatMessage],
         config: &InferenceConfig,
         constrained: bool,
-    ) -> Result<(Vec<LlamaToken>, bool), CortexError> {
-        let mut prompt = self.render_chat(messages, config)?;
+    ) -> Result<(Vec<LlamaToken>, ThinkStart), CortexError> {
+        let (mut prompt, prefill) = self.render_parts(messages, config)?;
+        let prefill = prefill.filter(|text| !text.is_empty());
         let thinking_template = self.jinja.as_ref().is_some_and(ChatTemplate::supports_thinking);
-        if constrained
+        if prefill.is_none()
+            && constrained
             && thinking_template
             && config.reasoning.enabled != Some(false)
             && !prompt.trim_end().ends_with("<think>")
         {
             prompt.push_str("<think>\n");
         }
-        Ok((self.tokenize_prompt(&prompt), prompt.trim_end().ends_with("<think>")))
+        let mut think = ThinkStart::pre_opened(prompt.trim_end().ends_with("<think>"));
+        if let Some(text) = prefill {
+            think = think.after(text);
+            prompt.push_str(text);
+        }
+        Ok((self.tokenize_prompt(&prompt), think))
     }
 
     /// The tokens of a raw prompt: its text as it is, or with a suffix, the model's fill-in-the-middle form
@@ -563,14 +598,14 @@ impl Brain {
                 Entry::Chunk { seq, len } => {
                     let slot = &mut self.slots[seqs[seq].slot];
                     index += pos_i32(len);
-                    let Phase::Prompt { tokens, cached_at_start, think_pre_opened } = &slot.phase else { continue };
+                    let Phase::Prompt { tokens, cached_at_start, think } = &slot.phase else { continue };
                     let start = slot.cached.len();
                     slot.cached.extend_from_slice(&tokens[start..start + len]);
                     if slot.cached.len() == tokens.len() {
                         seqs[seq].out.prompt_processed(PromptInfo {
                             prompt_tokens: u32::try_from(tokens.len()).unwrap_or(u32::MAX),
                             cached_tokens: u32::try_from(*cached_at_start).unwrap_or(u32::MAX),
-                            think_pre_opened: *think_pre_opened,
+                            think: *think,
                             tool_format: Some(tool_format),
                         });
                         slot.phase =
@@ -749,8 +784,8 @@ impl Engine for Brain {
         }
         config.sampling.check_vocab(self.model.n_vocab())?;
         let constraint = self.constraint(config)?;
-        let (tokens, think_pre_opened) = match &request.prompt {
-            Some(raw) => (self.raw_tokens(raw)?, false),
+        let (tokens, think) = match &request.prompt {
+            Some(raw) => (self.raw_tokens(raw)?, ThinkStart::default()),
             None => self.chat_tokens(&request.messages, config, constraint.is_some())?,
         };
         if tokens.is_empty() {
@@ -777,7 +812,7 @@ impl Engine for Brain {
         entry.last_used = self.clock;
         entry.limit = limit;
         entry.picker = Some(picker);
-        entry.phase = Phase::Prompt { cached_at_start: entry.cached.len(), think_pre_opened, tokens };
+        entry.phase = Phase::Prompt { cached_at_start: entry.cached.len(), think, tokens };
         Ok(slot)
     }
 

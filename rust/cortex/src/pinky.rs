@@ -13,6 +13,11 @@
 //! still counts white-space separated words), its template is ChatML, and its embeddings are hashed bags of
 //! lowercase words (64 wide, signed feature hashing): texts sharing words are close, texts sharing none are
 //! orthogonal on average, the same text always gives the same vector. A raw prompt is answered with the same script.
+//! An assistant prefill (a chat ending with an assistant message of text, [`split_prefill`]) is rendered and counted
+//! like the real engine's (its words are prompt words) and the think parser starts where it leaves it; the default
+//! reply then continues it: after a prefill that leaves no thought open it leaves out its scripted thought (the answer
+//! has begun), inside an open one it leaves out the thought's `<think>` (the thought goes on, then closes). A script is
+//! replayed as it is.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +27,8 @@ use crate::error::CortexError;
 use crate::event::TokenLogprob;
 use crate::pipeline::{Flow, Generation, PromptInfo};
 use crate::request::{ChatMessage, ChatRequest};
-use crate::template::{CHATML, ChatTemplate, TemplateKwargs};
+use crate::template::{CHATML, ChatTemplate, TemplateKwargs, split_prefill};
+use crate::think::ThinkStart;
 
 /// Width of Pinky's embeddings.
 pub const PINKY_EMBEDDING_SIZE: u32 = 64;
@@ -87,8 +93,10 @@ impl PinkyOptions {
 #[derive(Debug)]
 pub struct Pinky {
     options: PinkyOptions,
-    /// The next piece of the sequence on each slot.
+    /// The next piece of the sequence on each slot, counted from its first.
     next: Vec<usize>,
+    /// The pieces of the default reply each slot's sequence leaves out at its start (after an assistant prefill).
+    skip: Vec<usize>,
     /// ChatML, compiled once.
     template: ChatTemplate,
 }
@@ -97,7 +105,8 @@ impl Pinky {
     pub fn new(options: PinkyOptions) -> Result<Self, CortexError> {
         options.validate()?;
         let next = vec![0; options.parallel];
-        Ok(Self { options, next, template: ChatTemplate::new(CHATML, "", "")? })
+        let skip = vec![0; options.parallel];
+        Ok(Self { options, next, skip, template: ChatTemplate::new(CHATML, "", "")? })
     }
 
     /// Waits one step's delay, cut short when a running sequence is cancelled (one alone waits on its token).
@@ -123,6 +132,16 @@ impl Pinky {
             Some(script) => script.len(),
             None if self.options.think => THOUGHT.len() + self.options.reply_tokens,
             None => self.options.reply_tokens,
+        }
+    }
+
+    /// How many pieces of the default reply to leave out after an assistant prefill that leaves the parser at
+    /// `think`: the whole scripted thought when the answer has begun, its `<think>` when a thought is open.
+    fn skipped(&self, think: ThinkStart) -> usize {
+        match (&self.options.script, self.options.think) {
+            (None, true) if think.in_thought => 1,
+            (None, true) => THOUGHT.len(),
+            _ => 0,
         }
     }
 
@@ -191,28 +210,39 @@ impl Engine for Pinky {
     }
 
     fn admit(&mut self, request: &ChatRequest, free: &[usize], out: &mut Generation) -> Result<usize, CortexError> {
+        let mut think = ThinkStart::pre_opened(self.options.pre_open_think);
+        let mut skip = 0;
         let words = match &request.prompt {
             Some(raw) if raw.suffix.is_some() => return Err(crate::engine::no_fill_in_middle()),
             Some(raw) => raw.text.split_whitespace().count(),
-            None => words(&request.messages),
+            None => {
+                if let (_, Some(prefill)) = split_prefill(&request.messages)
+                    && !prefill.is_empty()
+                {
+                    think = think.after(prefill);
+                    skip = self.skipped(think);
+                }
+                words(&request.messages)
+            }
         };
         out.prompt_processed(PromptInfo {
             prompt_tokens: u32::try_from(words).unwrap_or(u32::MAX),
             cached_tokens: 0,
-            think_pre_opened: self.options.pre_open_think,
+            think,
             // Pinky replays tool calls in the Hermes format (`<tool_call>{json}</tool_call>` in its script).
             tool_format: None,
         });
         let slot = free[0];
         self.next[slot] = 0;
+        self.skip[slot] = skip;
         Ok(slot)
     }
 
     fn step(&mut self, seqs: &mut [Seq]) -> Result<(), CortexError> {
         self.wait(seqs);
-        let len = self.len();
         for seq in seqs.iter_mut().filter(|s| s.active()) {
-            let i = self.next[seq.slot];
+            let (i, skip) = (self.next[seq.slot], self.skip[seq.slot]);
+            let len = self.len() - skip;
             if i >= len || seq.out.cancel_token().is_cancelled() {
                 seq.done = Some(Ok(()));
                 continue;
@@ -223,7 +253,7 @@ impl Engine for Pinky {
             }
             if let Some(close) = seq.out.take_forced() {
                 // A thought over its budget: feed the close and skip the rest of the scripted thought.
-                let rest = (i..len).find(|&j| contains(self.piece(j), b"</think>")).map_or(i, |j| j + 1);
+                let rest = (i..len).find(|&j| contains(self.piece(skip + j), b"</think>")).map_or(i, |j| j + 1);
                 self.next[seq.slot] = rest;
                 if push(&mut seq.out, close.as_bytes()) == Flow::Stop || rest >= len {
                     seq.done = Some(Ok(()));
@@ -231,7 +261,7 @@ impl Engine for Pinky {
                 continue;
             }
             self.next[seq.slot] = i + 1;
-            if push(&mut seq.out, self.piece(i)) == Flow::Stop || i + 1 == len {
+            if push(&mut seq.out, self.piece(skip + i)) == Flow::Stop || i + 1 == len {
                 seq.done = Some(Ok(()));
             }
         }
@@ -240,6 +270,7 @@ impl Engine for Pinky {
 
     fn release(&mut self, slot: usize) {
         self.next[slot] = 0;
+        self.skip[slot] = 0;
     }
 
     fn info(&self) -> EngineInfo {
@@ -257,6 +288,7 @@ impl Engine for Pinky {
         Ok(text.bytes().map(i32::from).collect())
     }
 
+    /// Words, as its usage counts them: an assistant prefill's words count, as they are in the prompt.
     fn prompt_tokens(&self, messages: &[ChatMessage], _config: &InferenceConfig) -> Result<usize, CortexError> {
         Ok(words(messages))
     }
@@ -270,7 +302,10 @@ impl Engine for Pinky {
             enable_thinking: config.reasoning.enabled,
             reasoning_effort: config.reasoning.effort.clone(),
         };
-        self.template.render(messages, config.output.offered_tools(), true, &kwargs)
+        let (messages, prefill) = split_prefill(messages);
+        let mut prompt = self.template.render(messages, config.output.offered_tools(), true, &kwargs)?;
+        prompt.push_str(prefill.unwrap_or_default());
+        Ok(prompt)
     }
 
     fn embed(&mut self, inputs: &[Vec<i32>], normalized: bool) -> Result<Vec<Vec<f32>>, CortexError> {
@@ -518,6 +553,74 @@ mod tests {
         // Unlimited, the whole thought comes through.
         let items = run(&worker, InferenceConfig::default());
         assert_eq!(text_of(&items), ("one two three four five".into(), "answer".into()));
+    }
+
+    fn prefilled(prefill: &str) -> Vec<ChatMessage> {
+        vec![ChatMessage::new(Role::User, "capital of France?"), ChatMessage::new(Role::Assistant, prefill)]
+    }
+
+    fn chat(worker: &Worker, messages: Vec<ChatMessage>) -> Vec<StreamItem> {
+        let request = ChatRequest { messages, config: InferenceConfig::default(), prompt: None };
+        let stream = worker.submit(request).unwrap();
+        std::iter::from_fn(|| stream.receiver.recv_blocking().ok()).collect()
+    }
+
+    #[test]
+    fn an_assistant_prefill_is_continued_not_closed() {
+        let engine = Pinky::new(fast()).unwrap();
+        let config = InferenceConfig::default();
+        let prompt = engine.render(&prefilled("The capital is"), &config).unwrap();
+        assert_eq!(prompt, "<|im_start|>user\ncapital of France?<|im_end|>\n<|im_start|>assistant\nThe capital is");
+        // Its words are prompt words, as the prompt holds them.
+        assert_eq!(engine.prompt_tokens(&prefilled("The capital is"), &config).unwrap(), 6);
+        // An empty prefill is the open turn alone: as if it were not there.
+        let plain = engine.render(&prefilled("")[..1], &config).unwrap();
+        assert_eq!(engine.render(&prefilled(""), &config).unwrap(), plain);
+        assert!(plain.ends_with("<|im_end|>\n<|im_start|>assistant\n"), "{plain:?}");
+        // An assistant turn that calls tools is finished: the answer is a new turn.
+        let mut calls = prefilled("");
+        calls[1].tool_calls =
+            vec![crate::request::ToolCall { id: "c1".into(), name: "f".into(), arguments: "{}".into() }];
+        let prompt = engine.render(&calls, &config).unwrap();
+        assert!(prompt.ends_with("<|im_start|>assistant\n<|im_end|>\n<|im_start|>assistant\n"), "{prompt:?}");
+    }
+
+    #[test]
+    fn the_default_reply_continues_a_prefill() {
+        let worker = pinky(PinkyOptions { reply_tokens: 3, ..fast() });
+        // The answer has begun: no thought first, and the usage counts the prefill's words.
+        let items = chat(&worker, prefilled("The capital is"));
+        assert_eq!(text_of(&items), (String::new(), "Narf! Narf! Narf!".into()));
+        assert!(!items.iter().any(|i| matches!(i, Ok(InferenceEvent::Thought(_)))));
+        let done = completion(&items);
+        assert_eq!((done.usage.prompt_tokens, done.usage.completion_tokens), (6, 3));
+        // A thought left open: it goes on (without a second `<think>`), closes, and the answer follows.
+        let items = chat(&worker, prefilled("<think>Hmm,"));
+        assert_eq!(items[1], Ok(InferenceEvent::Thought(ThoughtEvent::Start)));
+        assert_eq!(text_of(&items), ("Narf! Poit!".into(), "Narf! Narf! Narf!".into()));
+        // A thought closed in the prefill: the answer.
+        let items = chat(&worker, prefilled("<think>Hmm.</think>It is"));
+        assert_eq!(text_of(&items), (String::new(), "Narf! Narf! Narf!".into()));
+        // An empty prefill: the usual reply, thought first.
+        assert_eq!(text_of(&chat(&worker, prefilled(""))), ("Narf! Poit!".into(), "Narf! Narf! Narf!".into()));
+    }
+
+    #[test]
+    fn a_script_after_a_prefill_is_parsed_from_where_the_prefill_ends() {
+        let script: Vec<Vec<u8>> = [" more", "</think>", "\n\nok"].iter().map(|p| p.as_bytes().to_vec()).collect();
+        let worker = pinky(PinkyOptions { script: Some(script), ..fast() });
+        // Inside the prefill's open thought: the thought's rest, its leading space kept, then the answer.
+        assert_eq!(text_of(&chat(&worker, prefilled("<think>one"))), (" more".into(), "ok".into()));
+        // After a template's pre-opened `<think>`, plain prefill text is thought too.
+        let worker = pinky(PinkyOptions {
+            script: Some(vec![b" two".to_vec(), b"</think>".to_vec(), b"ok".to_vec()]),
+            pre_open_think: true,
+            ..fast()
+        });
+        assert_eq!(text_of(&chat(&worker, prefilled("one"))), (" two".into(), "ok".into()));
+        // Without a prefill a pre-opened thought drops its leading white space, as before.
+        let request = vec![ChatMessage::new(Role::User, "hi")];
+        assert_eq!(text_of(&chat(&worker, request)), ("two".into(), "ok".into()));
     }
 
     #[test]

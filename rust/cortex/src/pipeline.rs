@@ -24,7 +24,7 @@ use crate::event::{Completion, FinishReason, InferenceEvent, StreamItem, Timings
 use crate::request::ChatRequest;
 use crate::stats::WorkerStats;
 use crate::stop::StopMatcher;
-use crate::think::{ThinkParser, ThinkTags};
+use crate::think::{ThinkParser, ThinkStart, ThinkTags};
 use crate::tools::{ToolCallParser, ToolFormat};
 use crate::utf8::Utf8Stream;
 
@@ -34,8 +34,9 @@ pub struct PromptInfo {
     pub prompt_tokens: u32,
     /// Prompt tokens reused from the engine's cache rather than evaluated.
     pub cached_tokens: u32,
-    /// The rendered prompt ends inside an open `<think>`, so the output starts as a thought.
-    pub think_pre_opened: bool,
+    /// Where the rendered prompt leaves the think parser: inside an open `<think>` (the template pre-opened it, or an
+    /// assistant prefill did), so the output starts as a thought, or in the answer.
+    pub think: ThinkStart,
     /// The syntax the model writes tool calls in (its family's); `None`: Hermes `<tool_call>`, what models whose
     /// template cannot show tools are told to write.
     pub tool_format: Option<ToolFormat>,
@@ -183,7 +184,7 @@ impl Generation {
         self.usage.prompt_tokens = info.prompt_tokens;
         self.usage.cached_prompt_tokens = info.cached_tokens;
         if !self.raw {
-            self.think = ThinkParser::new(ThinkTags::default(), info.think_pre_opened);
+            self.think = ThinkParser::starting(ThinkTags::default(), info.think);
         }
         if self.offers_tools {
             self.tools = Some(ToolCallParser::new(info.tool_format.unwrap_or(ToolFormat::Hermes), &call_id_prefix()));

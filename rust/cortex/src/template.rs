@@ -20,6 +20,10 @@
 //!   message ([`tool_instructions`], the Hermes `<tool_call>` format), earlier calls as `<tool_call>` text in the
 //!   assistant turns, and results as `<tool_response>` text in turns of role `tool`; where the template rejects or
 //!   silently drops role `tool` (its output lacks a result), results go in `user` turns instead.
+//! - An assistant prefill ([`split_prefill`]): a conversation that ends with an assistant message of text (no tool
+//!   calls) is continued, not answered: the engines render the messages before it with the open assistant turn and
+//!   append its content verbatim, with no end of turn (llama-server's default, Anthropic's prefill, vLLM's
+//!   `continue_final_message`). The split is made here, once, for generation, `render` and token counting alike.
 
 use std::io;
 
@@ -345,6 +349,25 @@ fn python_json(value: &Value) -> String {
     match writer.value(value, 0) {
         Ok(()) => writer.out,
         Err(_) => "null".into(),
+    }
+}
+
+/// An assistant prefill: when `messages` end with an assistant message without tool calls, the messages before it
+/// and its content, which the model continues (the prompt is those messages rendered with the open assistant turn,
+/// then this text as it is, with no end of turn after it); otherwise all of `messages` and `None`.
+///
+/// As in llama-server: an empty content is a prefill too, of nothing, so the conversation renders exactly as without
+/// that message (an open assistant turn, not a closed empty one followed by another); a lone assistant message
+/// renders an empty conversation with the open turn; an assistant turn before the last one stays a closed turn. The
+/// prefill's `reasoning` is not rendered (the text continued is its content; to continue a thought, write it in the
+/// content, `<think>...`). An assistant message that calls tools is a finished turn (rendered as before): the
+/// answer then is a new turn.
+pub fn split_prefill(messages: &[ChatMessage]) -> (&[ChatMessage], Option<&str>) {
+    match messages.split_last() {
+        Some((last, before)) if last.role == Role::Assistant && last.tool_calls.is_empty() => {
+            (before, Some(last.content.as_str()))
+        }
+        _ => (messages, None),
     }
 }
 

@@ -3,6 +3,9 @@
 //! Rules:
 //! - Tags may be split anywhere across deltas; a possible partial tag is held back, never emitted.
 //! - A prompt that pre-opens the tag starts the parser inside a thought (`ThinkParser::new(tags, true)`).
+//! - A prompt that ends with text of the assistant's own (a prefill, see `template::split_prefill`) starts the parser
+//!   where that text leaves it ([`ThinkStart::after`]): the prefill is parsed like output, but its events are not
+//!   sent (the client wrote that text), so the output is only the continuation, in the right state.
 //! - A thought never closed is flushed at `finish` and closed with `Stop`.
 //! - A stray close tag outside a thought is dropped; an open tag inside a thought is plain thought text.
 //! - Leading white space of a thought, and of the answer right after a thought, is dropped (models put "\n" there).
@@ -21,6 +24,34 @@ pub struct ThinkTags {
 impl Default for ThinkTags {
     fn default() -> Self {
         Self { open: "<think>".into(), close: "</think>".into() }
+    }
+}
+
+/// Where a prompt leaves the parser: inside a thought or not, and whether white space at the start of the output is
+/// dropped (right after a tag, where models put a new line) or kept (after text, which the output continues).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ThinkStart {
+    pub in_thought: bool,
+    pub skip_space: bool,
+}
+
+impl ThinkStart {
+    /// A prompt ending with the open assistant turn; `pre_opened`: the turn opens a thought (the template wrote
+    /// `<think>` last), so the output starts as a thought, its leading white space dropped.
+    pub fn pre_opened(pre_opened: bool) -> Self {
+        Self { in_thought: pre_opened, skip_space: pre_opened }
+    }
+
+    /// Where the parser is once it has read `text` (an assistant prefill, appended to a prompt that left it at
+    /// `self`), with the default tags as the pipeline uses them. So a prefill that opens a thought and leaves it open
+    /// (`<think>Let me`) continues as a thought, one that closes it (`<think>hm</think>The answer is`) or never opens
+    /// one continues as the answer, and plain text after a template's pre-opened `<think>` stays in the thought. White
+    /// space at the start of the output is dropped only when the prefill ends right after a tag (`<think>\n`). A
+    /// partial tag at the end of `text` (`<thi`) counts as text: the continuation cannot complete it.
+    pub fn after(self, text: &str) -> Self {
+        let mut parser = ThinkParser::starting(ThinkTags::default(), self);
+        parser.feed(text, &mut Vec::new());
+        Self { in_thought: parser.in_thought(), skip_space: parser.skip_space && parser.held.is_empty() }
     }
 }
 
@@ -47,12 +78,18 @@ pub struct ThinkParser {
 impl ThinkParser {
     /// `pre_opened`: the prompt already ends inside a thought, so the output starts as thinking.
     pub fn new(tags: ThinkTags, pre_opened: bool) -> Self {
+        Self::starting(tags, ThinkStart::pre_opened(pre_opened))
+    }
+
+    /// A parser starting where the prompt left off (see [`ThinkStart`]); inside a thought, the output begins with
+    /// the thought's `Start` event (the client did not see one for the prompt's part of it).
+    pub fn starting(tags: ThinkTags, start: ThinkStart) -> Self {
         Self {
             tags: Some(tags),
-            state: if pre_opened { State::Thinking } else { State::Content },
+            state: if start.in_thought { State::Thinking } else { State::Content },
             held: String::new(),
-            start_pending: pre_opened,
-            skip_space: pre_opened,
+            start_pending: start.in_thought,
+            skip_space: start.skip_space,
         }
     }
 
@@ -330,6 +367,55 @@ mod tests {
         out.clear();
         parser.feed("b>", &mut out);
         assert_eq!(out, vec![InferenceEvent::Content("<b>".into())]);
+    }
+
+    /// A prompt ending in `prefill` (after a template that pre-opened `<think>` or not), then `output`: the events of
+    /// the output alone.
+    fn continue_after(pre_opened: bool, prefill: &str, output: &str) -> Vec<E> {
+        let start = ThinkStart::pre_opened(pre_opened).after(prefill);
+        let mut parser = ThinkParser::starting(ThinkTags::default(), start);
+        let mut raw = Vec::new();
+        parser.feed(output, &mut raw);
+        parser.finish(&mut raw);
+        raw.into_iter()
+            .map(|ev| match ev {
+                InferenceEvent::Thought(ThoughtEvent::Start) => E::Start,
+                InferenceEvent::Thought(ThoughtEvent::Stop) => E::Stop,
+                InferenceEvent::Thought(ThoughtEvent::Delta(t)) => E::Think(t),
+                InferenceEvent::Content(t) => E::Text(t),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_prefill_leaves_the_parser_where_its_text_ends() {
+        // (template pre-opened, prefill, output, events of the output)
+        let cases: Vec<(bool, &str, &str, Vec<E>)> = vec![
+            // No tags: the answer goes on, its leading space kept.
+            (false, "The capital is", " Paris.", vec![text(" Paris.")]),
+            (false, "", "\n\nParis", vec![text("\n\nParis")]),
+            // A thought opened and left open: the output continues it, then answers.
+            (false, "<think>Let me", " see</think>\n\nParis", vec![E::Start, think(" see"), E::Stop, text("Paris")]),
+            (false, "<think>\n", "\nhm</think>ok", vec![E::Start, think("hm"), E::Stop, text("ok")]),
+            // Closed in the prefill: the answer; right after the close its leading white space is dropped.
+            (false, "<think>hm</think>", "\n\nParis", vec![text("Paris")]),
+            (false, "<think>hm</think>\n\nIt is", " Paris", vec![text(" Paris")]),
+            // After a template's pre-opened `<think>`: plain text stays in the thought, a close ends it.
+            (true, "I should", " check</think>Paris", vec![E::Start, think(" check"), E::Stop, text("Paris")]),
+            (true, "", "\nhm</think>ok", vec![E::Start, think("hm"), E::Stop, text("ok")]),
+            (true, "hm</think>\n\n", "Paris", vec![text("Paris")]),
+            (true, "hm</think>The answer:", " 4", vec![text(" 4")]),
+            // A partial tag at the end of the prefill is text; an open tag in a thought is thought text.
+            (false, "a <thi", "nk>b", vec![text("nk>b")]),
+            (true, "x <think> y", " z", vec![E::Start, think(" z"), E::Stop]),
+        ];
+        for (pre, prefill, output, want) in cases {
+            assert_eq!(continue_after(pre, prefill, output), want, "pre-opened {pre}, prefill {prefill:?}");
+        }
+        assert_eq!(ThinkStart::pre_opened(false).after(""), ThinkStart::default());
+        assert_eq!(ThinkStart::pre_opened(true).after(""), ThinkStart::pre_opened(true));
+        assert_eq!(ThinkStart::default().after("<think>"), ThinkStart::pre_opened(true));
     }
 
     fn fragment() -> impl Strategy<Value = &'static str> {

@@ -442,3 +442,50 @@ fn strftime_formats_utc_dates() {
     let today = strftime_now("%Y".into());
     assert!(today.len() == 4 && today.as_str() >= "2025");
 }
+
+#[test]
+fn split_prefill_takes_a_trailing_assistant_message_of_text() {
+    let user = msg(Role::User, "Capital of France?");
+    let conversation = [user.clone(), msg(Role::Assistant, "The capital is")];
+    assert_eq!(split_prefill(&conversation), (&conversation[..1], Some("The capital is")));
+    // Empty: a prefill of nothing (the open turn alone, as llama-server renders it).
+    let empty = [user.clone(), msg(Role::Assistant, "")];
+    assert_eq!(split_prefill(&empty), (&empty[..1], Some("")));
+    // A lone assistant message; two in a row (the earlier one stays a closed turn).
+    let lone = [msg(Role::Assistant, "Once")];
+    assert_eq!(split_prefill(&lone), (&lone[..0], Some("Once")));
+    let two = [user.clone(), msg(Role::Assistant, "First."), msg(Role::Assistant, "Then")];
+    assert_eq!(split_prefill(&two), (&two[..2], Some("Then")));
+    // Not a prefill: a conversation ending with the user, a tool result, or an assistant turn that calls tools.
+    let asked = [user.clone()];
+    assert_eq!(split_prefill(&asked), (&asked[..], None));
+    let called = tool_conversation("call_1");
+    assert_eq!(split_prefill(&called), (&called[..], None));
+    assert_eq!(split_prefill(&called[..3]), (&called[..3], None));
+    assert_eq!(split_prefill(&[]), (&[][..], None));
+}
+
+/// The prompt an engine makes: the messages before the prefill with the open turn, then the prefill as it is.
+fn prefilled(template: &ChatTemplate, messages: &[ChatMessage], tools: &[ToolSpec]) -> String {
+    let (before, prefill) = split_prefill(messages);
+    render(template, before, tools) + prefill.unwrap_or_default()
+}
+
+#[test]
+fn a_prefill_continues_the_open_turn_of_real_templates() {
+    let question = msg(Role::User, "Capital of France?");
+    let messages = [question.clone(), msg(Role::Assistant, "The capital of France is")];
+    let fresh = render(&compile(SMOLLM2), &messages[..1], &[]);
+    assert_eq!(prefilled(&compile(SMOLLM2), &messages, &[]), fresh.clone() + "The capital of France is");
+    // Today's rendering of the same messages closes the turn and opens another one: the prefill avoids exactly that.
+    let closed = render(&compile(SMOLLM2), &messages, &[]);
+    assert!(closed.ends_with("The capital of France is<|im_end|>\n<|im_start|>assistant\n"), "{closed:?}");
+    // With tools the template shows them as usual; the prefill follows the open turn.
+    let got = prefilled(&compile(QWEN25), &messages, &[weather_tool()]);
+    assert!(got.contains("<tools>") && got.contains("get_weather"), "{got}");
+    assert!(got.ends_with("<|im_start|>assistant\nThe capital of France is"), "{got:?}");
+    // A template that pre-opens the thought: the prefill is written inside it.
+    let r1 = ChatTemplate::new(DEEPSEEK_R1, "<s>", "</s>").unwrap();
+    let got = prefilled(&r1, &[question, msg(Role::Assistant, "Paris, surely.</think>\n\nParis")], &[]);
+    assert_eq!(got, "<s><｜User｜>Capital of France?<｜Assistant｜><think>\nParis, surely.</think>\n\nParis");
+}

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rusty_genius.core.errors import shown
-from rusty_genius.ogenius.serve.openai_api import ApiError
+from rusty_genius.ogenius.serve.tools_api import BadField
 
 Check = Callable[[Any], bool]
 
@@ -71,38 +71,36 @@ REFUSED = {
 
 
 def normalized(body: Mapping[str, Any]) -> dict[str, Any]:
-    """``body`` with llama-server's honoured extensions in OpenAI's terms; raises :class:`ApiError` (400) for the
-    ones that cannot be honoured."""
+    """``body`` with llama-server's honoured extensions in OpenAI's terms; raises :class:`~.tools_api.BadField` (a
+    400 naming the field) for the ones that cannot be honoured."""
     out = dict(body)
     for name, (check, accepted) in OFF.items():
         value = out.pop(name, None)
         if value is not None and not check(value):
-            raise ApiError(400, f"'{name}' {shown(value)} is not supported: it accepts only {accepted}", param=name)
+            raise BadField(f"'{name}' {shown(value)} is not supported: it accepts only {accepted}", name)
     for name in DEPENDENT:
         out.pop(name, None)
     for name, why in REFUSED.items():
         if out.pop(name, None) is not None:
-            raise ApiError(400, f"'{name}' is not supported: {why}", param=name)
+            raise BadField(f"'{name}' is not supported: {why}", name)
     cache = out.pop("cache_prompt", None)
     if cache is not None and cache is not True:
-        raise ApiError(
-            400, "'cache_prompt' accepts only true: the prompt cache is always used (answers do not depend on it)",
-            param="cache_prompt",
-        )  # fmt: skip
+        why = "the prompt cache is always used (answers do not depend on it)"
+        raise BadField(f"'cache_prompt' accepts only true: {why}", "cache_prompt")
     n_predict = out.pop("n_predict", None)
     if n_predict is not None and n_predict != -1 and out.get("max_tokens") is None:  # -1: up to the context
         out["max_tokens"] = n_predict  # checked as max_tokens, named so in an error
     schema = out.pop("json_schema", None)
     if schema is not None:
         if not isinstance(schema, dict):
-            raise ApiError(400, "'json_schema' must be a JSON schema (an object)", param="json_schema")
+            raise BadField("'json_schema' must be a JSON schema (an object)", "json_schema")
         if out.get("response_format") is not None:
-            raise ApiError(400, "give either 'json_schema' or 'response_format', not both", param="json_schema")
+            raise BadField("give either 'json_schema' or 'response_format', not both", "json_schema")
         out["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
     n_probs = out.pop("n_probs", None)
     if n_probs is not None:
         if not (isinstance(n_probs, int) and not isinstance(n_probs, bool) and 0 <= n_probs <= 20):
-            raise ApiError(400, f"'n_probs' must be an integer from 0 to 20 (got {shown(n_probs)})", param="n_probs")
+            raise BadField(f"'n_probs' must be an integer from 0 to 20 (got {shown(n_probs)})", "n_probs")
         if n_probs and out.get("logprobs") is None:
             out["logprobs"], out["top_logprobs"] = True, n_probs
     return out

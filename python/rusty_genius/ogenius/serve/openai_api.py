@@ -48,7 +48,7 @@ from rusty_genius.core.errors import (
     UnknownModelError,
     shown,
 )
-from rusty_genius.ogenius.serve import tools_api
+from rusty_genius.ogenius.serve import llama_extensions, tools_api
 
 
 def dumps(value: object) -> str:
@@ -177,8 +177,6 @@ def parse_chat(body: object) -> ChatRequest:
     """Checks a request body; raises :class:`ApiError` (400) naming the field at fault."""
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
-    from rusty_genius.ogenius.serve import llama_extensions  # it raises this module's ApiError
-
     try:
         return _parse(llama_extensions.normalized(body))
     except tools_api.BadField as err:

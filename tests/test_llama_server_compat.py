@@ -311,3 +311,40 @@ def test_context_overflow_carries_llama_servers_sizes(real: LiveServer) -> None:
         error = res.json()["error"]
         assert error["code"] == "context_length_exceeded" and error["n_prompt_tokens"] > error["n_ctx"] == 4096
         assert http.get("/health").json()["status"] == "ok"
+
+
+# -- test_compat_anthropic.py -------------------------------------------------------------------------------------
+
+
+def test_anthropic_messages_basic_stream_count_and_tool_results(http: httpx.Client) -> None:
+    """test_anthropic_messages_basic, _streaming, test_anthropic_count_tokens, test_anthropic_tool_result_with_text
+    (the model is named: this server 404s a model it does not serve, where llama-server takes "test")."""
+    say = {"model": ALIAS, "max_tokens": 50, "messages": [{"role": "user", "content": "Say hello"}]}
+    body = http.post("/v1/messages", json=say).json()
+    assert body["type"] == "message" and body["role"] == "assistant" and body["content"][-1]["type"] == "text"
+    assert body["stop_reason"] in ("end_turn", "max_tokens") and "timings" not in body
+    usage = body["usage"]
+    assert all(isinstance(usage[k], int) for k in ("input_tokens", "output_tokens", "cache_read_input_tokens"))
+    with http.stream("POST", "/v1/messages", json={**say, "stream": True}) as response:
+        events = sse(response)
+    kinds = [e["type"] for e in events]
+    for kind in ("message_start", "content_block_start", "content_block_delta", "content_block_stop"):
+        assert kind in kinds
+    assert kinds[-2:] == ["message_delta", "message_stop"] and "timings" not in events[-1]
+    start = events[0]["message"]
+    assert start["content"] == [] and start["usage"]["input_tokens"] > 0
+    assert all(
+        e["delta"]["type"] in ("text_delta", "thinking_delta") for e in events if e["type"] == "content_block_delta"
+    )
+    assert events[-2]["delta"]["stop_reason"] in ("end_turn", "max_tokens") and events[-2]["usage"]["output_tokens"] > 0
+    counted = http.post("/v1/messages/count_tokens", json={"model": ALIAS, "messages": say["messages"]}).json()
+    assert set(counted) == {"input_tokens"} and counted["input_tokens"] > 0
+    call = {"type": "tool_use", "id": "tool_1", "name": "get_weather", "input": {"location": "Paris"}}
+    result = {"type": "tool_result", "tool_use_id": "tool_1", "content": "Sunny", "is_error": True}
+    tool_turns = [
+        {"role": "user", "content": "What's the weather?"},
+        {"role": "assistant", "content": [call]},
+        {"role": "user", "content": [{"type": "text", "text": "Here are the results:"}, result]},
+    ]
+    answered = http.post("/v1/messages", json={"model": ALIAS, "max_tokens": 20, "messages": tool_turns})
+    assert answered.status_code == 200 and answered.json()["content"]

@@ -417,3 +417,11 @@ async def test_a_cold_stream_batch_waits_for_the_load_and_a_closed_one_ends() ->
         closed = g.chat(USER)
         closed.close()
         assert await closed.batch() == []
+
+
+async def test_process_start_carries_the_prompts_usage_which_complete_repeats() -> None:
+    async with rusty_genius.Genius(engine=Pinky(delay=0, reply_tokens=2, think=False)) as g:
+        events = [ev async for ev in g.chat([{"role": "user", "content": "one two three"}])]
+    start, end = events[0], events[-1]
+    assert start.kind == "process_start" and start.usage is not None and end.usage is not None
+    assert start.usage.prompt_tokens == end.usage.prompt_tokens > 0 and start.usage.completion_tokens == 0

@@ -1,7 +1,8 @@
 """Generation events, as they arrive from the engine.
 
 Every event has ``kind``; ``thought_delta`` and ``content`` carry ``text``; ``complete`` carries
-``finish_reason`` (``"stop"``, ``"length"``, ``"cancelled"`` or ``"tool_calls"``), ``usage`` and ``timings``. Order:
+``finish_reason`` (``"stop"``, ``"length"``, ``"cancelled"`` or ``"tool_calls"``), ``usage`` and ``timings``;
+``process_start`` carries ``usage`` too: the prompt's tokens (and cached ones) as admitted, 0 completion tokens. Order:
 ``process_start`` (once the engine admitted the request: a prompt too long for the context raises before it), then
 any thought blocks (``thought_start``, ``thought_delta``…, ``thought_stop``), ``content``
 deltas and tool calls, then ``complete`` — unless an error ends the stream, in which case iteration raises a

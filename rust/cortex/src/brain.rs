@@ -773,7 +773,7 @@ impl Engine for Brain {
         self.slots.len()
     }
 
-    fn admit(&mut self, request: &ChatRequest, free: &[usize], _out: &mut Generation) -> Result<usize, CortexError> {
+    fn admit(&mut self, request: &ChatRequest, free: &[usize], out: &mut Generation) -> Result<usize, CortexError> {
         let config = &request.config;
         if self.embedding_only {
             return Err(CortexError::InvalidRequest(
@@ -812,6 +812,7 @@ impl Engine for Brain {
         entry.last_used = self.clock;
         entry.limit = limit;
         entry.picker = Some(picker);
+        out.admitted(tokens.len(), entry.cached.len());
         entry.phase = Phase::Prompt { cached_at_start: entry.cached.len(), think, tokens };
         Ok(slot)
     }

@@ -15,8 +15,9 @@ pub type StreamItem = Result<InferenceEvent, CortexError>;
 /// One event of a generation stream.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InferenceEvent {
-    /// The worker started on this request (it may have waited in the queue before).
-    ProcessStart,
+    /// The worker started on this request (it may have waited in the queue before), with the prompt's token counts
+    /// as admitted (`completion_tokens` 0): what the answer's usage will report for the prompt.
+    ProcessStart(Usage),
     /// A piece of the model's reasoning (`<think>…</think>`).
     Thought(ThoughtEvent),
     /// A piece of the answer.

@@ -375,7 +375,7 @@ mod tests {
     fn default_reply_is_a_thought_then_narfs() {
         let worker = pinky(PinkyOptions { reply_tokens: 3, ..fast() });
         let items = collect(&worker, Behavior::default());
-        assert_eq!(items[0], Ok(InferenceEvent::ProcessStart));
+        assert!(matches!(items[0], Ok(InferenceEvent::ProcessStart(_))));
         assert_eq!(items[1], Ok(InferenceEvent::Thought(ThoughtEvent::Start)));
         assert_eq!(text_of(&items), ("Narf! Poit!".into(), "Narf! Narf! Narf!".into()));
         let done = completion(&items);
@@ -630,7 +630,7 @@ mod tests {
         assert!(matches!(items.last(), Some(Err(CortexError::Engine(m))) if m.contains("after 2 tokens")));
         // The worker is still serving: the next request starts, and fails the same way.
         let again = collect(&worker, Behavior::default());
-        assert_eq!(again[0], Ok(InferenceEvent::ProcessStart));
+        assert!(matches!(again[0], Ok(InferenceEvent::ProcessStart(_))));
         assert!(matches!(again.last(), Some(Err(CortexError::Engine(_)))));
     }
 
@@ -753,7 +753,7 @@ mod tests {
         let started = std::time::Instant::now();
         let items = drain(&queued);
         assert!(started.elapsed() < Duration::from_secs(2), "waited for the running request's slot");
-        assert_eq!(items[0], Ok(InferenceEvent::ProcessStart));
+        assert!(matches!(items[0], Ok(InferenceEvent::ProcessStart(_))));
         let done = completion(&items);
         assert_eq!((done.finish_reason, done.usage.completion_tokens), (FinishReason::Cancelled, 0));
         assert!(worker.stats().busy(), "the running request is undisturbed");

@@ -173,10 +173,17 @@ impl Generation {
         !self.pending.is_empty()
     }
 
-    /// Sends `ProcessStart`. Returns false when the reader is already gone.
+    /// Sends `ProcessStart` with the prompt's counts known so far (see [`Generation::admitted`]). Returns false
+    /// when the reader is already gone.
     pub(crate) fn start(&mut self) -> bool {
-        self.pending.push_back(Ok(InferenceEvent::ProcessStart));
+        self.pending.push_back(Ok(InferenceEvent::ProcessStart(self.usage)));
         self.flush()
+    }
+
+    /// Records the prompt's size at admission (before it is evaluated): `ProcessStart` reports it.
+    pub fn admitted(&mut self, prompt_tokens: usize, cached_tokens: usize) {
+        self.usage.prompt_tokens = u32::try_from(prompt_tokens).unwrap_or(u32::MAX);
+        self.usage.cached_prompt_tokens = u32::try_from(cached_tokens).unwrap_or(u32::MAX);
     }
 
     /// Records the evaluated prompt. Call once, before the first token.

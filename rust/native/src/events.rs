@@ -5,7 +5,7 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
-use rusty_genius_cortex::{Completion, InferenceEvent, ThoughtEvent, TokenLogprob, ToolCallEvent};
+use rusty_genius_cortex::{Completion, InferenceEvent, ThoughtEvent, TokenLogprob, ToolCallEvent, Usage};
 
 /// Token counts of one generation.
 #[pyclass(frozen, get_all, name = "Usage", module = "rusty_genius._native")]
@@ -62,14 +62,20 @@ pub struct PyEvent {
     call: Option<(u32, Option<String>, Option<String>)>,
     /// A `token_logprob` event's numbers (its token's text is `text`).
     logprob: Option<Box<TokenLogprob>>,
+    /// A `process_start` event's prompt counts.
+    prompt: Option<Usage>,
 }
 
 impl PyEvent {
     pub fn new(py: Python<'_>, event: InferenceEvent) -> Self {
         let mut call = None;
         let mut logprob = None;
+        let mut prompt = None;
         let (kind, text, completion) = match event {
-            InferenceEvent::ProcessStart => (pyo3::intern!(py, "process_start"), None, None),
+            InferenceEvent::ProcessStart(usage) => {
+                prompt = Some(usage);
+                (pyo3::intern!(py, "process_start"), None, None)
+            }
             InferenceEvent::Thought(ThoughtEvent::Start) => (pyo3::intern!(py, "thought_start"), None, None),
             InferenceEvent::Thought(ThoughtEvent::Delta(t)) => (pyo3::intern!(py, "thought_delta"), Some(t), None),
             InferenceEvent::Thought(ThoughtEvent::Stop) => (pyo3::intern!(py, "thought_stop"), None, None),
@@ -94,7 +100,7 @@ impl PyEvent {
             InferenceEvent::Complete(c) => (pyo3::intern!(py, "complete"), None, Some(c)),
         };
         let text = text.map(|t| PyString::new(py, &t).unbind());
-        Self { kind: kind.clone().unbind(), text, completion, call, logprob }
+        Self { kind: kind.clone().unbind(), text, completion, call, logprob, prompt }
     }
 
     pub fn is_complete(&self) -> bool {
@@ -170,13 +176,13 @@ impl PyEvent {
         self.completion.as_ref().and_then(|c| c.stop_sequence.as_deref())
     }
 
-    /// Token counts on a `complete` event; None otherwise.
+    /// Token counts on a `complete` event; on `process_start`, the prompt's as admitted (completion 0); None otherwise.
     #[getter]
     fn usage(&self) -> Option<PyUsage> {
-        self.completion.as_ref().map(|c| PyUsage {
-            prompt_tokens: c.usage.prompt_tokens,
-            completion_tokens: c.usage.completion_tokens,
-            cached_prompt_tokens: c.usage.cached_prompt_tokens,
+        self.completion.as_ref().map(|c| c.usage).or(self.prompt).map(|u| PyUsage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            cached_prompt_tokens: u.cached_prompt_tokens,
         })
     }
 

@@ -143,10 +143,11 @@ class EventEncoder:
         self.model = model
         self.blocks = Blocks()
 
-    def start(self) -> bytes:
+    def start(self, usage: Usage | None = None) -> bytes:
+        """``message_start``, with the prompt's size when ``usage`` (a ``process_start`` event's) gives it."""
         snapshot: dict[str, Any] = {"id": message_id(), "type": "message", "role": "assistant", "model": self.model,
                                     "content": [], "stop_reason": None, "stop_sequence": None,
-                                    "usage": usage_of(None)}  # fmt: skip
+                                    "usage": usage_of(usage)}  # fmt: skip
         return _event("message_start", {"message": snapshot})
 
     def events(self, events: Sequence[Event]) -> bytes:
@@ -192,11 +193,18 @@ class MessageEncoding:
     def __init__(self, model: str) -> None:
         self.model = model
         self.encoder = EventEncoder(model)
-        self.start = self.encoder.start
         self.error = self.encoder.error
+        self._started = False
+
+    def start(self) -> bytes:
+        return b""  # message_start goes out with the first batch, whose process_start event has the prompt's size
 
     def batch(self, index: int, events: Sequence[Event]) -> bytes:
-        return self.encoder.events(events)
+        head = b""
+        if not self._started:
+            self._started = True
+            head = self.encoder.start(next((e.usage for e in events if e.kind == "process_start"), None))
+        return head + self.encoder.events(events)
 
     def end(self, ends: Sequence[Event]) -> bytes:
         return b""  # the last batch wrote message_delta and message_stop

@@ -451,7 +451,9 @@ class Genius:
         **settings: Any,
     ) -> str:
         """The prompt :meth:`chat` would give the model for ``messages``: its chat template applied with the tools
-        and reasoning settings (``enable_thinking``, ``reasoning_effort``), ending with the open assistant turn."""
+        and reasoning settings (``enable_thinking``, ``reasoning_effort``), ending with the open assistant turn; when
+        the last message is an assistant's with text and no tool calls, its text follows (the model continues it: a
+        prefill)."""
         config = _request_config(config, settings, tools, tool_choice, None, None)
         async with self._engine(model) as engine:
             return await engine.apply_template(_wire(messages), config)

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.responses import ResponseCompletedEvent, ResponseTextDeltaEvent, ResponseTextDoneEvent
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import smollm2_path, wait_until
@@ -348,3 +349,42 @@ def test_anthropic_messages_basic_stream_count_and_tool_results(http: httpx.Clie
     ]
     answered = http.post("/v1/messages", json={"model": ALIAS, "max_tokens": 20, "messages": tool_turns})
     assert answered.status_code == 200 and answered.json()["content"]
+
+
+# -- test_compat_oai_responses.py ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text_format", "status"),
+    [
+        ({"type": "json_schema", "name": "test", "schema": {"const": "foooooo"}}, 200),
+        ({"type": "json_object"}, 200),
+        ({"type": "text"}, 200),
+        ({"type": "json_schema", "name": "test"}, 400),
+    ],
+)
+def test_responses_with_text_format_statuses(http: httpx.Client, text_format: dict[str, Any], status: int) -> None:
+    """test_responses_with_text_format: which formats are taken, and a json_schema without a schema is a 400."""
+    for path in ("/v1/responses", "/responses"):
+        body = {"model": ALIAS, "input": "Write an example", "max_output_tokens": 10, "text": {"format": text_format}}
+        res = http.post(path, json=body)
+        assert res.status_code == status, (path, res.text)
+
+
+def test_responses_with_the_openai_library_streamed_and_not(server: LiveServer) -> None:
+    """test_responses_with_openai_library and test_responses_stream_with_openai_library: resp_ and msg_ ids, one
+    message id across the stream's events, the deltas make output_text."""
+    with openai.OpenAI(api_key="dummy", base_url=server.base_url) as client:
+        res = client.responses.create(model=ALIAS, input=BOOK, max_output_tokens=8)  # type: ignore[arg-type]
+        assert res.id.startswith("resp_") and str(res.output[-1].id).startswith("msg_") and res.output_text
+        gathered, ids, completed = "", set(), None
+        for event in client.responses.create(model=ALIAS, input=BOOK, max_output_tokens=64, stream=True):  # type: ignore[arg-type]
+            if isinstance(event, ResponseTextDeltaEvent):
+                ids.add(event.item_id)
+                gathered += event.delta
+            elif isinstance(event, ResponseTextDoneEvent):
+                ids.add(event.item_id)
+            elif isinstance(event, ResponseCompletedEvent):
+                completed = event.response
+        assert completed is not None and completed.id.startswith("resp_") and gathered == completed.output_text
+        assert len(ids) == 1 and next(iter(ids)).startswith("msg_")

@@ -130,11 +130,12 @@ def add_routes(router: Router, service: Service) -> None:
         items = running.items if running is not None and running.kept else _stored(store, rid).items
         return json_response(_page(items, request))
 
-    router.add_post(PATH, api(Create(service)))
-    router.add_get(PATH + "/{response_id}", api(retrieve))
-    router.add_delete(PATH + "/{response_id}", api(delete))
-    router.add_post(PATH + "/{response_id}/cancel", api(cancel))
-    router.add_get(PATH + "/{response_id}/input_items", api(input_items))
+    for path in (PATH, PATH.removeprefix("/v1")):  # also without /v1, as llama-server serves it
+        router.add_post(path, api(Create(service)))
+        router.add_get(path + "/{response_id}", api(retrieve))
+        router.add_delete(path + "/{response_id}", api(delete))
+        router.add_post(path + "/{response_id}/cancel", api(cancel))
+        router.add_get(path + "/{response_id}/input_items", api(input_items))
 
 
 def _stored(store: ResponseStore, rid: str) -> Stored:

@@ -388,3 +388,13 @@ def test_responses_with_the_openai_library_streamed_and_not(server: LiveServer) 
                 completed = event.response
         assert completed is not None and completed.id.startswith("resp_") and gathered == completed.output_text
         assert len(ids) == 1 and next(iter(ids)).startswith("msg_")
+
+
+def test_responses_refuse_the_extensions_they_cannot_honour(http: httpx.Client) -> None:
+    """test_responses_stream_with_llama_telemetry asks for per-token timings and prompt progress: refused, naming
+    the field, as on chat; json_schema (llama-server's) works here too."""
+    base = {"model": ALIAS, "input": "This is a test", "max_output_tokens": 8}
+    for field in ("timings_per_token", "return_progress"):
+        res = http.post("/responses", json={**base, field: True})
+        assert res.status_code == 400 and res.json()["error"]["param"] == field
+    assert http.post("/responses", json={**base, "json_schema": {"type": "object"}}).status_code == 200

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rusty_genius.core.errors import shown
+from rusty_genius.ogenius.serve import llama_extensions
 from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, parse_chat
 from rusty_genius.ogenius.serve.responses_items import bad, call_names, input_items, messages_of
 from rusty_genius.ogenius.serve.responses_store import Stored
@@ -144,6 +145,10 @@ def _metadata(body: Mapping[str, Any]) -> dict[str, str]:
 def _fields(body: Mapping[str, Any]) -> dict[str, Any]:
     """The chat-completions fields of a Responses body (checked by the chat path, errors renamed)."""
     fields: dict[str, Any] = {name: body[name] for name in _EXTENSIONS if body.get(name) is not None}
+    # llama-server's extensions, honoured or refused as on chat (llama_extensions); logprobs are not in this API.
+    fields.update({n: body[n] for n in llama_extensions.FIELDS - {"n_probs"} if body.get(n) is not None})
+    if body.get("n_probs") is not None:
+        raise bad("'n_probs' is not supported by the Responses API: use chat completions' logprobs", "n_probs")
     for name, chat in _RENAMED.items():
         if body.get(name) is not None:
             fields[chat] = body[name]

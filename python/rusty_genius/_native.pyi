@@ -79,6 +79,9 @@ class Usage:
     def cached_prompt_tokens(self) -> int:
         """Prompt tokens reused from the engine's cache instead of being evaluated again."""
     @property
+    def dropped_messages(self) -> int:
+        """Messages of the conversation left out so that it fit the context (``context_overflow``)."""
+    @property
     def total_tokens(self) -> int: ...
 
 @final

@@ -140,6 +140,16 @@ class Behavior:
     reported, nor the tokens of a stop string that matched. Pinky reports each piece as certain (logprob 0). None:
     off."""
 
+    context_overflow: str = _described(
+        "error", "when the conversation does not fit the context: error, or drop_oldest_turns (system messages and "
+        "the last turn stay; usage counts the dropped messages)", choices=("error", "drop_oldest_turns"),
+        metavar="POLICY",
+    )  # fmt: skip
+    """What a chat request whose prompt does not fit the context gets: ``"error"`` (:class:`ContextOverflowError`),
+    or ``"drop_oldest_turns"``: the oldest turns (a user message and what answered it) are left out until it fits;
+    system messages and the last turn always stay, and ``usage.dropped_messages`` counts what went. Raw completions
+    (``Genius.generate``) always get the error."""
+
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
@@ -329,7 +339,9 @@ class Setting:
     @property
     def default_text(self) -> str:
         """The default as a person reads it: ``0.8``, ``no limit``."""
-        return self.none_means if self.default is None and self.none_means else _num(self.default)
+        if self.default is None and self.none_means:
+            return self.none_means
+        return self.default if isinstance(self.default, str) else _num(self.default)
 
     def accepted(self) -> str:
         """What the setting accepts, in words: ``"in (0, 1]"``, ``"1 or more, or none (no limit)"``."""
@@ -482,7 +494,9 @@ TUNABLE: tuple[Setting, ...] = tuple(
 """The numbers people tune per request (see :attr:`Setting.tunable`): the sampling ones, then ``max_tokens``, then
 ``thinking_budget``."""
 
-CONVERSATION: tuple[Setting, ...] = (*TUNABLE, SETTINGS["enable_thinking"], SETTINGS["reasoning_effort"])
+CONVERSATION: tuple[Setting, ...] = (
+    *TUNABLE, SETTINGS["enable_thinking"], SETTINGS["reasoning_effort"], SETTINGS["context_overflow"]
+)
 """What a person sets for a conversation: the tunable numbers and the reasoning switches. These are the flags of
 ``ogenius chat``/``serve`` and the ``/set`` keys. (The server reads the reasoning switches under their API names:
 OpenAI's ``reasoning_effort``, ``chat_template_kwargs.enable_thinking``.)"""

@@ -53,7 +53,7 @@ use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 
 use std::collections::VecDeque;
 
-use crate::config::{InferenceConfig, Sampling};
+use crate::config::{ContextOverflow, InferenceConfig, Sampling};
 use crate::constraint::Compiler;
 use crate::engine::{Engine, EngineInfo, Seq};
 use crate::error::CortexError;
@@ -420,6 +420,32 @@ impl Brain {
         Ok((self.tokenize_prompt(&prompt), think))
     }
 
+    /// [`Self::chat_tokens`], leaving out the oldest turns while the prompt does not fit `limit` when the request's
+    /// `context_overflow` says so (their count goes to `out`'s usage). What still does not fit is the caller's error.
+    fn fitting_chat_tokens(
+        &self,
+        messages: &[ChatMessage],
+        config: &InferenceConfig,
+        constrained: bool,
+        limit: usize,
+        out: &mut Generation,
+    ) -> Result<(Vec<LlamaToken>, ThinkStart), CortexError> {
+        let (mut tokens, mut think) = self.chat_tokens(messages, config, constrained)?;
+        if tokens.len() < limit || config.behavior.context_overflow != ContextOverflow::DropOldestTurns {
+            return Ok((tokens, think));
+        }
+        let mut kept = messages.to_vec();
+        let mut dropped = 0;
+        while tokens.len() >= limit {
+            let Some((fewer, n)) = crate::template::without_oldest_turn(&kept) else { break };
+            kept = fewer;
+            dropped += n;
+            (tokens, think) = self.chat_tokens(&kept, config, constrained)?;
+        }
+        out.dropped_messages(dropped);
+        Ok((tokens, think))
+    }
+
     /// The tokens of a raw prompt: its text as it is, or with a suffix, the model's fill-in-the-middle form
     /// (`[BOS] <fim_pre> text <fim_suf> suffix <fim_mid>`, as llama-server's infill builds it).
     fn raw_tokens(&self, raw: &RawPrompt) -> Result<Vec<LlamaToken>, CortexError> {
@@ -784,15 +810,15 @@ impl Engine for Brain {
         }
         config.sampling.check_vocab(self.model.n_vocab())?;
         let constraint = self.constraint(config)?;
+        let limit = config.behavior.context_size.map_or(self.n_ctx, |n| n.min(self.n_ctx)) as usize;
         let (tokens, think) = match &request.prompt {
             Some(raw) => (self.raw_tokens(raw)?, ThinkStart::default()),
-            None => self.chat_tokens(&request.messages, config, constraint.is_some())?,
+            None => self.fitting_chat_tokens(&request.messages, config, constraint.is_some(), limit, out)?,
         };
         if tokens.is_empty() {
             // A decode of no tokens fails in llama.cpp, and a failed decode costs every running sequence its cache.
             return Err(CortexError::InvalidRequest("the prompt is empty: send some text to continue".into()));
         }
-        let limit = config.behavior.context_size.map_or(self.n_ctx, |n| n.min(self.n_ctx)) as usize;
         if tokens.len() >= limit {
             return Err(CortexError::ContextOverflow { prompt_tokens: tokens.len(), context_size: limit });
         }

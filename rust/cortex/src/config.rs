@@ -33,11 +33,50 @@ pub struct Behavior {
     /// Report each answer token's log-probability and its `k` most likely alternatives (`k` in 0..=20, as OpenAI's
     /// `top_logprobs`); `None`: off. See [`crate::event::TokenLogprob`] for what is reported.
     pub logprobs: Option<u32>,
+    /// What a chat request whose conversation does not fit the context gets.
+    pub context_overflow: ContextOverflow,
 }
 
 impl Default for Behavior {
     fn default() -> Self {
-        Self { show_thinking: true, max_tokens: None, stop: Vec::new(), context_size: None, logprobs: None }
+        Self {
+            show_thinking: true,
+            max_tokens: None,
+            stop: Vec::new(),
+            context_size: None,
+            logprobs: None,
+            context_overflow: ContextOverflow::Error,
+        }
+    }
+}
+
+/// What a chat request gets when its prompt does not fit the context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContextOverflow {
+    /// `CortexError::ContextOverflow` (a server answers 400 `context_length_exceeded`).
+    #[default]
+    Error,
+    /// The oldest turns go (a user message and what answered it), system messages and the last turn stay, until
+    /// the prompt fits; the answer's usage counts the messages dropped. Still too long: the error.
+    DropOldestTurns,
+}
+
+impl ContextOverflow {
+    pub const NAMES: [&'static str; 2] = ["error", "drop_oldest_turns"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "error" => Some(Self::Error),
+            "drop_oldest_turns" => Some(Self::DropOldestTurns),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::DropOldestTurns => "drop_oldest_turns",
+        }
     }
 }
 

@@ -102,6 +102,8 @@ pub struct Usage {
     pub completion_tokens: u32,
     /// How many of `prompt_tokens` were reused from the engine's cache instead of being evaluated again.
     pub cached_prompt_tokens: u32,
+    /// Messages of the conversation left out so that it fit the context (`ContextOverflow::DropOldestTurns`).
+    pub dropped_messages: u32,
 }
 
 /// Wall-clock timings of one generation, measured on the worker thread.

@@ -40,7 +40,7 @@ pub mod utf8;
 pub mod worker;
 
 pub use cancel::CancelToken;
-pub use config::{Behavior, InferenceConfig, Sampling};
+pub use config::{Behavior, ContextOverflow, InferenceConfig, Sampling};
 pub use engine::{Engine, EngineInfo, Seq};
 pub use error::CortexError;
 pub use event::{

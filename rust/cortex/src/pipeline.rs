@@ -180,6 +180,11 @@ impl Generation {
         self.flush()
     }
 
+    /// Records that `n` messages of the conversation were left out so that it fit (the answer's usage says so).
+    pub fn dropped_messages(&mut self, n: usize) {
+        self.usage.dropped_messages = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+
     /// Records the prompt's size at admission (before it is evaluated): `ProcessStart` reports it.
     pub fn admitted(&mut self, prompt_tokens: usize, cached_tokens: usize) {
         self.usage.prompt_tokens = u32::try_from(prompt_tokens).unwrap_or(u32::MAX);

@@ -371,6 +371,17 @@ pub fn split_prefill(messages: &[ChatMessage]) -> (&[ChatMessage], Option<&str>)
     }
 }
 
+/// `messages` without their oldest turn, and how many messages that was: the first message after the leading system
+/// messages up to (not including) the next user message. `None` when no turn can go: the last user turn (and what
+/// follows it) always stays, and so do the system messages.
+pub fn without_oldest_turn(messages: &[ChatMessage]) -> Option<(Vec<ChatMessage>, usize)> {
+    let start = messages.iter().position(|m| m.role != Role::System)?;
+    let end = start + 1 + messages[start + 1..].iter().position(|m| m.role == Role::User)?;
+    let mut kept = messages[..start].to_vec();
+    kept.extend_from_slice(&messages[end..]);
+    Some((kept, end - start))
+}
+
 /// `messages` with [`tool_instructions`] at the start of the system message (a new one when there is none): how a
 /// template that cannot show tools, or llama.cpp's built-in matcher, is told about them.
 pub fn with_tool_instructions(messages: &[ChatMessage], tools: &[ToolSpec]) -> Vec<ChatMessage> {

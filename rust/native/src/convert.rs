@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMapping, PyString};
 use rusty_genius_cortex::config::{Output, Reasoning, ResponseFormat, ToolChoice, ToolSpec};
 use rusty_genius_cortex::request::ToolCall;
-use rusty_genius_cortex::{Behavior, ChatMessage, CortexError, InferenceConfig, Role, Sampling};
+use rusty_genius_cortex::{Behavior, ChatMessage, ContextOverflow, CortexError, InferenceConfig, Role, Sampling};
 
 use crate::errors::{RequestError, config_error, to_py};
 use crate::read::{attr, json_text, lone_surrogate, no_attribute, not_accepted, opt_u32, req_u32, type_name};
@@ -26,9 +26,19 @@ pub fn behavior(obj: &Bound<'_, PyAny>) -> PyResult<Behavior> {
         stop: stop(obj)?,
         context_size: opt_u32(obj, o, "context_size", "must be between 16 and 1048576 tokens")?,
         logprobs: opt_u32(obj, o, "logprobs", "must be between 0 and 20, or None (off)")?,
+        context_overflow: context_overflow(obj)?,
     };
     b.validate().map_err(to_py)?;
     Ok(b)
+}
+
+/// Reads `Behavior.context_overflow`: `"error"` or `"drop_oldest_turns"`.
+fn context_overflow(obj: &Bound<'_, PyAny>) -> PyResult<ContextOverflow> {
+    let name: String = attr(obj, "Behavior", "context_overflow")?;
+    ContextOverflow::parse(&name).ok_or_else(|| {
+        let names = ContextOverflow::NAMES.join(" or ");
+        config_error(format!("context_overflow must be {names}, not {name:?}"), Some("context_overflow"))
+    })
 }
 
 /// Reads `Behavior.stop`: a `str` or a sequence of them; an error names the bad item (`stop[1]`).

@@ -108,6 +108,11 @@ def _parse(body: dict[str, Any], counting: bool) -> ChatRequest:
     request.settings["show_thinking"] = True  # thoughts come back as thinking blocks
     if body.get("keep_alive") is not None:  # Ollama's extension, as on chat completions
         request.keep_alive = parse_keep_alive(body["keep_alive"])
+    policy = body.get("context_overflow")  # this server's extension, as on chat completions
+    if policy is not None:
+        if policy not in SETTINGS["context_overflow"].choices:
+            raise bad("'context_overflow' must be error or drop_oldest_turns", "context_overflow")
+        request.settings["context_overflow"] = policy
     request.output = tools_api.parse_output(_openai_output(body))
     _thinking(body.get("thinking"), request)
     return request

@@ -45,12 +45,15 @@ def completion_id() -> str:
 
 
 def usage_dict(usage: Usage) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_prompt_tokens},
     }
+    if usage.dropped_messages:  # context_overflow: drop_oldest_turns left these out
+        body["dropped_messages"] = usage.dropped_messages
+    return body
 
 
 def timings_dict(timings: Timings, usage: Usage | None) -> dict[str, Any]:

@@ -222,10 +222,24 @@ def _parse(body: dict[str, Any]) -> ChatRequest:
         request.include_usage = _flag(options, "include_usage", False, "stream_options.include_usage")
     if "keep_alive" in body:
         request.keep_alive = parse_keep_alive(body["keep_alive"])
+    _context_overflow(body, request)
     request.logprobs = _logprobs(body, request)
     request.output = tools_api.parse_output(body)
     tools_api.parse_reasoning(body, request.settings, request.params)
     return request
+
+
+def _context_overflow(body: Mapping[str, Any], request: ChatRequest) -> None:
+    """This server's ``context_overflow`` field: ``error`` or ``drop_oldest_turns`` (over the server's default)."""
+    policy = body.get("context_overflow")
+    if policy is None:
+        return
+    choices = SETTINGS["context_overflow"].choices
+    if policy not in choices:
+        raise ApiError(400, f"'context_overflow' must be {' or '.join(choices)} (got {shown(policy)})",
+                       param="context_overflow")  # fmt: skip
+    request.settings["context_overflow"] = policy
+    request.params["context_overflow"] = "context_overflow"
 
 
 def number_of(name: str, value: object, setting: Setting) -> int | float:

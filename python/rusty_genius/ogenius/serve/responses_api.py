@@ -29,7 +29,7 @@ from rusty_genius.ogenius.serve.responses_store import Stored
 
 _EXTENSIONS = ("top_k", "min_p", "repeat_penalty", "seed", "stop", "presence_penalty", "frequency_penalty",
                "logit_bias", "grammar", "keep_alive", "chat_template_kwargs", "enable_thinking", "thinking_budget",
-               "thinking_budget_tokens")  # fmt: skip
+               "thinking_budget_tokens", "context_overflow")  # fmt: skip
 """Chat-completions fields a Responses body may carry too (this server's extensions, as on chat completions)."""
 _RENAMED = {"model": "model", "max_output_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p",
             "parallel_tool_calls": "parallel_tool_calls", "stream": "stream"}  # fmt: skip

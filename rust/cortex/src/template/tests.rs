@@ -489,3 +489,24 @@ fn a_prefill_continues_the_open_turn_of_real_templates() {
     let got = prefilled(&r1, &[question, msg(Role::Assistant, "Paris, surely.</think>\n\nParis")], &[]);
     assert_eq!(got, "<s><｜User｜>Capital of France?<｜Assistant｜><think>\nParis, surely.</think>\n\nParis");
 }
+
+#[test]
+fn the_oldest_turn_goes_and_system_messages_and_the_last_turn_stay() {
+    use crate::template::without_oldest_turn;
+    let m = |role: Role, text: &str| ChatMessage::new(role, text.to_string());
+    let chat = vec![
+        m(Role::System, "sys"),
+        m(Role::User, "u1"),
+        m(Role::Assistant, "a1"),
+        m(Role::User, "u2"),
+        m(Role::Assistant, "a2"),
+        m(Role::User, "u3"),
+    ];
+    let (fewer, n) = without_oldest_turn(&chat).unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(fewer.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["sys", "u2", "a2", "u3"]);
+    let (last, n) = without_oldest_turn(&fewer).unwrap();
+    assert_eq!((n, last.iter().map(|m| m.content.as_str()).collect::<Vec<_>>()), (2, vec!["sys", "u3"]));
+    assert!(without_oldest_turn(&last).is_none(), "the last turn stays");
+    assert!(without_oldest_turn(&[m(Role::System, "only")]).is_none());
+}

@@ -10,6 +10,7 @@ set (security.Guard).
   partial file is discarded; nothing is registered). These are the only routes that ever download.
 - ``POST /v1/models/load`` and ``/v1/models/unload`` ``{"model"}``: load now (placement may unload idle models;
   503 ``model_does_not_fit`` names the sizes), or unload now (409 while requests hold it); both answer the card.
+- ``GET /props`` (``?model=``): llama-server's properties of a model (:func:`props_of`); never loads it.
 - ``DELETE /v1/models/{id}``: unload it and unregister it, deleting the files rusty-genius downloaded (an imported
   file is kept); OpenAI's deletion object. The default model and models named on the command line are refused (409):
   the server would still serve them.

@@ -157,3 +157,17 @@ async def test_an_abandoned_load_is_never_seen_by_a_later_request() -> None:
     assert stem.states() == {"a": "unloaded", "b": "loaded"}
     release_b()
     await stem.aclose()
+
+
+async def test_a_key_registered_again_while_unloaded_loads_what_it_names_now() -> None:
+    stem = _stem(1 << 30)
+    first, second = Pinky(delay=0, reply_tokens=1, name="one"), Pinky(delay=0, reply_tokens=1, name="two")
+    stem.register("m", first._load, lambda: 10)
+    await _use(stem, "m")
+    stem.register("m", second._load, lambda: 20)  # loaded: it keeps its loader until it unloads
+    assert stem.resident_bytes() == {"m": 10}
+    await stem.unload("m")
+    stem.register("m", second._load, lambda: 20)
+    await _use(stem, "m")
+    assert stem.resident_bytes() == {"m": 20}, "the new loader (and its size) is used"
+    await stem.aclose()

@@ -115,10 +115,15 @@ class Brainstem:
     # -- what callers see ---------------------------------------------------------------------------------------
 
     def register(self, key: str, loader: Loader, sizer: Sizer | None = None) -> None:
-        """Makes ``key`` known (not loaded); ``sizer`` estimates its bytes for placement (None: 0 bytes)."""
+        """Makes ``key`` known (not loaded); ``sizer`` estimates its bytes for placement (None: 0 bytes). A key
+        registered again while unloaded takes the new loader and sizer (a name now meaning another file); a loaded
+        or loading one keeps its own until it unloads."""
         with self._lock:
-            if key not in self._slots:
+            slot = self._slots.get(key)
+            if slot is None:
                 self._slots[key] = Slot(key, loader, sizer=sizer)
+            elif slot.engine is None and slot.load is None and not slot.unloading and slot.loader != loader:
+                slot.loader, slot.sizer, slot.need = loader, sizer, None
 
     def states(self) -> dict[str, str]:
         """Every registered model's state: ``loaded``, ``loading``, ``unloading`` or ``unloaded`` (never loads)."""

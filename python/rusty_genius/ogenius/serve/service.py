@@ -64,8 +64,10 @@ class Service:
         self.closing = False
         self._streams: dict[ChatStream, str] = {}
         self._calls: dict[asyncio.Task[Any], str] = {}
+        self._defined: dict[str, Any] = {}  # what each id was defined as in the Genius
         for entry in table.entries:
             genius.define(entry.id, entry.spec)
+            self._defined[entry.id] = entry.spec
         self.metrics = Metrics(self)
 
     # -- models -------------------------------------------------------------------------------------------------
@@ -78,8 +80,9 @@ class Service:
     def served(self, name: str | None) -> Served:
         """The model ``name`` names (None: the default); 404 otherwise. Never downloads."""
         entry = self.table.find(name)
-        if self.genius.defined().get(entry.id) is not entry.spec:  # the registry changed since it was defined
+        if self._defined.get(entry.id) is not entry.spec:  # new in the registry, or a name now for another file
             self.genius.define(entry.id, entry.spec)
+            self._defined[entry.id] = entry.spec
         return entry
 
     def check_model(self, name: str | None) -> None:
@@ -90,6 +93,7 @@ class Service:
         """Re-reads the registry (after a pull or a removal) and serves what it holds now."""
         for entry in self.table.refresh():
             self.genius.define(entry.id, entry.spec)
+            self._defined[entry.id] = entry.spec
 
     def state(self, entry: Served) -> str:
         """``loaded``, ``loading``, ``unloading`` or ``unloaded``; never loads it."""

@@ -495,7 +495,10 @@ TUNABLE: tuple[Setting, ...] = tuple(
 ``thinking_budget``."""
 
 CONVERSATION: tuple[Setting, ...] = (
-    *TUNABLE, SETTINGS["enable_thinking"], SETTINGS["reasoning_effort"], SETTINGS["context_overflow"]
+    *TUNABLE,
+    SETTINGS["enable_thinking"],
+    SETTINGS["reasoning_effort"],
+    SETTINGS["context_overflow"],
 )
 """What a person sets for a conversation: the tunable numbers and the reasoning switches. These are the flags of
 ``ogenius chat``/``serve`` and the ``/set`` keys. (The server reads the reasoning switches under their API names:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rusty_genius import ConfigError, ModelLoadError, _native
@@ -68,12 +69,13 @@ def test_estimate_memory_refuses_bad_files_and_options(tmp_path: Path) -> None:
         _native.estimate_memory(str(tmp_path / "missing.gguf"))
     good = tmp_path / "good.gguf"
     good.write_bytes(make_gguf())
-    for options, field in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"context_size": 8}, "context_size"),
         ({"parallel": 0}, "parallel"),
         ({"parallel": 257}, "parallel"),
         ({"batch_size": 0}, "batch_size"),
-    ]:
+    ]
+    for options, field in cases:
         with pytest.raises(ConfigError) as raised:
             _native.estimate_memory(str(good), **options)
         assert raised.value.field == field
@@ -100,7 +102,7 @@ def test_check_gguf_reads_the_test_models_metadata() -> None:
 
 @pytest.mark.real_engine
 @pytest.mark.parametrize("options", [{}, {"context_size": 1024, "parallel": 1}, {"context_size": 300, "parallel": 3}])
-def test_the_estimate_chooses_what_the_engine_chooses(options: dict[str, int]) -> None:
+def test_the_estimate_chooses_what_the_engine_chooses(options: dict[str, Any]) -> None:
     path = str(smollm2_path())
     estimate = _native.estimate_memory(path, **options)
     engine = _native.Engine.brain(path, threads=2, **options)

@@ -228,8 +228,18 @@ class Engine:
         context_size: int | None = None,
         batch_size: int = 512,
         parallel: int | None = None,
+        ubatch_size: int | None = None,
+        cache_type_k: str = "f16",
+        cache_type_v: str = "f16",
+        flash_attention: str = "auto",
+        mmap: bool = True,
+        mlock: bool = False,
     ) -> Engine:
-        """Loads a GGUF model into Brain, the llama.cpp engine (checks the file first; raises ``ModelLoadError``)."""
+        """Loads a GGUF model into Brain, the llama.cpp engine (checks the file first; raises ``ModelLoadError``, and
+        ``ConfigError`` naming the option for a bad one). ``ubatch_size``: tokens computed at once, at most
+        ``batch_size`` (None: the batch). ``cache_type_k`` / ``cache_type_v``: ``"f16"``, ``"q8_0"`` or ``"q4_0"``;
+        a quantized V cache needs ``flash_attention`` ``"on"`` or ``"auto"`` (``"off"`` with one is a ``ConfigError``).
+        ``mmap``: map the file (llama.cpp's default); ``mlock``: lock the weights in RAM."""
     def chat(
         self,
         messages: Sequence[Mapping[str, Any]],
@@ -326,14 +336,24 @@ def check_gguf(path: str) -> dict[str, Any]:
     None) and ``tensor_bytes`` (the tensors' data, all together). Raises ``ModelLoadError``."""
 
 def estimate_memory(
-    path: str, context_size: int | None = None, parallel: int | None = None, batch_size: int = 512
+    path: str,
+    context_size: int | None = None,
+    parallel: int | None = None,
+    batch_size: int = 512,
+    *,
+    ubatch_size: int | None = None,
+    cache_type_k: str = "f16",
+    cache_type_v: str = "f16",
+    flash_attention: str = "auto",
 ) -> dict[str, int]:
     """Bytes the model takes once loaded as ``Brain`` would load it with these options, from its GGUF header alone:
-    ``weights`` (the tensors), ``kv_cache`` (f16 keys and values for ``context_size`` times ``parallel`` tokens; 0 for
-    an encoder), ``compute`` (llama.cpp's compute and output buffers), ``total``, and the ``context_size`` and
-    ``parallel`` the engine chooses (its defaults when None: the trained context capped at 4096, up to 4 sequences as
-    memory allows; 1 for an embedding model). Raises ``ConfigError`` for an option out of range and
-    ``ModelLoadError`` for a bad file."""
+    ``weights`` (the tensors), ``kv_cache`` (keys and values of the cache types for ``context_size`` times
+    ``parallel`` tokens: q8_0 takes 34 bytes per 32 values, q4_0 18, f16 64; 0 for an encoder), ``compute``
+    (llama.cpp's compute and output buffers, for a micro-batch of ``ubatch_size`` tokens, larger with
+    ``flash_attention="off"``), ``total``, and the ``context_size`` and ``parallel`` the engine chooses (its defaults
+    when None: the trained context capped at 4096, up to 4 sequences as memory allows, so more with a quantized
+    cache; 1 for an embedding model). Raises ``ConfigError`` for an option out of range and ``ModelLoadError`` for a
+    bad file."""
 
 def _drain_callbacks() -> None:
     """Waits (at most a second) for asyncio results still being handed over by runtime threads; run at exit."""

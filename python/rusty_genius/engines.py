@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rusty_genius import _native
 
@@ -82,6 +82,12 @@ class Pinky:
         )
 
 
+CacheType = Literal["f16", "q8_0", "q4_0"]
+"""A KV-cache element type, as llama.cpp's ``--cache-type-k``/``-v`` name them."""
+FlashAttention = Literal["auto", "on", "off"]
+"""Flash attention: ``auto`` lets llama.cpp decide (on with the CPU backend, and always with a quantized V cache)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Brain:
     """Brain, the real engine: a GGUF model run by llama.cpp.
@@ -90,8 +96,18 @@ class Brain:
     :class:`ModelLoadError`). ``gpu_layers``: layers to offload (default: all when built with a GPU backend, else
     none). ``threads``: CPU threads (default: physical cores). ``context_size``: context window in tokens (default:
     the smaller of the model's trained context and 4096; each parallel sequence has a whole one).
-    ``batch_size``: tokens per decode step. ``parallel``: requests generated at once from one context by continuous
-    batching (default: up to 4, as many as their caches fit in memory; more requests queue).
+    ``batch_size``: tokens per decode step. ``ubatch_size``: tokens llama.cpp computes at once, at most
+    ``batch_size`` (default: the batch; a smaller one needs a smaller compute buffer). ``parallel``: requests
+    generated at once from one context by continuous batching (default: up to 4, as many as their caches fit in
+    memory; more requests queue).
+
+    ``cache_type_k`` / ``cache_type_v``: the KV cache's element types, ``"f16"`` (default), ``"q8_0"`` (53 % of the
+    memory, answers close to f16's) or ``"q4_0"`` (28 %, lossier); with less memory per sequence the default
+    ``parallel`` can run more of them. A quantized V cache needs flash attention: ``flash_attention`` is ``"auto"``
+    (default, llama.cpp's: on where the backend supports it), ``"on"`` or ``"off"`` (with a quantized V cache, a
+    :class:`ConfigError` naming both options). ``mmap``: map the file rather than read it (default, llama.cpp's);
+    ``mlock``: lock the weights in RAM so they are never swapped out. A bad value raises :class:`ConfigError` naming
+    the option when the model loads.
     """
 
     model_path: str | os.PathLike[str]
@@ -100,24 +116,38 @@ class Brain:
     context_size: int | None = None
     batch_size: int = 512
     parallel: int | None = None
+    ubatch_size: int | None = None
+    cache_type_k: CacheType = "f16"
+    cache_type_v: CacheType = "f16"
+    flash_attention: FlashAttention = "auto"
+    mmap: bool = True
+    mlock: bool = False
 
     def _load(self) -> _native.Engine:
         return _native.Engine.brain(
             os.fspath(self.model_path),
             gpu_layers=self.gpu_layers,
             threads=self.threads,
-            context_size=self.context_size,
-            batch_size=self.batch_size,
-            parallel=self.parallel,
+            mmap=self.mmap,
+            mlock=self.mlock,
+            **self._sizing(),
         )
+
+    def _sizing(self) -> dict[str, Any]:
+        """The options its memory depends on, as :func:`_native.estimate_memory` takes them."""
+        return {
+            "context_size": self.context_size,
+            "parallel": self.parallel,
+            "batch_size": self.batch_size,
+            "ubatch_size": self.ubatch_size,
+            "cache_type_k": self.cache_type_k,
+            "cache_type_v": self.cache_type_v,
+            "flash_attention": self.flash_attention,
+        }
 
     def _footprint(self) -> int:
         """Bytes it takes loaded, estimated from its GGUF header with the engine's own context and parallel rules."""
-        estimate = _native.estimate_memory(
-            os.fspath(self.model_path), context_size=self.context_size, parallel=self.parallel,
-            batch_size=self.batch_size,
-        )  # fmt: skip
-        return int(estimate["total"])
+        return int(_native.estimate_memory(os.fspath(self.model_path), **self._sizing())["total"])
 
 
 @dataclass(frozen=True)

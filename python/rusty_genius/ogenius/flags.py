@@ -69,6 +69,7 @@ def add_inference_flags(parser: argparse.ArgumentParser, *, many_models: bool = 
         help="CPU threads for the model (default: one per physical core)",
     )  # fmt: skip
     model.add_argument("--show-thinking", action="store_true", help="show the model's reasoning (hidden by default)")
+    add_load_flags(parser)
     sampling = parser.add_argument_group("sampling")
     for setting in FLAG_SETTINGS:
         sampling.add_argument(
@@ -76,6 +77,71 @@ def add_inference_flags(parser: argparse.ArgumentParser, *, many_models: bool = 
             help=f"{setting.help} ({setting.range.describe() if setting.range else setting.accepted()}; "
             f"default {setting.default_text})",
         )  # fmt: skip
+
+
+CACHE_TYPES = ("f16", "q8_0", "q4_0")
+"""The KV-cache types ``--cache-type-k`` and ``--cache-type-v`` take (``Brain``'s ``cache_type_k``/``_v``)."""
+
+
+def add_load_flags(parser: argparse.ArgumentParser) -> None:
+    """The llama.cpp load options, under llama-server's names: the KV cache's types, flash attention, the batch and
+    micro-batch, mmap and mlock."""
+    load = parser.add_argument_group("loading (docs/models.md, Load options)")
+    load.add_argument(
+        "--cache-type-k", "-ctk", choices=CACHE_TYPES, metavar="TYPE",
+        help="KV cache type for K: f16 (default), q8_0 (53%% of the memory) or q4_0 (28%%); less memory per "
+        "sequence lets the default --parallel run more",
+    )  # fmt: skip
+    load.add_argument(
+        "--cache-type-v", "-ctv", choices=CACHE_TYPES, metavar="TYPE",
+        help="KV cache type for V: f16 (default), q8_0 or q4_0; a quantized V cache needs flash attention",
+    )  # fmt: skip
+    load.add_argument(
+        "--flash-attn", "-fa", choices=("on", "off", "auto"), metavar="on|off|auto",
+        help="flash attention (default auto: llama.cpp decides; on with the CPU backend and with a quantized V cache)",
+    )  # fmt: skip
+    load.add_argument(
+        "--batch-size", "-b", type=bounded(int, 1, 1 << 16, "between 1 and 65536"), metavar="N",
+        help="tokens per decode step while reading a prompt (default 512)",
+    )  # fmt: skip
+    load.add_argument(
+        "--ubatch-size", "-ub", type=bounded(int, 1, 1 << 16, "between 1 and 65536"), metavar="N",
+        help="tokens computed at once, at most --batch-size (default: the batch); smaller needs less memory",
+    )  # fmt: skip
+    load.add_argument("--no-mmap", action="store_true", help="read the model into memory instead of mapping the file")
+    load.add_argument("--mlock", action="store_true", help="lock the model in RAM (never swapped out)")
+
+
+def brain_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``Brain`` keywords the model and load flags give (those not given keep ``Brain``'s defaults). Raises
+    :class:`ConfigError` naming the flags for a combination that cannot load (``ogenius`` makes it a usage error)."""
+    options: dict[str, Any] = {"context_size": args.context_size, "parallel": args.parallel, "threads": args.threads}
+    given = {
+        "cache_type_k": args.cache_type_k,
+        "cache_type_v": args.cache_type_v,
+        "flash_attention": args.flash_attn,
+        "batch_size": args.batch_size,
+        "ubatch_size": args.ubatch_size,
+    }
+    options.update({name: value for name, value in given.items() if value is not None})
+    if args.no_mmap:
+        options["mmap"] = False
+    if args.mlock:
+        options["mlock"] = True
+    if options.get("cache_type_v", "f16") != "f16" and options.get("flash_attention") == "off":
+        raise ConfigError(
+            f"--cache-type-v {options['cache_type_v']} needs flash attention, and --flash-attn is off: "
+            "use --flash-attn on or auto, or --cache-type-v f16",
+            "cache_type_v",
+        )
+    batch = options.get("batch_size", Brain.batch_size)
+    if options.get("ubatch_size", 0) > batch:
+        raise ConfigError(
+            f"--ubatch-size {options['ubatch_size']} is more than the batch ({batch}): a micro-batch is a part of a "
+            "batch; lower it or raise --batch-size",
+            "ubatch_size",
+        )
+    return options
 
 
 def _typed(setting: Setting) -> Any:
@@ -140,10 +206,10 @@ def _resolve(args: argparse.Namespace) -> ModelChoice:
     # Imported here: facecrab pulls in huggingface_hub, which `ogenius --help` should not pay for.
     from rusty_genius import facecrab
 
+    brain = brain_options(args)  # a bad combination is refused before anything is fetched
     resolution = facecrab.resolve_model(args.model, args.quant)
     if resolution.kind == "pinky":
         return ModelChoice(_pinky(args), resolution.label, resolution)
-    brain = {"context_size": args.context_size, "parallel": args.parallel, "threads": args.threads}
     if resolution.path is not None:  # a .gguf file, loaded as it is
         return ModelChoice(Brain(model_path=resolution.path, **brain), resolution.label, resolution)
     spec = facecrab.ensure_model(resolution)

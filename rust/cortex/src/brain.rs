@@ -5,6 +5,10 @@
 //!   is silenced unless `RUSTY_GENIUS_LLAMA_LOG=1` (it writes to stderr, which the TUI and pipes must keep clean).
 //! - A file is checked by [`crate::gguf::check`] before llama.cpp sees it, so a truncated or corrupted model is an
 //!   error, never a crash.
+//! - Load options are checked before anything loads ([`BrainOptions::validate`], and the cache types against the
+//!   model's head widths once it is read), so what llama.cpp would refuse (a quantized V cache without flash
+//!   attention) is a `ConfigError` naming the option. Left at their defaults they leave llama.cpp's own (f16 cache,
+//!   flash attention auto, its load mode), and the automatic parallel count prices cells in the chosen types.
 //! - The context borrows the model; both live in this struct on the worker thread, the context declared first so it
 //!   is dropped first.
 //! - The chat template comes from the GGUF and is rendered as Jinja in Rust, sandboxed ([`crate::template`]: tools,
@@ -42,7 +46,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -85,8 +89,20 @@ pub struct BrainOptions {
     pub context_size: Option<u32>,
     /// Tokens per decode call while evaluating a prompt.
     pub batch_size: u32,
+    /// Tokens llama.cpp computes at once (its micro-batch, `n_ubatch`), at most `batch_size`; `None`: the batch.
+    pub ubatch_size: Option<u32>,
     /// Sequences generated at once; `None`: up to 4, as many as their caches fit in memory.
     pub parallel: Option<u32>,
+    /// Element type of the K cache (f16, q8_0, q4_0).
+    pub cache_type_k: footprint::CacheType,
+    /// Element type of the V cache; a quantized one needs flash attention (on or auto).
+    pub cache_type_v: footprint::CacheType,
+    /// Flash attention: on, off, or auto (llama.cpp's default: on where the backend supports it).
+    pub flash_attention: footprint::FlashAttention,
+    /// Map the file instead of reading it into memory (llama.cpp's default).
+    pub mmap: bool,
+    /// Lock the weights in RAM (no swapping, no compression).
+    pub mlock: bool,
 }
 
 impl BrainOptions {
@@ -97,17 +113,43 @@ impl BrainOptions {
             threads: None,
             context_size: None,
             batch_size: 512,
+            ubatch_size: None,
             parallel: None,
+            cache_type_k: footprint::CacheType::F16,
+            cache_type_v: footprint::CacheType::F16,
+            flash_attention: footprint::FlashAttention::Auto,
+            mmap: true,
+            mlock: false,
         }
     }
 
-    fn validate(&self) -> Result<(), CortexError> {
+    /// The options the model's memory depends on, as [`footprint::footprint_of`] takes them.
+    pub fn sizing(&self) -> footprint::Sizing {
+        footprint::Sizing {
+            context_size: self.context_size,
+            parallel: self.parallel,
+            batch_size: self.batch_size,
+            ubatch_size: self.ubatch_size,
+            cache: self.kv_cache(),
+        }
+    }
+
+    fn kv_cache(&self) -> footprint::KvCache {
+        footprint::KvCache {
+            type_k: self.cache_type_k,
+            type_v: self.cache_type_v,
+            flash_attention: self.flash_attention,
+        }
+    }
+
+    /// Checks every option (a `CortexError::InvalidConfig` naming the field at fault).
+    pub fn validate(&self) -> Result<(), CortexError> {
         if let Some(t) = self.threads
             && !(1..=1024).contains(&t)
         {
             return Err(CortexError::invalid("threads", t, "must be between 1 and 1024"));
         }
-        footprint::check_options(self.context_size, self.batch_size, self.parallel)
+        self.sizing().check()
     }
 }
 
@@ -164,9 +206,29 @@ fn kv_shape(model: &LlamaModel) -> footprint::KvShape {
     }
 }
 
-/// How many sequences to run when the caller does not say ([`footprint::auto_parallel`] on the model's numbers).
-fn auto_parallel(model: &LlamaModel, n_ctx: u32) -> u32 {
-    footprint::auto_parallel(kv_shape(model).bytes_per_cell(), n_ctx, model.size(), footprint::available_memory())
+/// How many sequences to run when the caller does not say ([`footprint::auto_parallel`] on the model's numbers,
+/// with its cells priced in the cache's types).
+fn auto_parallel(shape: &footprint::KvShape, cache: footprint::KvCache, model: &LlamaModel, n_ctx: u32) -> u32 {
+    footprint::auto_parallel(shape.bytes_per_cell_of(cache), n_ctx, model.size(), footprint::available_memory())
+}
+
+/// llama.cpp's flash-attention setting (`enum llama_flash_attn_type`, a C int; llama-cpp-2 takes it raw and does not
+/// re-export the bindings' constants).
+fn flash_attention_type(setting: footprint::FlashAttention) -> std::os::raw::c_int {
+    match setting {
+        footprint::FlashAttention::Auto => -1, // LLAMA_FLASH_ATTN_TYPE_AUTO
+        footprint::FlashAttention::Off => 0,   // LLAMA_FLASH_ATTN_TYPE_DISABLED
+        footprint::FlashAttention::On => 1,    // LLAMA_FLASH_ATTN_TYPE_ENABLED
+    }
+}
+
+/// llama.cpp's type for a cache type.
+fn kv_cache_type(kind: footprint::CacheType) -> KvCacheType {
+    match kind {
+        footprint::CacheType::F16 => KvCacheType::F16,
+        footprint::CacheType::Q8_0 => KvCacheType::Q8_0,
+        footprint::CacheType::Q4_0 => KvCacheType::Q4_0,
+    }
 }
 
 /// Where a sequence is.
@@ -249,7 +311,11 @@ impl Brain {
         let info = crate::gguf::check(path)?;
         let backend = backend()?;
         let gpu_layers = options.gpu_layers.unwrap_or(if backend.supports_gpu_offload() { ALL_LAYERS } else { 0 });
-        let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+        let mut params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+        // Untouched by default: llama.cpp's own load mode (auto) maps the file.
+        if !options.mmap || options.mlock {
+            params = params.with_use_mmap(options.mmap).with_use_mlock(options.mlock);
+        }
         let model = LlamaModel::load_from_file(backend, path, &params)
             .map_err(|e| CortexError::model_load(path, format!("llama.cpp could not load it ({e})")))?;
         let model = Box::new(model);
@@ -257,8 +323,15 @@ impl Brain {
         let trained = info.context_length.unwrap_or_else(|| u64::from(model.n_ctx_train()));
         let n_ctx = footprint::context_size(options.context_size, Some(trained));
         let (pooling, embedding_only) = crate::embedding::pooling_of(&model);
-        let parallel =
-            if embedding_only { 1 } else { options.parallel.unwrap_or_else(|| auto_parallel(&model, n_ctx)) };
+        let cache = options.kv_cache();
+        let shape = kv_shape(&model);
+        let (key_width, value_width) = shape.head_widths();
+        cache.check_heads(key_width, value_width)?;
+        let parallel = if embedding_only {
+            1
+        } else {
+            options.parallel.unwrap_or_else(|| auto_parallel(&shape, cache, &model, n_ctx))
+        };
         let n_batch = footprint::batch(options.batch_size, parallel, n_ctx);
         let threads = i32::try_from(options.threads.unwrap_or_else(physical_cores)).unwrap_or(1);
         let chat_params = LlamaContextParams::default()
@@ -266,11 +339,16 @@ impl Brain {
             .with_n_seq_max(parallel)
             .with_kv_unified(true)
             .with_n_batch(n_batch)
-            .with_n_ubatch(n_batch)
+            .with_n_ubatch(footprint::ubatch(options.ubatch_size, n_batch))
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
         let ctx_params =
             if embedding_only { crate::embedding::context_params(n_ctx, threads, pooling) } else { chat_params };
+        // The cache's types and flash attention hold for either context (an encoder has no cache to type).
+        let ctx_params = ctx_params
+            .with_type_k(kv_cache_type(cache.type_k))
+            .with_type_v(kv_cache_type(cache.type_v))
+            .with_flash_attention_policy(flash_attention_type(cache.flash_attention));
         // SAFETY: the model is boxed, so its address is stable for the Box's life; it is never moved out, replaced
         // or mutably borrowed while the context exists; the context is declared before the model in `Brain`, so it
         // is dropped first; neither leaves this struct. The 'static lifetime is therefore never observed past the

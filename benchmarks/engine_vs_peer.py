@@ -5,7 +5,8 @@ settings (2 threads, 2048-token context, 512-token batch, one sequence: ``parall
 context holds one; our default of up to 4 sequences allocates 4 windows of KV cache at load) and answer the same chat
 requests: a system + user message whose templated prompt is about 200 tokens, greedy (temperature 0), at most 128
 tokens, streamed. Each side runs in its own subprocess (never both engines in one process): ours under this
-interpreter, the peer under the python of ``target/peer-venv`` (``benchmarks/peer_env.sh`` builds llama-cpp-python there from source with our CPU features).
+interpreter, the peer under the python of ``target/peer-venv`` (``benchmarks/peer_env.sh`` builds llama-cpp-python
+there from source with our CPU features).
 
 Measured on the Python side with ``time.perf_counter``, the same way for both:
 

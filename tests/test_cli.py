@@ -227,3 +227,14 @@ def test_chat_answers_with_the_models_recommended_sampling_under_the_flags_and_s
     flagged = run([*OGENIUS, "chat", "--plain", "--temperature", "0.5"], stdin="/set top_p 0.5\n/set\n")
     assert flagged.returncode == 0, flagged.stderr
     assert {"temperature = 0.5", "repeat_penalty = 1.1", "top_p = 0.5"} <= set(flagged.stderr.splitlines())
+
+
+@pytest.mark.pinky
+def test_chat_loads_one_sequence_unless_told_and_serve_keeps_the_engines_default() -> None:
+    from rusty_genius.ogenius.cli import build_parser
+    from rusty_genius.ogenius.flags import brain_options
+
+    parser = build_parser()
+    assert brain_options(parser.parse_args(["chat"]))["parallel"] == 1
+    assert brain_options(parser.parse_args(["chat", "--parallel", "3"]))["parallel"] == 3
+    assert brain_options(parser.parse_args(["serve"]))["parallel"] is None, "serve: up to 4, as memory allows"

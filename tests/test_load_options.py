@@ -52,10 +52,10 @@ def test_the_flags_reach_the_brain_keywords() -> None:
     }  # fmt: skip
     brain = Brain(model_path="m.gguf", **options)
     assert (brain.cache_type_v, brain.ubatch_size, brain.mmap) == ("q4_0", 256, False)
-    # llama-server's short names too.
+    # llama-server's short names too (chat answers one at a time: one sequence unless --parallel says otherwise).
     short = parse("chat", "-ctk", "q4_0", "-ctv", "q8_0", "-fa", "auto", "-b", "64", "-ub", "32")
     assert brain_options(short) == {
-        "context_size": None, "parallel": None, "threads": None, "cache_type_k": "q4_0", "cache_type_v": "q8_0",
+        "context_size": None, "parallel": 1, "threads": None, "cache_type_k": "q4_0", "cache_type_v": "q8_0",
         "flash_attention": "auto", "batch_size": 64, "ubatch_size": 32,
     }  # fmt: skip
 

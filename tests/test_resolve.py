@@ -250,16 +250,16 @@ def test_ogenius_serve(world: World, case: str, monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(facecrab, "ensure_model", no_download)
     for name in (None, "", want.label, want.key, want.label.upper()):
-        service.check_model(name)
+        service.served(name)
     # Every name of the same model is accepted; every other one is 404 model_not_found.
     others = [*(n for c, n in world.names.items() if n is not None and c != case), "qwen2.5-1.5b", "someone/other"]
     for name in others:
         other = world.wants.get(next((c for c, n in world.names.items() if n == name), ""))
         if other is not None and other.key == want.key:
-            service.check_model(name)
+            service.served(name)
             continue
         with pytest.raises(ApiError) as refused:
-            service.check_model(name)
+            service.served(name)
         assert (refused.value.status, refused.value.code, refused.value.param) == (404, "model_not_found", "model")
 
 

@@ -345,7 +345,7 @@ def test_the_served_model_answers_to_its_name_with_or_without_its_quant() -> Non
     table = ModelTable([Served("smollm2-135m:Q4_1", Brain(model_path="unused.gguf"))], registry=False)
     service = Service(Genius(engine=Pinky()), table, InferenceConfig(), ServeSettings())
     for name in (None, "", "smollm2-135m:Q4_1", "SmolLM2-135M", "smollm2-135m"):
-        service.check_model(name)
+        service.served(name)
     with pytest.raises(ApiError) as err:
-        service.check_model("smollm2-135m:Q8_0")
+        service.served("smollm2-135m:Q8_0")
     assert err.value.status == 404

@@ -141,10 +141,6 @@ class Genius:
         for the same file). Defining a name again replaces what it means for the loads that follow."""
         self._defined[name] = self._choose(model, self._engine_choice)
 
-    def defined(self) -> dict[str, Loadable]:
-        """The names given with ``models=`` or :meth:`define`, and what each loads."""
-        return dict(self._defined)
-
     def _loadable(self, model: EngineSpec | None) -> Loadable:
         """A request's model (None: this Genius's default); a name is resolved on its first use only."""
         if model is None:

@@ -52,6 +52,12 @@ def recommended_for(engine: Pinky | Brain, resolution: Resolution | None) -> dic
     return recommended_sampling(metadata, resolution)
 
 
+def model_defaults(recommended: Mapping[str, Any], given: Mapping[str, Any]) -> InferenceConfig:
+    """The config a model answers with: the schema's defaults, under its ``recommended`` sampling, under the
+    settings a person ``given`` (flags, ``/set``)."""
+    return InferenceConfig().updated(**recommended).updated(**given)
+
+
 def valid(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings of ``settings`` that are valid, each checked alone (a bad one is dropped)."""
     kept = {}
@@ -76,4 +82,4 @@ def _manifest_sampling(resolution: Resolution | None) -> Mapping[str, Any]:
     return {}
 
 
-__all__ = ["GGUF_KEYS", "recommended_for", "recommended_sampling", "valid"]
+__all__ = ["GGUF_KEYS", "model_defaults", "recommended_for", "recommended_sampling", "valid"]

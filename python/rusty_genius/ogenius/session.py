@@ -25,7 +25,7 @@ from rusty_genius.core.progress import OnProgress
 from rusty_genius.ogenius import flags
 from rusty_genius.ogenius.flags import ModelChoice
 from rusty_genius.ogenius.friendly import unknown_model
-from rusty_genius.ogenius.sampling import recommended_for
+from rusty_genius.ogenius.sampling import model_defaults, recommended_for
 
 _SETTABLE: dict[str, Setting] = {s.name: s for s in CONVERSATION}
 """The ``/set`` keys: the schema's conversation settings (their parsing, ranges and None come from it too)."""
@@ -131,7 +131,7 @@ class Session:
     def use_model_defaults(self, recommended: Mapping[str, Any]) -> None:
         """The next turns answer with ``recommended`` (the model's own sampling, ogenius.sampling) under what the
         person chose."""
-        self.config = InferenceConfig().updated(**recommended).updated(**self.given)
+        self.config = model_defaults(recommended, self.given)
 
     def request_config(self) -> InferenceConfig:
         """The config for the next request; it always asks for thoughts (a UI decides whether to show them)."""

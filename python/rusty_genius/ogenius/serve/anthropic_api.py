@@ -24,7 +24,14 @@ from typing import Any
 from rusty_genius.core.config import SETTINGS, U32_MAX
 from rusty_genius.core.errors import shown
 from rusty_genius.ogenius.serve import tools_api
-from rusty_genius.ogenius.serve.openai_api import ApiError, ChatRequest, dumps, number_of, parse_keep_alive
+from rusty_genius.ogenius.serve.openai_api import (
+    ApiError,
+    ChatRequest,
+    dumps,
+    number_of,
+    parse_context_overflow,
+    parse_keep_alive,
+)
 
 PATH = "/v1/messages"
 """The route; ``/v1/messages/count_tokens`` is under it. Errors on paths under it take Anthropic's shape."""
@@ -108,11 +115,7 @@ def _parse(body: dict[str, Any], counting: bool) -> ChatRequest:
     request.settings["show_thinking"] = True  # thoughts come back as thinking blocks
     if body.get("keep_alive") is not None:  # Ollama's extension, as on chat completions
         request.keep_alive = parse_keep_alive(body["keep_alive"])
-    policy = body.get("context_overflow")  # this server's extension, as on chat completions
-    if policy is not None:
-        if policy not in SETTINGS["context_overflow"].choices:
-            raise bad("'context_overflow' must be error or drop_oldest_turns", "context_overflow")
-        request.settings["context_overflow"] = policy
+    parse_context_overflow(body, request)  # this server's extension, as on chat completions
     request.output = tools_api.parse_output(_openai_output(body))
     _thinking(body.get("thinking"), request)
     return request

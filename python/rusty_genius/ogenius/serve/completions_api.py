@@ -77,15 +77,11 @@ def _bad(message: str, param: str) -> ApiError:
 def parse(body: dict[str, Any]) -> CompletionRequest:
     """Checks a completions body; raises :class:`ApiError` (400) naming the field at fault."""
     shared = {name: body[name] for name in _SHARED if name in body}
-    # llama-server's extensions: honoured or refused as on chat (llama_extensions); n_probs is chat's logprobs.
-    shared.update({name: body[name] for name in llama_extensions.FIELDS - {"json_schema", "n_probs"} if name in body})
+    # llama-server's extensions (json_schema among them): honoured or refused as on chat (llama_extensions); n_probs
+    # is chat's logprobs, refused here.
+    shared.update({name: body[name] for name in llama_extensions.FIELDS - {"n_probs"} if name in body})
     if body.get("n_probs") is not None:
         raise _bad("'n_probs' is not supported here: use 'logprobs' (0 to 5 alternatives per token)", "n_probs")
-    schema = body.get("json_schema")
-    if schema is not None:
-        if not isinstance(schema, dict) or "response_format" in body:
-            raise _bad("'json_schema' must be a JSON schema object (and then no 'response_format')", "json_schema")
-        shared["response_format"] = {"type": "json_schema", "json_schema": {"name": "json_schema", "schema": schema}}
     chat = parse_chat({**shared, "messages": [{"role": "user", "content": ""}]})
     chat.messages = []
     if "max_tokens" not in chat.settings:

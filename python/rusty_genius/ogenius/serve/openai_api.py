@@ -222,15 +222,16 @@ def _parse(body: dict[str, Any]) -> ChatRequest:
         request.include_usage = _flag(options, "include_usage", False, "stream_options.include_usage")
     if "keep_alive" in body:
         request.keep_alive = parse_keep_alive(body["keep_alive"])
-    _context_overflow(body, request)
+    parse_context_overflow(body, request)
     request.logprobs = _logprobs(body, request)
     request.output = tools_api.parse_output(body)
     tools_api.parse_reasoning(body, request.settings, request.params)
     return request
 
 
-def _context_overflow(body: Mapping[str, Any], request: ChatRequest) -> None:
-    """This server's ``context_overflow`` field: ``error`` or ``drop_oldest_turns`` (over the server's default)."""
+def parse_context_overflow(body: Mapping[str, Any], request: ChatRequest) -> None:
+    """This server's ``context_overflow`` field, on every API: ``error`` or ``drop_oldest_turns`` (over the server's
+    default)."""
     policy = body.get("context_overflow")
     if policy is None:
         return

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from rusty_genius import ChatStream, Genius, InferenceConfig
 from rusty_genius.core.config import U32_MAX
 from rusty_genius.core.errors import GeniusError
+from rusty_genius.ogenius.sampling import model_defaults
 from rusty_genius.ogenius.serve.metrics import Metrics
 from rusty_genius.ogenius.serve.models import ModelTable, Served
 from rusty_genius.ogenius.serve.openai_api import ChatRequest, api_error_of, closing_error
@@ -85,10 +86,6 @@ class Service:
             self._defined[entry.id] = entry.spec
         return entry
 
-    def check_model(self, name: str | None) -> None:
-        """Raises 404 unless ``name`` names a served model (or is omitted)."""
-        self.served(name)
-
     def refresh(self) -> None:
         """Re-reads the registry (after a pull or a removal) and serves what it holds now."""
         for entry in self.table.refresh():
@@ -109,10 +106,6 @@ class Service:
         if model is None:
             return len(self._streams) + len(self._calls)
         return sum(1 for m in self._streams.values() if m == model) + sum(1 for m in self._calls.values() if m == model)
-
-    @property
-    def in_flight(self) -> int:
-        return self.in_flight_of()
 
     def model_of(self, stream: ChatStream) -> str:
         """The id of the model ``stream`` runs on."""
@@ -146,9 +139,8 @@ class Service:
             if not recommended:
                 config = self.defaults
             else:
-                config = InferenceConfig().updated(show_thinking=self.defaults.behavior.show_thinking, **recommended)
-                if self._flags:
-                    config = config.updated(**self._flags)
+                given = {"show_thinking": self.defaults.behavior.show_thinking, **self._flags}
+                config = model_defaults(recommended, given)
             self._defaults[entry.id] = config
         return config
 

@@ -123,6 +123,8 @@ def test_an_embedding_model_is_estimated_as_one_sequence() -> None:
     engine = _native.Engine.brain(path, threads=2, context_size=1024, parallel=4)
     try:
         assert engine.embedding_only
+        assert _native.check_gguf(path)["embedding_only"] is True, "the header says what the engine decides"
+        assert _native.check_gguf(str(smollm2_path()))["embedding_only"] is False
         assert (estimate["context_size"], estimate["parallel"]) == (engine.context_size, engine.parallel)
     finally:
         engine.close()

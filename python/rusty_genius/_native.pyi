@@ -333,7 +333,8 @@ def check_gguf(path: str) -> dict[str, Any]:
     ``metadata_count``, ``architecture`` (str or None), ``context_length`` (int or None), ``file_size``,
     ``metadata`` (dict of the scalar metadata values, str to int, float, bool or str: arrays are left out, and so are
     strings over 64 KiB or past 1 MiB of strings in all), ``vocab_size`` (the length of ``tokenizer.ggml.tokens``, or
-    None) and ``tensor_bytes`` (the tensors' data, all together). Raises ``ModelLoadError``."""
+    None), ``tensor_bytes`` (the tensors' data, all together) and ``embedding_only`` (an encoder, or a GGUF naming a
+    pooling: the engine loads it as an embedding model). Raises ``ModelLoadError``."""
 
 def estimate_memory(
     path: str,

@@ -160,6 +160,17 @@ pub fn embedding_only(architecture: &str, pooling_type: Option<i64>) -> bool {
     pooling_type.is_some_and(|p| (1..=4).contains(&p)) || ENCODERS.contains(&architecture)
 }
 
+/// [`embedding_only`] of a GGUF, from its header: its architecture and `{arch}.pooling_type`.
+pub fn gguf_embedding_only(info: &GgufInfo) -> bool {
+    let arch = info.architecture.as_deref().unwrap_or_default();
+    let pooling = info.metadata.get(&format!("{arch}.pooling_type")).and_then(|v| match *v {
+        MetaValue::Int(p) => Some(p),
+        MetaValue::UInt(p) => i64::try_from(p).ok(),
+        _ => None,
+    });
+    embedding_only(arch, pooling)
+}
+
 /// Bytes of memory available to this process, from /proc/meminfo where there is one.
 pub fn available_memory() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -204,12 +215,7 @@ pub fn estimate_of(info: &GgufInfo, sizing: &Sizing, available: Option<u64>) -> 
         |shape| shape.bytes_per_cell_of(cache),
     );
     let weights = info.tensor_bytes;
-    let pooling = info.metadata.get(&format!("{arch}.pooling_type")).and_then(|v| match *v {
-        MetaValue::Int(p) => Some(p),
-        MetaValue::UInt(p) => i64::try_from(p).ok(),
-        _ => None,
-    });
-    let embedding = embedding_only(arch, pooling);
+    let embedding = gguf_embedding_only(info);
     let parallel = if embedding {
         1
     } else {

@@ -59,6 +59,7 @@ fn check_gguf(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Bound<'_, Py
         }
     }
     let out = PyDict::new(py);
+    out.set_item("embedding_only", rusty_genius_cortex::footprint::gguf_embedding_only(&info))?;
     out.set_item("version", info.version)?;
     out.set_item("tensor_count", info.tensor_count)?;
     out.set_item("metadata_count", info.metadata_count)?;

@@ -77,11 +77,6 @@ PINKY_FACTS: dict[str, Any] = {
     "parallel": 1,
 }
 
-ENCODERS = frozenset(
-    ("bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "neo-bert", "modern-bert", "eurobert")
-)
-"""llama.cpp's encoder architectures (embedding models only), as rust/cortex/src/embedding.rs lists them."""
-
 FILE_TYPES = {
     0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
     12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS",
@@ -99,8 +94,7 @@ def _gguf_facts(spec: Brain) -> dict[str, Any]:
     meta: dict[str, Any] = info.get("metadata") or {}
     arch = info.get("architecture") or ""
     template = meta.get("tokenizer.chat_template")
-    pooling = meta.get(f"{arch}.pooling_type")
-    embedding_only = arch in ENCODERS or (isinstance(pooling, int) and pooling > 0)
+    embedding_only = bool(info.get("embedding_only"))  # the engine's own rule (rust/cortex/src/footprint.rs)
     capabilities = ["embeddings"] if embedding_only else ["chat", "completion", "embeddings"]
     if not embedding_only and isinstance(template, str):
         if "tools" in template:

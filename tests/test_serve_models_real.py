@@ -125,8 +125,10 @@ def test_pull_streams_progress_serves_the_model_and_delete_removes_it(tmp_path: 
             assert "qwen2.5-1.5b:Q8_0" in _states(http)
             path = Path(facecrab.Registry(tmp_path / "config").models()["qwen2.5-1.5b:Q8_0"].path)
             assert path.is_file()
-            deleted = http.delete("/v1/models/qwen2.5-1.5b:Q8_0").json()
-            assert deleted["deleted"] is True and deleted["files_deleted"] == [str(path)]
+            with openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0) as client:
+                deleted = client.models.delete("qwen2.5-1.5b:Q8_0")  # the official client's DELETE /v1/models/{id}
+            assert deleted.deleted is True and deleted.id == "qwen2.5-1.5b:Q8_0"
+            assert (deleted.model_extra or {})["files_deleted"] == [str(path)]
             assert not path.exists() and "qwen2.5-1.5b:Q8_0" not in _states(http)
             missing = http.post("/v1/models/pull", json={"model": "nobody/nothing", "stream": False})
             assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"

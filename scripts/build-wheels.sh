@@ -6,9 +6,18 @@
 #   cpu     distribution `rusty-genius`. Linux x86-64: portable x86-64-v3 features (+avx2,+fma,+f16c,+bmi2; never
 #           target-cpu=native, never AMX: DESIGN.md §5); auditwheel gives it the lowest manylinux_2_X tag the symbols
 #           allow (manylinux_2_34 on Debian 12) and bundles libgomp into rusty_genius.libs/. macOS: the default target.
-#   cuda    distribution `rusty-genius-cuda` (same import name `rusty_genius`), cargo feature `cuda`, Linux. Needs the
-#           CUDA toolkit (nvcc on PATH or in /usr/local/cuda/bin). cudart and cublas are linked statically; the
-#           driver's libcuda.so.1 is left out of the wheel (auditwheel --exclude) and found on the user's machine.
+#   cuda    distribution `rusty-genius-cuda` (same import name `rusty_genius`), cargo feature `cuda`, Linux x86-64.
+#           Needs no GPU and no system toolkit: scripts/cuda-toolkit.sh installs NVIDIA's CUDA 13 toolkit from PyPI
+#           into a build-only venv (target/cuda-toolkit). llama.cpp is built as shared libraries so that its CUDA
+#           backend links the CUDA runtime and cuBLAS dynamically; the wheel bundles llama.cpp's libraries but not
+#           libcudart/libcublas (it depends on NVIDIA's PyPI packages nvidia-cuda-runtime and nvidia-cublas, which
+#           rusty_genius preloads at import, as PyTorch does) nor the driver's libcuda.so.1. llama.cpp's VMM memory
+#           pool is off (GGML_CUDA_NO_VMM): it is what would link libcuda.so.1 directly, and without it the wheel
+#           imports on a machine with no driver and runs on the CPU there.
+#           GPU architectures: RG_CUDA_ARCHS (CMake's CUDA_ARCHITECTURES syntax), default llama.cpp's own list for
+#           CUDA 13, "75-virtual;80-virtual;86-real;89-real;90-virtual;120a-real;121a-real"; e.g.
+#           RG_CUDA_ARCHS=90-real for a quick check build for Hopper (H100/H200) only. Compiling the CUDA kernels
+#           takes long on few cores (see the README's wheels section for measured times).
 #   metal   distribution `rusty-genius` with the `metal` feature, macOS arm64 only (a macosx_*_arm64 tag, so pip
 #           picks it on Apple silicon and the cpu wheel everywhere else).
 #   vulkan  distribution `rusty-genius-vulkan`, cargo feature `vulkan` (needs the Vulkan SDK / glslc). Not
@@ -88,9 +97,17 @@ build_linux() {
   auditwheel_repair "$@" "$raw"/*.whl
 }
 
-# A copy of the sources maturin reads, with `[project] name` changed; prints its path.
+# llama.cpp's default CUDA architectures for CUDA 13 (ggml/src/ggml-cuda/CMakeLists.txt): PTX for Turing and
+# Ampere and Hopper (JIT-compiled by the driver on first use), machine code for RTX 30xx/40xx and Blackwell.
+DEFAULT_CUDA_ARCHS="75-virtual;80-virtual;86-real;89-real;90-virtual;120a-real;121a-real"
+# The CUDA wheel's runtime: NVIDIA's PyPI packages of the major version it was compiled with (scripts/cuda-toolkit.sh).
+CUDA_DEPENDENCIES=("nvidia-cuda-runtime>=13.5,<14" "nvidia-cublas>=13.1,<14")
+
+# A copy of the sources maturin reads, with `[project] name` changed and any extra dependencies ($2...) added;
+# prints its path.
 renamed_copy() {
   local name="$1" dir files=()
+  shift
   dir="$(mktemp -d "$TMPDIR/wheel-src.XXXXXX")"
   for f in pyproject.toml Cargo.toml Cargo.lock README.md LICENSE rust python; do
     [ -e "$ROOT/$f" ] && files+=("$f")
@@ -99,6 +116,12 @@ renamed_copy() {
   sed -i.bak -e "0,/^name = \"rusty-genius\"$/s//name = \"$name\"/" "$dir/pyproject.toml"
   rm -f "$dir/pyproject.toml.bak"
   grep -q "^name = \"$name\"$" "$dir/pyproject.toml" || die "could not rename the distribution in $dir/pyproject.toml"
+  local dep
+  for dep in "$@"; do
+    sed -i.bak -e "0,/^dependencies = \[$/s//dependencies = [\n    \"$dep\",/" "$dir/pyproject.toml"
+    rm -f "$dir/pyproject.toml.bak"
+    grep -qF "    \"$dep\"," "$dir/pyproject.toml" || die "could not add the dependency $dep to $dir/pyproject.toml"
+  done
   echo "$dir"
 }
 cleanup_dirs=()
@@ -109,10 +132,9 @@ trap 'for d in ${cleanup_dirs[@]+"${cleanup_dirs[@]}"}; do rm -rf "$d"; done' EX
 for variant in "${variants[@]}"; do
   case "$variant" in
     cuda)
-      [ "$(uname -s)" = "Linux" ] || die "cuda: the CUDA wheel is built on Linux (x86-64 or aarch64) with the CUDA toolkit"
-      if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH="/usr/local/cuda/bin:$PATH"; fi
-      command -v nvcc >/dev/null \
-        || die "cuda: nvcc not found; install the CUDA toolkit (https://developer.nvidia.com/cuda-downloads) and put its bin/ on PATH"
+      [ "$(uname -s)" = "Linux" ] && [ "$(uname -m)" = "x86_64" ] \
+        || die "cuda: the CUDA wheel is built on Linux x86-64 (NVIDIA's PyPI toolkit packages are for it)"
+      CUDA_ROOT="$("$ROOT/scripts/cuda-toolkit.sh")" || die "cuda: could not set up the CUDA toolkit from PyPI (see above)"
       ;;
     metal)
       [ "$(uname -s)" = "Darwin" ] && [ "$(uname -m)" = "arm64" ] \
@@ -136,12 +158,22 @@ for variant in "${variants[@]}"; do
       fi
       ;;
     cuda)
-      src="$(renamed_copy rusty-genius-cuda)"
+      src="$(renamed_copy rusty-genius-cuda "${CUDA_DEPENDENCIES[@]}")"
       cleanup_dirs+=("$src")
       # A target dir of its own: cargo names the cdylib lib_native.so whatever the features, so a CUDA build in the
       # shared one could be picked up later as "fresh" by a CPU build (or by someone's `maturin develop`).
-      # llama-cpp-sys-2 links cudart and cublas statically; libcuda.so.1 is the user's driver and is never bundled.
-      CARGO_TARGET_DIR="$CARGO_TARGET_DIR-cuda" build_linux rusty-genius-cuda "$src" real-engine,cuda --exclude libcuda.so.1
+      # llama-cpp-sys-2 forwards CMAKE_* and GGML_* variables to llama.cpp's CMake; LLAMA_BUILD_SHARED_LIBS=1 builds
+      # libllama/libggml*.so (hard-linked into the target dir, where auditwheel finds them to bundle). Its static
+      # mode would link cudart_static/cublas_static, and NVIDIA publishes no static cuBLAS on PyPI.
+      cuda_target="$CARGO_TARGET_DIR-cuda"
+      started=$SECONDS
+      CARGO_TARGET_DIR="$cuda_target" LLAMA_BUILD_SHARED_LIBS=1 GGML_CUDA_NO_VMM=ON \
+        CMAKE_CUDA_COMPILER="$CUDA_ROOT/bin/nvcc" CUDAToolkit_ROOT="$CUDA_ROOT" \
+        CMAKE_CUDA_ARCHITECTURES="${RG_CUDA_ARCHS:-$DEFAULT_CUDA_ARCHS}" \
+        LD_LIBRARY_PATH="$cuda_target/release:$CUDA_ROOT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+        build_linux rusty-genius-cuda "$src" real-engine,cuda \
+        --exclude libcuda.so.1 --exclude libcudart.so.13 --exclude libcublas.so.13 --exclude libcublasLt.so.13
+      echo "build-wheels: cuda wheel built in $((SECONDS - started)) s (architectures ${RG_CUDA_ARCHS:-$DEFAULT_CUDA_ARCHS})" >&2
       ;;
     metal)
       # Its own target dir, as for cuda.

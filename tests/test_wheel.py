@@ -30,6 +30,7 @@ def test_build_info_shape() -> None:
         "cpu_features",
         "target",
         "profile",
+        "cuda",
         "llama_system_info",
     }
     assert info["version"] == rusty_genius.__version__
@@ -40,6 +41,13 @@ def test_build_info_shape() -> None:
     assert all(isinstance(f, str) for f in info["cpu_features"])
     assert "amx" not in " ".join(info["cpu_features"])
     assert info["profile"] in {"release", "debug"}
+    if "cuda" in info["backends"]:
+        cuda = info["cuda"]
+        assert re.fullmatch(r"\d+\.\d+", cuda["version"]), cuda
+        assert cuda["architectures"] and all(a.isdigit() for a in cuda["architectures"]), cuda
+        assert (cuda["error"] is None) == bool(cuda["devices"]), cuda
+    else:
+        assert info["cuda"] is None
     assert re.fullmatch(r"[a-z0-9_]+-[a-z]+(-[a-z]+)?", info["target"])
     if info["real_engine"]:
         # llama.cpp's own report agrees with the features rustc compiled for (DESIGN.md §5: x86-64-v3, never AMX).

@@ -11,7 +11,8 @@ See :class:`Genius`, :class:`InferenceConfig` and the event kinds in :mod:`rusty
 
 import atexit
 
-from rusty_genius import _native, core
+# _cuda_libs first: in the CUDA build it makes NVIDIA's runtime libraries loadable before _native is imported.
+from rusty_genius import _cuda_libs, _native, core  # noqa: F401 (_cuda_libs is imported for that effect)
 from rusty_genius._native import __version__, build_info
 from rusty_genius.brainstem import CortexStrategy, HibernateAfter, Immediate, KeepAlive, StatusReport, strategy_of
 from rusty_genius.core import *  # noqa: F403 (the shared vocabulary: events, config, errors)

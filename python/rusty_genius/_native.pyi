@@ -325,8 +325,11 @@ def build_info() -> dict[str, Any]:
     ``distribution`` (``"rusty-genius"`` or ``"rusty-genius-cuda"``/``"rusty-genius-vulkan"``), ``backends`` (list of
     str: ``"cuda"``/``"metal"``/``"vulkan"`` when compiled in, then ``"cpu"``), ``real_engine`` (bool),
     ``cpu_features`` (list of str, e.g. ``["avx", "avx2", "fma", "f16c", "bmi2"]``), ``target`` (e.g.
-    ``"x86_64-linux-gnu"``), ``profile`` (``"release"``/``"debug"``) and ``llama_system_info`` (llama.cpp's own
-    report, or ``None`` without the real engine)."""
+    ``"x86_64-linux-gnu"``), ``profile`` (``"release"``/``"debug"``), ``cuda`` (``None`` unless CUDA is compiled in;
+    else a dict: ``version``, the CUDA toolkit it was compiled with, e.g. ``"13.5"``; ``architectures``, the GPU
+    architectures compiled in, e.g. ``["900"]``; ``devices``, the CUDA devices llama.cpp sees now, as
+    ``"name: description"``; ``error``, why no device is usable when there is none, else ``None``: models then run on
+    the CPU) and ``llama_system_info`` (llama.cpp's own report, or ``None`` without the real engine)."""
 
 def check_gguf(path: str) -> dict[str, Any]:
     """Checks that a file is a whole, well-formed GGUF (without loading it); returns ``version``, ``tensor_count``,

@@ -96,8 +96,75 @@ fn llama_system_info() -> Option<String> {
     None
 }
 
+/// The CUDA side of a `cuda` build: the toolkit version it was compiled with (rust/native/build.rs), the GPU
+/// architectures compiled in (llama.cpp's own `ARCHS` feature, i.e. nvcc's `__CUDA_ARCH_LIST__`), the CUDA devices
+/// llama.cpp sees now, and why none can be used when there is none (no driver, no GPU): the engine then runs on
+/// the CPU. `None` for builds without CUDA.
+#[cfg(feature = "cuda")]
+fn cuda<'py>(py: Python<'py>, system_info: Option<&str>) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let out = PyDict::new(py);
+    out.set_item("version", env!("RG_CUDA_VERSION"))?;
+    // "CUDA : ARCHS = 750,800,860 | USE_GRAPHS = 1 | ... | CPU : ..."
+    let archs: Vec<String> = system_info
+        .and_then(|text| text.split("ARCHS = ").nth(1))
+        .map(|rest| rest.split(['|', ' ']).next().unwrap_or(""))
+        .map(|list| list.split(',').filter(|a| !a.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    out.set_item("architectures", archs)?;
+    let devices = cuda_devices();
+    let error = devices.is_empty().then_some(
+        "no CUDA device is usable (no NVIDIA driver, or it sees no GPU): llama.cpp's log says why; models run on \
+         the CPU",
+    );
+    out.set_item("devices", devices)?;
+    out.set_item("error", error)?;
+    Ok(Some(out))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda<'py>(_py: Python<'py>, _system_info: Option<&str>) -> PyResult<Option<Bound<'py, PyDict>>> {
+    Ok(None)
+}
+
+/// `"name: description"` of each device of ggml's CUDA backend registry (an empty list when CUDA cannot start).
+#[cfg(feature = "cuda")]
+fn cuda_devices() -> Vec<String> {
+    use std::ffi::{CStr, c_char, c_void};
+    // ggml-backend.h; the symbols come from libggml(-base).so, which the real engine links.
+    unsafe extern "C" {
+        fn ggml_backend_dev_count() -> usize;
+        fn ggml_backend_dev_get(index: usize) -> *mut c_void;
+        fn ggml_backend_dev_name(device: *mut c_void) -> *const c_char;
+        fn ggml_backend_dev_description(device: *mut c_void) -> *const c_char;
+        fn ggml_backend_dev_backend_reg(device: *mut c_void) -> *mut c_void;
+        fn ggml_backend_reg_name(reg: *mut c_void) -> *const c_char;
+    }
+    let text = |ptr: *const c_char| {
+        // SAFETY: ggml returns NUL-terminated strings owned by the (process-lifetime) backend registry, or null.
+        (!ptr.is_null()).then(|| unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned())
+    };
+    let mut out = Vec::new();
+    // SAFETY: the registry is initialised on first use and lives for the process; indices below the count are
+    // valid devices, and every pointer passed back to ggml came from ggml.
+    unsafe {
+        for index in 0..ggml_backend_dev_count() {
+            let device = ggml_backend_dev_get(index);
+            if device.is_null()
+                || text(ggml_backend_reg_name(ggml_backend_dev_backend_reg(device))).as_deref() != Some("CUDA")
+            {
+                continue;
+            }
+            let name = text(ggml_backend_dev_name(device)).unwrap_or_default();
+            let description = text(ggml_backend_dev_description(device)).unwrap_or_default();
+            out.push(format!("{name}: {description}"));
+        }
+    }
+    out
+}
+
 /// What this build of the extension was compiled with: version, distribution, backends, CPU features, target,
-/// profile and llama.cpp's system info (`None` without the real engine).
+/// profile, the CUDA toolkit, architectures and devices (`None` without CUDA) and llama.cpp's system info (`None`
+/// without the real engine).
 #[pyfunction]
 pub fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let out = PyDict::new(py);
@@ -108,6 +175,8 @@ pub fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     out.set_item("cpu_features", cpu_features())?;
     out.set_item("target", target())?;
     out.set_item("profile", if cfg!(debug_assertions) { "debug" } else { "release" })?;
-    out.set_item("llama_system_info", llama_system_info())?;
+    let system_info = llama_system_info();
+    out.set_item("cuda", cuda(py, system_info.as_deref())?)?;
+    out.set_item("llama_system_info", system_info)?;
     Ok(out)
 }

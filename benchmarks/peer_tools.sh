@@ -97,7 +97,10 @@ if is_ready; then
   exit 0
 fi
 for tool in cmake c++ tar; do
-  command -v "$tool" >/dev/null || { echo "peer_tools: $tool is missing (scripts/setup.sh installs cmake)" >&2; exit 1; }
+  if ! command -v "$tool" >/dev/null; then
+    echo "peer_tools: $tool is missing (scripts/setup.sh installs cmake)" >&2
+    exit 1
+  fi
 done
 
 # The sdist: pip's ordinary client, from the index pip is configured with; kept in target/peer-tools/src.

@@ -100,13 +100,21 @@ async def fit_text(genius: Any, seed: int, tokens: int, suffix: str = "") -> str
     return text
 
 
-def eog_bias(model: str) -> dict[int, float]:
-    """Bans the model's end-of-generation tokens (ids named in its GGUF header) so answers run their full length."""
+EOG_TEXTS = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "</s>", "<end_of_turn>")
+
+
+async def eog_bias(genius: Any, model: str) -> dict[int, float]:
+    """Bans the model's end-of-generation tokens so answers run their full length: the ids its GGUF header names,
+    and the usual end-of-text special tokens its vocabulary has (llama.cpp counts those as EOG too)."""
     from rusty_genius import _native
 
     meta = _native.check_gguf(model)["metadata"]
     keys = ("eos", "eot", "eom", "fim_pad", "fim_rep", "fim_sep")
     ids = {int(meta[f"tokenizer.ggml.{k}_token_id"]) for k in keys if f"tokenizer.ggml.{k}_token_id" in meta}
+    for text in EOG_TEXTS:
+        tokens = await genius.tokenize(text, add_special=False, parse_special=True)
+        if len(tokens) == 1:
+            ids.add(tokens[0])
     return dict.fromkeys(sorted(ids), -100.0)
 
 
@@ -145,13 +153,13 @@ async def _stream(genius: Any, prompt: str, n_gen: int, bias: dict[int, float]) 
 async def single_worker(model: str, threads: int, depths: list[int], n_prompt: int, n_gen: int) -> dict[str, Any]:
     import rusty_genius
 
-    bias = eog_bias(model)
     context = max(depths) + n_prompt + n_gen + 64
     brain = rusty_genius.Brain(
         model_path=model, threads=threads, context_size=context, batch_size=512, parallel=1, **engine_options()
     )
     out: dict[str, Any] = {}
     async with rusty_genius.Genius(engine=brain) as genius:
+        bias = await eog_bias(genius, model)
         await _stream(genius, "Hello there", 4, bias)  # warm-up, as llama-bench's
         for i, depth in enumerate(depths):
             # Depth tokens first (cached by the next requests), then the measured prompt right after them.
@@ -199,7 +207,6 @@ async def batched_level(genius: Any, n: int, seed: int, n_prompt: int, n_gen: in
 async def batched_worker(model: str, threads: int, levels: list[int], n_prompt: int, n_gen: int) -> dict[str, Any]:
     import rusty_genius
 
-    bias = eog_bias(model)
     brain = rusty_genius.Brain(
         model_path=model,
         threads=threads,
@@ -210,6 +217,7 @@ async def batched_worker(model: str, threads: int, levels: list[int], n_prompt: 
     )
     out: dict[str, Any] = {}
     async with rusty_genius.Genius(engine=brain) as genius:
+        bias = await eog_bias(genius, model)
         await _stream(genius, "Hello there", 4, bias)
         for i, n in enumerate(levels):
             out[str(n)] = await batched_level(genius, n, 1000 * (i + 1), n_prompt, n_gen, bias)

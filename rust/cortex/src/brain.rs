@@ -40,6 +40,8 @@
 //! - Logprobs (when a request asks and the model is not thinking) are the model's raw distribution at the token's
 //!   position, the log-softmax of its logits before biases, penalties, temperature and constraints (as vLLM reports
 //!   by default), computed by [`crate::logprob`] in buffers kept across tokens; forced tokens get them too.
+//! - Conversations outlive the engine when it has a KV store ([`crate::seqstate`] says when states are saved and
+//!   restored): restored tokens count as cached ones, and `usage.restored_prompt_tokens` says how many.
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -63,6 +65,7 @@ use crate::engine::{Engine, EngineInfo, Seq};
 use crate::error::CortexError;
 use crate::event::TokenLogprob;
 use crate::footprint;
+use crate::kvstore::KvStore;
 use crate::logprob;
 use crate::pipeline::{Flow, Generation, PromptInfo};
 use crate::request::{ChatMessage, ChatRequest, RawPrompt};
@@ -103,6 +106,11 @@ pub struct BrainOptions {
     pub mmap: bool,
     /// Lock the weights in RAM (no swapping, no compression).
     pub mlock: bool,
+    /// Where conversations' caches are saved when the engine stops and restored from later ([`crate::kvstore`]);
+    /// `None`: nowhere (the default here: callers choose the folder).
+    pub kv_store: Option<PathBuf>,
+    /// Bytes the KV store may take on disk, all models together; the least recently used states go first.
+    pub kv_store_size: u64,
 }
 
 impl BrainOptions {
@@ -120,6 +128,8 @@ impl BrainOptions {
             flash_attention: footprint::FlashAttention::Auto,
             mmap: true,
             mlock: false,
+            kv_store: None,
+            kv_store_size: 0,
         }
     }
 
@@ -238,6 +248,8 @@ enum Phase {
     Prompt {
         tokens: Vec<LlamaToken>,
         cached_at_start: usize,
+        /// Of `cached_at_start`, the tokens restored from the KV store.
+        restored_at_start: usize,
         think: ThinkStart,
     },
     /// Generating: the logits for its next token are at `logits_at` in the last batch; `pending` is a token sampled
@@ -294,6 +306,8 @@ pub struct Brain {
     threads: i32,
     n_batch: u32,
     clock: u64,
+    /// Where conversations are saved when the engine stops (None: they are not).
+    store: Option<KvStore>,
 }
 
 impl std::fmt::Debug for Brain {
@@ -370,6 +384,12 @@ impl Brain {
         let slots = (0..parallel)
             .map(|_| Slot { cached: Vec::new(), phase: Phase::Idle, picker: None, limit: 0, last_used: 0 })
             .collect();
+        let store = match &options.kv_store {
+            Some(root) if !embedding_only && options.kv_store_size > 0 => {
+                crate::seqstate::open(root, options.kv_store_size, path, &info, cache, model.n_vocab())
+            }
+            _ => None,
+        };
         Ok(Self {
             ctx,
             embed_ctx: None,
@@ -387,6 +407,7 @@ impl Brain {
             n_ctx,
             n_batch,
             clock: 0,
+            store,
         })
     }
 
@@ -567,6 +588,24 @@ impl Brain {
         self.embed_ctx.as_mut().ok_or_else(|| CortexError::Engine("no embedding context".into()))
     }
 
+    /// Where a request goes when the KV store holds more of its beginning than the `best` free slot: that state,
+    /// restored into the least recently used free slot ([`crate::seqstate`]). Returns the slot and whether its cache
+    /// now comes from the store; `best`, untouched, when nothing was restored.
+    fn restore(&mut self, free: &[usize], best: usize, tokens: &[LlamaToken]) -> (usize, bool) {
+        let Some(store) = self.store.as_mut() else { return (best, false) };
+        let have = shared_prefix(&self.slots[best].cached, tokens);
+        let slot = free.iter().copied().min_by_key(|&s| (self.slots[s].last_used, s)).unwrap_or(best);
+        let window = self.n_ctx as usize;
+        match crate::seqstate::restore(&mut self.ctx, store, seq_id(slot), tokens, have, window) {
+            Some(cached) => {
+                let restored = !cached.is_empty();
+                self.slots[slot].cached = cached;
+                (slot, restored)
+            }
+            None => (best, false),
+        }
+    }
+
     /// Keeps the longest prefix of `slot`'s cache shared with `tokens` (at least one token is always decoded, for
     /// logits). Where the cache refuses to cut a sequence in the middle, the sequence is removed whole.
     fn reuse_prefix(&mut self, slot: usize, tokens: &[LlamaToken]) -> Result<(), CortexError> {
@@ -702,13 +741,16 @@ impl Brain {
                 Entry::Chunk { seq, len } => {
                     let slot = &mut self.slots[seqs[seq].slot];
                     index += pos_i32(len);
-                    let Phase::Prompt { tokens, cached_at_start, think } = &slot.phase else { continue };
+                    let Phase::Prompt { tokens, cached_at_start, restored_at_start, think } = &slot.phase else {
+                        continue;
+                    };
                     let start = slot.cached.len();
                     slot.cached.extend_from_slice(&tokens[start..start + len]);
                     if slot.cached.len() == tokens.len() {
                         seqs[seq].out.prompt_processed(PromptInfo {
                             prompt_tokens: u32::try_from(tokens.len()).unwrap_or(u32::MAX),
                             cached_tokens: u32::try_from(*cached_at_start).unwrap_or(u32::MAX),
+                            restored_tokens: u32::try_from(*restored_at_start).unwrap_or(u32::MAX),
                             think: *think,
                             tool_format: Some(tool_format),
                         });
@@ -910,14 +952,17 @@ impl Engine for Brain {
                 (shared_prefix(&slot.cached, &tokens), std::cmp::Reverse(slot.last_used), std::cmp::Reverse(s))
             })
             .ok_or_else(|| CortexError::Engine("no free slot".into()))?;
+        let (slot, restored) = self.restore(free, slot, &tokens);
         self.reuse_prefix(slot, &tokens)?;
         self.clock += 1;
         let entry = &mut self.slots[slot];
         entry.last_used = self.clock;
         entry.limit = limit;
         entry.picker = Some(picker);
-        out.admitted(tokens.len(), entry.cached.len());
-        entry.phase = Phase::Prompt { cached_at_start: entry.cached.len(), think, tokens };
+        let cached = entry.cached.len();
+        let restored = if restored { cached } else { 0 };
+        out.admitted(tokens.len(), cached, restored);
+        entry.phase = Phase::Prompt { cached_at_start: cached, restored_at_start: restored, think, tokens };
         Ok(slot)
     }
 
@@ -939,6 +984,16 @@ impl Engine for Brain {
         let slot = &mut self.slots[slot];
         slot.phase = Phase::Idle;
         slot.picker = None;
+    }
+
+    fn persist(&mut self) {
+        let Some(store) = self.store.as_mut() else { return };
+        let mut keep: Vec<usize> =
+            (0..self.slots.len()).filter(|&s| self.slots[s].cached.len() >= crate::seqstate::MIN_SAVE_TOKENS).collect();
+        keep.sort_by_key(|&s| self.slots[s].last_used);
+        for s in keep {
+            crate::seqstate::save(&self.ctx, store, seq_id(s), &self.slots[s].cached);
+        }
     }
 
     fn info(&self) -> EngineInfo {

@@ -97,6 +97,11 @@ pub trait Engine {
     /// Its sizes and abilities.
     fn info(&self) -> EngineInfo;
 
+    /// The worker is stopping in order (closed: an unload, a shutdown), every sequence released: keep what should
+    /// outlive the engine (Brain saves its conversations' caches to its KV store). Not called after a panic, when
+    /// the engine's state may be inconsistent. By default nothing.
+    fn persist(&mut self) {}
+
     /// The token ids of `text`; `add_special`: with the BOS token the model wants; `parse_special`: special-token
     /// text (`<|im_start|>`) becomes its token rather than plain text.
     fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<i32>, CortexError>;

@@ -102,6 +102,9 @@ pub struct Usage {
     pub completion_tokens: u32,
     /// How many of `prompt_tokens` were reused from the engine's cache instead of being evaluated again.
     pub cached_prompt_tokens: u32,
+    /// How many of `cached_prompt_tokens` were restored from the KV-state store (a conversation saved when its model
+    /// was unloaded or stopped) rather than found in memory.
+    pub restored_prompt_tokens: u32,
     /// Messages of the conversation left out so that it fit the context (`ContextOverflow::DropOldestTurns`).
     pub dropped_messages: u32,
 }

@@ -9,8 +9,8 @@
 //!   `error`, `logprob` (pure arithmetic), `gbnf` and `schema_depth` (scans of a grammar's text, a schema's depth);
 //!   `event`, `config`, `cancel`, `stats` and the text stages (`utf8`, `stop`, `think`, and `tools` beside `think`:
 //!   it reads `event` and `stop` only); `request`, and `template` beside it (it reads `request`, `config` and `error`
-//!   only); `pipeline`; `engine`; `gguf` and `footprint` (it reads `gguf`); the engines (`pinky`, `brain`) and
-//!   `worker`. Modules name each other by their own paths (`crate::worker::Worker`), not through the re-exports
+//!   only); `pipeline`; `engine`; `gguf` and `footprint` (it reads `gguf`), `kvstore` (it reads `gguf`); the engines
+//!   (`pinky`, `brain`, and `seqstate`, Brain's side of `kvstore`) and `worker`. Modules name each other by their own paths (`crate::worker::Worker`), not through the re-exports
 //!   below, which are for other crates.
 
 #[cfg(feature = "real-engine")]
@@ -26,11 +26,14 @@ pub mod event;
 pub mod footprint;
 pub mod gbnf;
 pub mod gguf;
+pub mod kvstore;
 pub mod logprob;
 pub mod pinky;
 pub mod pipeline;
 pub mod request;
 pub mod schema_depth;
+#[cfg(feature = "real-engine")]
+pub mod seqstate;
 pub mod stats;
 pub mod stop;
 pub mod template;

@@ -228,6 +228,7 @@ impl Engine for Pinky {
         out.prompt_processed(PromptInfo {
             prompt_tokens: u32::try_from(words).unwrap_or(u32::MAX),
             cached_tokens: 0,
+            restored_tokens: 0,
             think,
             // Pinky replays tool calls in the Hermes format (`<tool_call>{json}</tool_call>` in its script).
             tool_format: None,

@@ -34,6 +34,8 @@ pub struct PromptInfo {
     pub prompt_tokens: u32,
     /// Prompt tokens reused from the engine's cache rather than evaluated.
     pub cached_tokens: u32,
+    /// Of `cached_tokens`, those restored from the KV-state store.
+    pub restored_tokens: u32,
     /// Where the rendered prompt leaves the think parser: inside an open `<think>` (the template pre-opened it, or an
     /// assistant prefill did), so the output starts as a thought, or in the answer.
     pub think: ThinkStart,
@@ -185,16 +187,19 @@ impl Generation {
         self.usage.dropped_messages = u32::try_from(n).unwrap_or(u32::MAX);
     }
 
-    /// Records the prompt's size at admission (before it is evaluated): `ProcessStart` reports it.
-    pub fn admitted(&mut self, prompt_tokens: usize, cached_tokens: usize) {
+    /// Records the prompt's size at admission (before it is evaluated): `ProcessStart` reports it. `restored_tokens`
+    /// are those of `cached_tokens` read back from the KV-state store.
+    pub fn admitted(&mut self, prompt_tokens: usize, cached_tokens: usize, restored_tokens: usize) {
         self.usage.prompt_tokens = u32::try_from(prompt_tokens).unwrap_or(u32::MAX);
         self.usage.cached_prompt_tokens = u32::try_from(cached_tokens).unwrap_or(u32::MAX);
+        self.usage.restored_prompt_tokens = u32::try_from(restored_tokens).unwrap_or(u32::MAX);
     }
 
     /// Records the evaluated prompt. Call once, before the first token.
     pub fn prompt_processed(&mut self, info: PromptInfo) {
         self.usage.prompt_tokens = info.prompt_tokens;
         self.usage.cached_prompt_tokens = info.cached_tokens;
+        self.usage.restored_prompt_tokens = info.restored_tokens;
         if !self.raw {
             self.think = ThinkParser::starting(ThinkTags::default(), info.think);
         }

@@ -9,7 +9,8 @@
 //! ([`Worker::call`]: tokenize, render, embed) share the queue and run in order, one between two steps, so that a
 //! series of them (an embedding request's groups, queued at once) lets running sequences advance. A panic inside an engine fails every
 //! running request and stops the worker (the engine may be inconsistent); later requests get `EngineClosed`.
-//! Closing cuts every running stream off (closing its channel) and fails queued ones. Layering: the worker is the
+//! Closing cuts every running stream off (closing its channel) and fails queued ones, then lets the engine
+//! [`Engine::persist`] what should outlive it. Layering: the worker is the
 //! top of the engine stack (it drives `engine`, `pipeline`, `request` and `stats`); none of those refers to it.
 
 use std::collections::VecDeque;
@@ -291,6 +292,9 @@ fn serve(mut engine: Box<dyn Engine>, jobs: &mpsc::Receiver<Task>, shared: &Shar
         draining.retain_mut(|g| g.flush() && g.backlogged());
         if seqs.is_empty() {
             if !open && waiting.is_empty() && draining.is_empty() && calls.is_empty() {
+                // An orderly end (a panic returns through `fail_all` instead): the engine keeps what should last. A
+                // panic in there has nothing left to fail; the worker ends either way.
+                let _ = catch_unwind(AssertUnwindSafe(|| engine.persist()));
                 return;
             }
             if !draining.is_empty() {
@@ -427,3 +431,5 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
 
 #[cfg(test)]
 mod calls_tests;
+#[cfg(test)]
+mod persist_tests;

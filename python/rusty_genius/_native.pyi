@@ -79,6 +79,9 @@ class Usage:
     def cached_prompt_tokens(self) -> int:
         """Prompt tokens reused from the engine's cache instead of being evaluated again."""
     @property
+    def restored_prompt_tokens(self) -> int:
+        """Of ``cached_prompt_tokens``, those restored from the KV store (saved when the model was last unloaded)."""
+    @property
     def dropped_messages(self) -> int:
         """Messages of the conversation left out so that it fit the context (``context_overflow``)."""
     @property
@@ -234,12 +237,16 @@ class Engine:
         flash_attention: str = "auto",
         mmap: bool = True,
         mlock: bool = False,
+        kv_store: str | None = None,
+        kv_store_size: int = 0,
     ) -> Engine:
         """Loads a GGUF model into Brain, the llama.cpp engine (checks the file first; raises ``ModelLoadError``, and
         ``ConfigError`` naming the option for a bad one). ``ubatch_size``: tokens computed at once, at most
         ``batch_size`` (None: the batch). ``cache_type_k`` / ``cache_type_v``: ``"f16"``, ``"q8_0"`` or ``"q4_0"``;
         a quantized V cache needs ``flash_attention`` ``"on"`` or ``"auto"`` (``"off"`` with one is a ``ConfigError``).
-        ``mmap``: map the file (llama.cpp's default); ``mlock``: lock the weights in RAM."""
+        ``mmap``: map the file (llama.cpp's default); ``mlock``: lock the weights in RAM. ``kv_store``: the folder
+        conversations' caches are saved to when the engine closes and restored from (None: off), ``kv_store_size``
+        the bytes it may take (0: nothing is saved)."""
     def chat(
         self,
         messages: Sequence[Mapping[str, Any]],

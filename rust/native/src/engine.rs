@@ -121,6 +121,7 @@ impl PyEngine {
     #[pyo3(signature = (
         model_path, *, gpu_layers=None, threads=None, context_size=None, batch_size=512, parallel=None,
         ubatch_size=None, cache_type_k="f16", cache_type_v="f16", flash_attention="auto", mmap=true, mlock=false,
+        kv_store=None, kv_store_size=0,
     ))]
     fn brain(
         py: Python<'_>,
@@ -136,6 +137,8 @@ impl PyEngine {
         flash_attention: &str,
         mmap: bool,
         mlock: bool,
+        kv_store: Option<std::path::PathBuf>,
+        kv_store_size: u64,
     ) -> PyResult<Self> {
         let cache = kv_cache(cache_type_k, cache_type_v, flash_attention)?;
         #[cfg(feature = "real-engine")]
@@ -153,6 +156,8 @@ impl PyEngine {
                 flash_attention: cache.flash_attention,
                 mmap,
                 mlock,
+                kv_store,
+                kv_store_size,
                 ..BrainOptions::new(model_path)
             };
             options.validate().map_err(to_py)?;
@@ -162,7 +167,7 @@ impl PyEngine {
         #[cfg(not(feature = "real-engine"))]
         {
             let _ = (py, model_path, gpu_layers, threads, context_size, batch_size, parallel, ubatch_size);
-            let _ = (cache, mmap, mlock);
+            let _ = (cache, mmap, mlock, kv_store, kv_store_size);
             Err(to_py(CortexError::Engine(
                 "this build of rusty-genius has no real engine (built without the `real-engine` feature)".into(),
             )))

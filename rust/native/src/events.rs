@@ -14,6 +14,8 @@ pub struct PyUsage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub cached_prompt_tokens: u32,
+    /// Of ``cached_prompt_tokens``, those restored from the KV store (saved when the model was last unloaded).
+    pub restored_prompt_tokens: u32,
     /// Messages of the conversation left out so that it fit the context (``context_overflow="drop_oldest_turns"``).
     pub dropped_messages: u32,
 }
@@ -27,8 +29,13 @@ impl PyUsage {
 
     fn __repr__(&self) -> String {
         format!(
-            "Usage(prompt_tokens={}, completion_tokens={}, cached_prompt_tokens={}, dropped_messages={})",
-            self.prompt_tokens, self.completion_tokens, self.cached_prompt_tokens, self.dropped_messages
+            "Usage(prompt_tokens={}, completion_tokens={}, cached_prompt_tokens={}, restored_prompt_tokens={}, \
+             dropped_messages={})",
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cached_prompt_tokens,
+            self.restored_prompt_tokens,
+            self.dropped_messages
         )
     }
 }
@@ -185,6 +192,7 @@ impl PyEvent {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             cached_prompt_tokens: u.cached_prompt_tokens,
+            restored_prompt_tokens: u.restored_prompt_tokens,
             dropped_messages: u.dropped_messages,
         })
     }

@@ -9,6 +9,7 @@ mod convert;
 mod engine;
 mod errors;
 mod events;
+mod logs;
 mod read;
 mod runtime;
 mod stream;
@@ -121,6 +122,7 @@ fn _drain_callbacks(py: Python<'_>) {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    logs::install();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("HAS_REAL_ENGINE", cfg!(feature = "real-engine"))?;
     m.add_class::<engine::PyEngine>()?;

@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from rusty_genius import _native
@@ -82,6 +83,19 @@ class Pinky:
         )
 
 
+DEFAULT_KV_STORE_SIZE = 2 << 30
+"""Bytes the KV store may take on disk by default (every model's saved conversations together)."""
+
+
+def default_kv_store() -> Path:
+    """Where :class:`Brain` saves conversations by default: ``kv-store`` in the folder of the registry
+    (``$RUSTY_GENIUS_HOME``, else ``$XDG_CONFIG_HOME/rusty-genius``, else ``~/.config/rusty-genius``), one
+    subfolder per model and cache settings."""
+    from rusty_genius.facecrab.paths import config_dir
+
+    return config_dir() / "kv-store"
+
+
 CacheType = Literal["f16", "q8_0", "q4_0"]
 """A KV-cache element type, as llama.cpp's ``--cache-type-k``/``-v`` name them."""
 FlashAttention = Literal["auto", "on", "off"]
@@ -108,6 +122,14 @@ class Brain:
     :class:`ConfigError` naming both options). ``mmap``: map the file rather than read it (default, llama.cpp's);
     ``mlock``: lock the weights in RAM so they are never swapped out. A bad value raises :class:`ConfigError` naming
     the option when the model loads.
+
+    ``kv_store``: where conversations survive an unload or a restart. When the model is unloaded or closed, each
+    sequence's KV cache holding at least 16 tokens is saved there; a later request whose prompt begins the same way
+    has that beginning restored instead of read again (``usage.cached_prompt_tokens`` counts it, and
+    ``usage.restored_prompt_tokens`` says how much came from the store). ``True`` (default): ``kv-store`` beside the
+    registry (:func:`default_kv_store`); a path: that folder; ``False``: off. ``kv_store_size``: bytes the store may
+    take on disk, every model's files together (default 2 GiB; 0: nothing is saved); the least recently used go
+    first. See the README's "Conversations survive unload and restart".
     """
 
     model_path: str | os.PathLike[str]
@@ -122,6 +144,8 @@ class Brain:
     flash_attention: FlashAttention = "auto"
     mmap: bool = True
     mlock: bool = False
+    kv_store: str | os.PathLike[str] | bool = True
+    kv_store_size: int = DEFAULT_KV_STORE_SIZE
 
     def _load(self) -> _native.Engine:
         return _native.Engine.brain(
@@ -130,7 +154,27 @@ class Brain:
             threads=self.threads,
             mmap=self.mmap,
             mlock=self.mlock,
+            kv_store=self._kv_store_dir(),
+            kv_store_size=self.kv_store_size,
             **self._sizing(),
+        )
+
+    def _kv_store_dir(self) -> str | None:
+        """The store's folder, None when it is off; a bad option raises :class:`ConfigError` naming it."""
+        from rusty_genius.core.errors import ConfigError
+
+        size = self.kv_store_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ConfigError(f"invalid kv_store_size = {size!r}: must be a number of bytes >= 0", "kv_store_size")
+        if self.kv_store is False or size == 0:
+            return None
+        if self.kv_store is True:
+            return os.fspath(default_kv_store())
+        if isinstance(self.kv_store, (str, os.PathLike)) and os.fspath(self.kv_store):
+            return os.fspath(self.kv_store)
+        raise ConfigError(
+            f"invalid kv_store = {self.kv_store!r}: must be True (the default folder), False (off) or a folder",
+            "kv_store",
         )
 
     def _sizing(self) -> dict[str, Any]:

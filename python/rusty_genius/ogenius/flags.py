@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rusty_genius import Brain, InferenceConfig, Pinky
+from rusty_genius.brainstem.placement import parse_bytes
 from rusty_genius.core.config import CONVERSATION, Setting
 from rusty_genius.core.errors import ConfigError, GeniusError
 from rusty_genius.ogenius.friendly import unknown_model
@@ -85,7 +87,7 @@ CACHE_TYPES = ("f16", "q8_0", "q4_0")
 
 def add_load_flags(parser: argparse.ArgumentParser) -> None:
     """The llama.cpp load options, under llama-server's names: the KV cache's types, flash attention, the batch and
-    micro-batch, mmap and mlock."""
+    micro-batch, mmap and mlock; and the KV store (where conversations survive an unload or a restart)."""
     load = parser.add_argument_group("loading (docs/models.md, Load options)")
     load.add_argument(
         "--cache-type-k", "-ctk", choices=CACHE_TYPES, metavar="TYPE",
@@ -110,6 +112,36 @@ def add_load_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     load.add_argument("--no-mmap", action="store_true", help="read the model into memory instead of mapping the file")
     load.add_argument("--mlock", action="store_true", help="lock the model in RAM (never swapped out)")
+    store = load.add_mutually_exclusive_group()
+    store.add_argument(
+        "--kv-store", type=_folder, metavar="DIR",
+        help="where conversations' KV caches are saved on unload and shutdown and restored from (default: kv-store "
+        "beside the registry)",
+    )  # fmt: skip
+    store.add_argument(
+        "--no-kv-store", action="store_true", help="do not save or restore conversations' KV caches"
+    )  # fmt: skip
+    load.add_argument(
+        "--kv-store-size", type=_size, metavar="SIZE",
+        help="disk the KV store may take, all models together, e.g. 512M or 4GiB (default 2GiB; 0: save nothing); "
+        "the least recently used go first",
+    )  # fmt: skip
+
+
+def _folder(text: str) -> Path:
+    """An argparse type: a folder, or a path where one can be made."""
+    path = Path(text).expanduser()
+    if not text or (path.exists() and not path.is_dir()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
+    return path
+
+
+def _size(text: str) -> int:
+    """An argparse type: a size in bytes, ``8G``, ``1.5GiB``, ``512m`` or plain bytes."""
+    try:
+        return parse_bytes(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def brain_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,6 +160,12 @@ def brain_options(args: argparse.Namespace) -> dict[str, Any]:
         options["mmap"] = False
     if args.mlock:
         options["mlock"] = True
+    if args.no_kv_store:
+        options["kv_store"] = False
+    elif args.kv_store is not None:
+        options["kv_store"] = args.kv_store
+    if args.kv_store_size is not None:
+        options["kv_store_size"] = args.kv_store_size
     if options.get("cache_type_v", "f16") != "f16" and options.get("flash_attention") == "off":
         raise ConfigError(
             f"--cache-type-v {options['cache_type_v']} needs flash attention, and --flash-attn is off: "

@@ -74,6 +74,10 @@ class Metrics:
             "rusty_genius_cached_prompt_tokens", "Prompt tokens served from the prompt cache instead of evaluated",
             ["model"], registry=registry,
         )  # fmt: skip
+        self.restored_prompt_tokens = Counter(
+            "rusty_genius_restored_prompt_tokens", "Prompt tokens restored from the KV store (conversations saved when "
+            "the model was unloaded or stopped), a part of the cached ones", ["model"], registry=registry,
+        )  # fmt: skip
         self.loads = Counter("rusty_genius_model_loads", "Model loads (reloads included)", ["model"], registry=registry)
         self.unloads = Counter("rusty_genius_model_unloads", "Model unloads", ["model"], registry=registry)
         self.load_seconds = Histogram(
@@ -188,6 +192,7 @@ class Generation:
             m.prompt_tokens.labels(self.model).inc(usage.prompt_tokens)
             m.completion_tokens.labels(self.model).inc(usage.completion_tokens)
             m.cached_prompt_tokens.labels(self.model).inc(usage.cached_prompt_tokens)
+            m.restored_prompt_tokens.labels(self.model).inc(usage.restored_prompt_tokens)
 
     def end(self, status: int | None = None) -> None:
         """Counts a WebSocket generation (once): ``status`` when it failed, else 200 if it completed, 499 if not."""

@@ -85,6 +85,12 @@ class Usage:
     def dropped_messages(self) -> int:
         """Messages of the conversation left out so that it fit the context (``context_overflow``)."""
     @property
+    def draft_tokens(self) -> int:
+        """Draft tokens speculative decoding fed to the model (``Brain(spec_type="ngram-simple")``)."""
+    @property
+    def accepted_draft_tokens(self) -> int:
+        """Of ``draft_tokens``, those the model kept (they are part of ``completion_tokens``)."""
+    @property
     def total_tokens(self) -> int: ...
 
 @final
@@ -239,6 +245,8 @@ class Engine:
         mlock: bool = False,
         kv_store: str | None = None,
         kv_store_size: int = 0,
+        spec_type: str = "none",
+        draft_max: int = 16,
     ) -> Engine:
         """Loads a GGUF model into Brain, the llama.cpp engine (checks the file first; raises ``ModelLoadError``, and
         ``ConfigError`` naming the option for a bad one). ``ubatch_size``: tokens computed at once, at most
@@ -246,7 +254,8 @@ class Engine:
         a quantized V cache needs ``flash_attention`` ``"on"`` or ``"auto"`` (``"off"`` with one is a ``ConfigError``).
         ``mmap``: map the file (llama.cpp's default); ``mlock``: lock the weights in RAM. ``kv_store``: the folder
         conversations' caches are saved to when the engine closes and restored from (None: off), ``kv_store_size``
-        the bytes it may take (0: nothing is saved)."""
+        the bytes it may take (0: nothing is saved). ``spec_type``: ``"none"`` or ``"ngram-simple"`` (speculative
+        decoding by prompt lookup, up to ``draft_max`` draft tokens a step, 0 to 128)."""
     def chat(
         self,
         messages: Sequence[Mapping[str, Any]],

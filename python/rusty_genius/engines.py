@@ -98,6 +98,8 @@ def default_kv_store() -> Path:
 
 CacheType = Literal["f16", "q8_0", "q4_0"]
 """A KV-cache element type, as llama.cpp's ``--cache-type-k``/``-v`` name them."""
+SpecType = Literal["none", "ngram-simple"]
+"""Speculative decoding, as llama-server's ``--spec-type`` names it: ``ngram-simple`` is prompt lookup."""
 FlashAttention = Literal["auto", "on", "off"]
 """Flash attention: ``auto`` lets llama.cpp decide (on with the CPU backend, and always with a quantized V cache)."""
 
@@ -120,8 +122,7 @@ class Brain:
     ``parallel`` can run more of them. A quantized V cache needs flash attention: ``flash_attention`` is ``"auto"``
     (default, llama.cpp's: on where the backend supports it), ``"on"`` or ``"off"`` (with a quantized V cache, a
     :class:`ConfigError` naming both options). ``mmap``: map the file rather than read it (default, llama.cpp's);
-    ``mlock``: lock the weights in RAM so they are never swapped out. A bad value raises :class:`ConfigError` naming
-    the option when the model loads.
+    ``mlock``: lock the weights in RAM so they are never swapped out.
 
     ``kv_store``: where conversations survive an unload or a restart. When the model is unloaded or closed, each
     sequence's KV cache holding at least 16 tokens is saved there; a later request whose prompt begins the same way
@@ -130,6 +131,13 @@ class Brain:
     registry (:func:`default_kv_store`); a path: that folder; ``False``: off. ``kv_store_size``: bytes the store may
     take on disk, every model's files together (default 2 GiB; 0: nothing is saved); the least recently used go
     first. See the README's "Conversations survive unload and restart".
+
+    ``spec_type``: speculative decoding. ``"none"`` (default) or ``"ngram-simple"``: prompt lookup, no second model;
+    each step feeds the next token with up to ``draft_max`` (default 16) tokens that followed its last words earlier
+    in the conversation, and keeps those the model would have picked anyway, so the answer is the same and text
+    that repeats the prompt (edits, code, quotes) comes faster. It drafts while at most two requests are generating;
+    ``usage.draft_tokens`` / ``usage.accepted_draft_tokens`` count the drafts. A bad value raises
+    :class:`ConfigError` naming the option when the model loads.
     """
 
     model_path: str | os.PathLike[str]
@@ -146,6 +154,8 @@ class Brain:
     mlock: bool = False
     kv_store: str | os.PathLike[str] | bool = True
     kv_store_size: int = DEFAULT_KV_STORE_SIZE
+    spec_type: SpecType = "none"
+    draft_max: int = 16
 
     def _load(self) -> _native.Engine:
         return _native.Engine.brain(
@@ -156,6 +166,8 @@ class Brain:
             mlock=self.mlock,
             kv_store=self._kv_store_dir(),
             kv_store_size=self.kv_store_size,
+            spec_type=self.spec_type,
+            draft_max=self.draft_max,
             **self._sizing(),
         )
 

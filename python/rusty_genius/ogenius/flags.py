@@ -111,6 +111,15 @@ def add_load_flags(parser: argparse.ArgumentParser) -> None:
         help="tokens computed at once, at most --batch-size (default: the batch); smaller needs less memory",
     )  # fmt: skip
     load.add_argument("--no-mmap", action="store_true", help="read the model into memory instead of mapping the file")
+    load.add_argument(
+        "--spec-type", choices=("none", "ngram-simple"), metavar="none|ngram-simple",
+        help="speculative decoding: ngram-simple drafts from the conversation itself (prompt lookup; same answers, "
+        "faster where they repeat the prompt); default none",
+    )  # fmt: skip
+    load.add_argument(
+        "--draft-max", type=bounded(int, 0, 128, "between 0 and 128"), metavar="N",
+        help="most draft tokens per step with --spec-type (default 16)",
+    )  # fmt: skip
     load.add_argument("--mlock", action="store_true", help="lock the model in RAM (never swapped out)")
     store = load.add_mutually_exclusive_group()
     store.add_argument(
@@ -154,6 +163,8 @@ def brain_options(args: argparse.Namespace) -> dict[str, Any]:
         "flash_attention": args.flash_attn,
         "batch_size": args.batch_size,
         "ubatch_size": args.ubatch_size,
+        "spec_type": args.spec_type,
+        "draft_max": args.draft_max,
     }
     options.update({name: value for name, value in given.items() if value is not None})
     if args.no_mmap:

@@ -37,6 +37,13 @@
 //! - `sample()` already accepts the token in llama.cpp (grammar, penalties): it is never accepted twice.
 //! - Token biases (`logit_bias`) head every chain, the constrained one too, and rule out the argmax fast path; a
 //!   biased id outside the vocabulary fails the request at admission, naming the id.
+//! - Speculative decoding by prompt lookup (`spec_type = ngram-simple`, [`crate::draft`]), while at most
+//!   [`DRAFT_MAX_SEQUENCES`] sequences generate: a sequence's next token goes into the batch with a draft taken from
+//!   its own history, every draft position gets logits, and the sequence keeps the draft while the token picked at
+//!   each position (by its own sampler chain, as without a draft) equals it; the first difference is the next token
+//!   and the rest of the draft leaves the cache. So the output is the same as without drafts (greedy: token for
+//!   token), and any sampling, constraint or penalty works unchanged. Models whose cache cannot cut a sequence's
+//!   tail (recurrent, hybrid) never draft.
 //! - Logprobs (when a request asks and the model is not thinking) are the model's raw distribution at the token's
 //!   position, the log-softmax of its logits before biases, penalties, temperature and constraints (as vLLM reports
 //!   by default), computed by [`crate::logprob`] in buffers kept across tokens; forced tokens get them too.
@@ -61,6 +68,7 @@ use std::collections::VecDeque;
 
 use crate::config::{ContextOverflow, InferenceConfig, Sampling};
 use crate::constraint::Compiler;
+use crate::draft::{self, DraftLength, SpecType};
 use crate::engine::{Engine, EngineInfo, Seq};
 use crate::error::CortexError;
 use crate::event::TokenLogprob;
@@ -79,6 +87,9 @@ const PROMPT_CHUNK_SHARED: usize = 64;
 const PENALTY_LAST_N: i32 = 64;
 /// `n_gpu_layers` meaning "all of them".
 const ALL_LAYERS: u32 = 999;
+/// Drafts are made while at most this many sequences generate: on a CPU a batch already holding several sequences'
+/// tokens gains little from more, and a rejected draft costs them all.
+const DRAFT_MAX_SEQUENCES: usize = 2;
 
 /// How to load a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +122,10 @@ pub struct BrainOptions {
     pub kv_store: Option<PathBuf>,
     /// Bytes the KV store may take on disk, all models together; the least recently used states go first.
     pub kv_store_size: u64,
+    /// Speculative decoding (none by default).
+    pub spec_type: SpecType,
+    /// Most draft tokens per step (llama-server's `--draft-max`).
+    pub draft_max: u32,
 }
 
 impl BrainOptions {
@@ -130,6 +145,8 @@ impl BrainOptions {
             mlock: false,
             kv_store: None,
             kv_store_size: 0,
+            spec_type: SpecType::None,
+            draft_max: 16,
         }
     }
 
@@ -158,6 +175,9 @@ impl BrainOptions {
             && !(1..=1024).contains(&t)
         {
             return Err(CortexError::invalid("threads", t, "must be between 1 and 1024"));
+        }
+        if self.draft_max > draft::DRAFT_MAX_LIMIT {
+            return Err(CortexError::invalid("draft_max", self.draft_max, "must be between 0 and 128"));
         }
         self.sizing().check()
     }
@@ -259,6 +279,8 @@ enum Phase {
         pending: Option<LlamaToken>,
         /// Tokens to feed instead of sampling (a thought closed over its budget), first first.
         forced: VecDeque<LlamaToken>,
+        /// Draft tokens fed after `pending` (in the batch being decoded, then in the cache until they are checked).
+        draft: Vec<LlamaToken>,
     },
 }
 
@@ -271,12 +293,21 @@ struct Slot {
     /// Most tokens this request may fill (prompt and answer).
     limit: usize,
     last_used: u64,
+    /// How long its next draft may be (0: it does not draft).
+    draft_len: DraftLength,
 }
 
 /// What one batch entry was for.
 enum Entry {
-    Token { seq: usize },
-    Chunk { seq: usize, len: usize },
+    /// A generating sequence's next token and `drafted` draft tokens after it.
+    Token {
+        seq: usize,
+        drafted: usize,
+    },
+    Chunk {
+        seq: usize,
+        len: usize,
+    },
 }
 
 /// A loaded model and its context, owned by the worker thread.
@@ -308,6 +339,8 @@ pub struct Brain {
     clock: u64,
     /// Where conversations are saved when the engine stops (None: they are not).
     store: Option<KvStore>,
+    /// Most draft tokens per step (0: no speculative decoding).
+    draft_max: usize,
 }
 
 impl std::fmt::Debug for Brain {
@@ -381,8 +414,22 @@ impl Brain {
             ChatTemplate::new(&source, &special(vocab.bos()), &special(vocab.eos())).ok()
         };
         let tool_format = ToolFormat::detect(&source);
+        // A draft's rejected tail is cut from the cache; a recurrent state cannot be cut back.
+        let draft_max = match options.spec_type {
+            SpecType::NgramSimple if !embedding_only && !model.is_recurrent() && !model.is_hybrid() => {
+                options.draft_max as usize
+            }
+            _ => 0,
+        };
         let slots = (0..parallel)
-            .map(|_| Slot { cached: Vec::new(), phase: Phase::Idle, picker: None, limit: 0, last_used: 0 })
+            .map(|_| Slot {
+                cached: Vec::new(),
+                phase: Phase::Idle,
+                picker: None,
+                limit: 0,
+                last_used: 0,
+                draft_len: DraftLength::new(draft_max),
+            })
             .collect();
         let store = match &options.kv_store {
             Some(root) if !embedding_only && options.kv_store_size > 0 => {
@@ -408,6 +455,7 @@ impl Brain {
             n_batch,
             clock: 0,
             store,
+            draft_max,
         })
     }
 
@@ -635,55 +683,117 @@ impl Brain {
         }
     }
 
-    /// Phase A of a step: every generating sequence with fresh logits picks its next token and hands it on.
+    /// Phase A of a step: every generating sequence with fresh logits picks its next token and hands it on; one
+    /// that was fed a draft keeps the part of it the model picks too ([`Self::verify`]), and may draft again.
     fn sample(&mut self, seqs: &mut [Seq]) {
-        let Self { ctx, model, slots, top, .. } = self;
-        let vocab = model.vocab();
+        let generating = seqs
+            .iter()
+            .filter(|s| s.done.is_none() && matches!(self.slots[s.slot].phase, Phase::Decode { .. }))
+            .count();
+        let drafting = generating <= DRAFT_MAX_SEQUENCES;
         let mut piece = Vec::with_capacity(32);
         for seq in seqs.iter_mut().filter(|s| s.done.is_none()) {
             if seq.out.cancel_token().is_cancelled() {
                 seq.done = Some(Ok(())); // The Generation reports it as cancelled.
                 continue;
             }
-            let slot = &mut slots[seq.slot];
-            let Phase::Decode { logits_at, pending, forced } = &mut slot.phase else { continue };
+            let slot = &mut self.slots[seq.slot];
+            let Phase::Decode { logits_at, draft, .. } = &mut slot.phase else { continue };
             let Some(at) = logits_at.take() else { continue };
-            if slot.cached.len() >= slot.limit {
+            let drafted = std::mem::take(draft);
+            let (next, kept) = self.verify(seq, at, &drafted, &mut piece);
+            let slot = &mut self.slots[seq.slot];
+            // The draft's tail the model did not pick leaves the cache (it is the last thing in it).
+            let stale = drafted.len() - kept;
+            if stale > 0 {
+                let keep = slot.cached.len() - stale;
+                let cut = u32::try_from(keep)
+                    .ok()
+                    .and_then(|p0| self.ctx.clear_kv_cache_seq(u32::try_from(seq.slot).ok(), Some(p0), None).ok());
+                slot.cached.truncate(keep);
+                if cut != Some(true) && seq.done.is_none() {
+                    seq.done = Some(Err(CortexError::Engine(format!(
+                        "llama.cpp could not cut a draft from sequence {}",
+                        seq.slot
+                    ))));
+                    continue;
+                }
+            }
+            if !drafted.is_empty() {
+                slot.draft_len.record(drafted.len(), kept);
+                seq.out.drafted(drafted.len(), kept);
+            }
+            let (Some(token), None) = (next, &seq.done) else { continue };
+            let Phase::Decode { pending, forced, draft, .. } = &mut slot.phase else { continue };
+            *pending = Some(token);
+            // Room for the token and a draft after it, inside the request's limit and the batch.
+            let room = slot.limit.saturating_sub(slot.cached.len() + 2).min(self.n_batch as usize / 4);
+            let length = slot.draft_len.get().min(room);
+            if drafting && forced.is_empty() && length > 0 {
+                *draft = draft::lookup(&slot.cached, token, length);
+            }
+        }
+    }
+
+    /// Picks `seq`'s tokens from the logits at `at`, `at + 1`, ... while each equals the next of `drafted` (which
+    /// follow the last token fed, in the cache): every picked token goes on to the reader. Returns the token to feed
+    /// next (the first that differs from the draft, or the one after the whole draft), `None` when the sequence
+    /// ended, and how many draft tokens were kept.
+    fn verify(
+        &mut self,
+        seq: &mut Seq,
+        at: i32,
+        drafted: &[LlamaToken],
+        piece: &mut Vec<u8>,
+    ) -> (Option<LlamaToken>, usize) {
+        let Self { ctx, model, slots, top, .. } = self;
+        let vocab = model.vocab();
+        let slot = &mut slots[seq.slot];
+        let Phase::Decode { forced, .. } = &mut slot.phase else { return (None, 0) };
+        let mut kept = 0;
+        loop {
+            // The cache holds the draft; only what is kept of it counts.
+            if slot.cached.len() - (drafted.len() - kept) >= slot.limit {
                 let _ = seq.out.context_full();
                 seq.done = Some(Ok(()));
-                continue;
+                return (None, kept);
             }
-            let Some(picker) = slot.picker.as_mut() else { continue };
+            let Some(picker) = slot.picker.as_mut() else { return (None, kept) };
             if let Some(text) = seq.out.take_forced() {
                 forced.extend(vocab.tokenize(text.as_bytes(), false, true));
             }
+            let index = at + pos_i32(kept);
             let token = match forced.pop_front() {
                 Some(token) => {
                     picker.accept(token);
                     token
                 }
-                None => picker.pick(ctx, at, seq.out.in_thought()),
+                None => picker.pick(ctx, index, seq.out.in_thought()),
             };
             if vocab.is_eog(token) {
                 seq.done = Some(Ok(()));
-                continue;
+                return (None, kept);
             }
             piece.clear();
-            vocab.token_to_piece_into(token, &mut piece, false, None);
+            vocab.token_to_piece_into(token, piece, false, None);
             let flow = match seq.out.logprobs_wanted() {
                 Some(k) => {
-                    let logprob = token_logprob(ctx.get_logits_ith(at), token, &piece, k, top, |t, buf| {
+                    let logprob = token_logprob(ctx.get_logits_ith(index), token, piece, k, top, |t, buf| {
                         vocab.token_to_piece_into(t, buf, false, None);
                     });
-                    seq.out.token_with_logprob(&piece, logprob)
+                    seq.out.token_with_logprob(piece, logprob)
                 }
-                None => seq.out.token(&piece),
+                None => seq.out.token(piece),
             };
             if flow == Flow::Stop {
                 seq.done = Some(Ok(()));
-                continue;
+                return (None, kept);
             }
-            *pending = Some(token);
+            if drafted.get(kept) == Some(&token) {
+                kept += 1;
+            } else {
+                return (Some(token), kept);
+            }
         }
     }
 
@@ -692,14 +802,19 @@ impl Brain {
     fn fill_batch(&mut self, seqs: &[Seq]) -> Result<Vec<Entry>, CortexError> {
         self.batch.clear();
         let mut entries = Vec::with_capacity(seqs.len());
+        let mut decoding = 0;
         for (i, seq) in seqs.iter().enumerate().filter(|(_, s)| s.active()) {
             let slot = &self.slots[seq.slot];
-            if let Phase::Decode { pending: Some(token), .. } = slot.phase {
-                self.batch.add(token, pos_i32(slot.cached.len()), &[seq_id(seq.slot)], true).map_err(engine_error)?;
-                entries.push(Entry::Token { seq: i });
+            if let Phase::Decode { pending: Some(token), draft, .. } = &slot.phase {
+                let pos = slot.cached.len();
+                self.batch.add(*token, pos_i32(pos), &[seq_id(seq.slot)], true).map_err(engine_error)?;
+                for (k, &t) in draft.iter().enumerate() {
+                    self.batch.add(t, pos_i32(pos + 1 + k), &[seq_id(seq.slot)], true).map_err(engine_error)?;
+                }
+                entries.push(Entry::Token { seq: i, drafted: draft.len() });
+                decoding += 1 + draft.len();
             }
         }
-        let decoding = entries.len();
         let mut room = (self.n_batch as usize).saturating_sub(decoding);
         if decoding > 0 {
             room = room.min(PROMPT_CHUNK_SHARED);
@@ -728,15 +843,17 @@ impl Brain {
         let mut index = 0i32;
         for entry in entries {
             match entry {
-                Entry::Token { seq } => {
+                Entry::Token { seq, drafted } => {
                     let slot = &mut self.slots[seqs[seq].slot];
-                    if let Phase::Decode { logits_at, pending, .. } = &mut slot.phase
+                    if let Phase::Decode { logits_at, pending, draft, .. } = &mut slot.phase
                         && let Some(token) = pending.take()
                     {
                         slot.cached.push(token);
+                        // In the cache from here on; `sample` checks them against the logits that follow.
+                        slot.cached.extend_from_slice(draft);
                         *logits_at = Some(index);
                     }
-                    index += 1;
+                    index += 1 + pos_i32(drafted);
                 }
                 Entry::Chunk { seq, len } => {
                     let slot = &mut self.slots[seqs[seq].slot];
@@ -754,8 +871,12 @@ impl Brain {
                             think: *think,
                             tool_format: Some(tool_format),
                         });
-                        slot.phase =
-                            Phase::Decode { logits_at: Some(index - 1), pending: None, forced: VecDeque::new() };
+                        slot.phase = Phase::Decode {
+                            logits_at: Some(index - 1),
+                            pending: None,
+                            forced: VecDeque::new(),
+                            draft: Vec::new(),
+                        };
                     }
                 }
             }
@@ -958,6 +1079,7 @@ impl Engine for Brain {
         let entry = &mut self.slots[slot];
         entry.last_used = self.clock;
         entry.limit = limit;
+        entry.draft_len = DraftLength::new(self.draft_max);
         entry.picker = Some(picker);
         let cached = entry.cached.len();
         let restored = if restored { cached } else { 0 };

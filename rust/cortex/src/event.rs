@@ -107,6 +107,10 @@ pub struct Usage {
     pub restored_prompt_tokens: u32,
     /// Messages of the conversation left out so that it fit the context (`ContextOverflow::DropOldestTurns`).
     pub dropped_messages: u32,
+    /// Draft tokens speculative decoding fed to the model, and how many of them it kept (they are among
+    /// `completion_tokens`; the rest were computed and thrown away).
+    pub draft_tokens: u32,
+    pub accepted_draft_tokens: u32,
 }
 
 /// Wall-clock timings of one generation, measured on the worker thread.

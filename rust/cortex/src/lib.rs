@@ -6,7 +6,7 @@
 //!   pieces, and `<think>` tags split anywhere (see [`pipeline`]).
 //! - Every engine runs on its own OS thread ([`worker`]); callers talk to it over channels only.
 //! - No module refers to one that refers back to it (`scripts/check_imports.py` checks). From the bottom up:
-//!   `error`, `logprob` (pure arithmetic), `gbnf` and `schema_depth` (scans of a grammar's text, a schema's depth);
+//!   `error`, `logprob` and `draft` (pure arithmetic), `gbnf` and `schema_depth` (scans of a grammar's text, a schema's depth);
 //!   `event`, `config`, `cancel`, `stats` and the text stages (`utf8`, `stop`, `think`, and `tools` beside `think`:
 //!   it reads `event` and `stop` only); `request`, and `template` beside it (it reads `request`, `config` and `error`
 //!   only); `pipeline`; `engine`; `gguf` and `footprint` (it reads `gguf`), `kvstore` (it reads `gguf`); the engines
@@ -18,6 +18,7 @@ pub mod brain;
 pub mod cancel;
 pub mod config;
 pub mod constraint;
+pub mod draft;
 #[cfg(feature = "real-engine")]
 pub mod embedding;
 pub mod engine;

@@ -187,6 +187,13 @@ impl Generation {
         self.usage.dropped_messages = u32::try_from(n).unwrap_or(u32::MAX);
     }
 
+    /// Records a checked draft: `drafted` tokens fed after the last one, `kept` of them picked by the model.
+    pub fn drafted(&mut self, drafted: usize, kept: usize) {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        self.usage.draft_tokens = self.usage.draft_tokens.saturating_add(count(drafted));
+        self.usage.accepted_draft_tokens = self.usage.accepted_draft_tokens.saturating_add(count(kept));
+    }
+
     /// Records the prompt's size at admission (before it is evaluated): `ProcessStart` reports it. `restored_tokens`
     /// are those of `cached_tokens` read back from the KV-state store.
     pub fn admitted(&mut self, prompt_tokens: usize, cached_tokens: usize, restored_tokens: usize) {

@@ -53,12 +53,24 @@ def usage_dict(usage: Usage) -> dict[str, Any]:
     }
     if usage.dropped_messages:  # context_overflow: drop_oldest_turns left these out
         body["dropped_messages"] = usage.dropped_messages
+    if usage.draft_tokens:  # speculative decoding: OpenAI's names for predicted tokens kept and thrown away
+        body["completion_tokens_details"] = {
+            "accepted_prediction_tokens": usage.accepted_draft_tokens,
+            "rejected_prediction_tokens": usage.draft_tokens - usage.accepted_draft_tokens,
+        }
     return body
 
 
 def timings_dict(timings: Timings, usage: Usage | None) -> dict[str, Any]:
-    """llama-server's ``timings`` object (extra field; OpenAI clients ignore it)."""
+    """llama-server's ``timings`` object (extra field; OpenAI clients ignore it), with its ``draft_n`` and
+    ``draft_n_accepted`` when speculative decoding drafted."""
+    drafts = (
+        {"draft_n": usage.draft_tokens, "draft_n_accepted": usage.accepted_draft_tokens}
+        if usage and usage.draft_tokens
+        else {}
+    )
     return {
+        **drafts,
         "prompt_n": usage.prompt_tokens - usage.cached_prompt_tokens if usage else None,
         "prompt_ms": round(timings.prompt_ms, 3),
         "prompt_per_second": round(timings.prompt_tokens_per_s, 3),

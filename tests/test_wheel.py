@@ -127,7 +127,8 @@ class FreshVenv:
 
     def build_info(self) -> dict[str, Any]:
         code = "import json, rusty_genius; print(json.dumps(rusty_genius.build_info()))"
-        return json.loads(self.run([str(self.python), "-c", code]).stdout)
+        info: dict[str, Any] = json.loads(self.run([str(self.python), "-c", code]).stdout)
+        return info
 
     def chat_answers_paris(self) -> None:
         chat = self.run(

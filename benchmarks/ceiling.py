@@ -35,10 +35,13 @@ What each section measures, and why that is like for like:
     cache type (llama.cpp clears the cache when it allocates it, so its pages are resident).
 (e) **Load time vs llama-cpp-python**: ``benchmarks/load_phases.py`` (one sequence each, fresh processes
     alternating, logs off); its phase breakdown with ``--phases``.
-(f) **Hooks for features being built**: TTFT of a follow-up turn on a 2,000-token conversation after unload and
-    after restart, as a ratio to a full re-prefill (target <= 0.2), and prompt-lookup decoding's speedup on an
-    edit-this-text task (target >= 1.5x). Each detects its feature (``kv_persistence_feature()``,
-    ``prompt_lookup_feature()``) and prints ``n/a: not built yet`` until it exists.
+(f) **Features of our own, with their targets**; each detects its feature (``kv_persistence_feature()``,
+    ``prompt_lookup_feature()``) and prints ``n/a: not built yet`` where it is missing. KV persistence
+    (``Brain(kv_store=...)``): TTFT of a follow-up turn on a 2,000-token conversation (500 with ``--quick``) after
+    ``unload()`` + ``load()`` in one process, and of the next turn in a new process on the same store, each over
+    the TTFT of the same prompt on a fresh engine without a store (full re-prefill); target <= 0.2; loads are not
+    timed. Prompt lookup (``Brain(spec_type="ngram-simple")``): decode tok/s of a greedy chat request whose answer
+    rewrites a given text, on over off, fresh processes alternating; target >= 1.5.
 
     scripts/bench.sh ceiling [--quick] [--only a,b,c,d,e,f] [--reps 3] [--model PATH]
 

@@ -168,3 +168,37 @@ def test_a_bad_spec_type_or_draft_length_is_a_config_error_naming_it(options: di
     with pytest.raises(ConfigError) as raised, Genius(engine=bad) as g:
         list(g.chat(EDIT, InferenceConfig.of(max_tokens=2)))
     assert raised.value.field == field
+
+
+@pytest.mark.real_engine
+def test_a_draft_model_gives_the_same_answers_and_its_guesses_are_kept(plain_answers: list[tuple[str, Any]]) -> None:
+    """The test model drafting for itself: every guess it is sure of is the model's own pick, so drafts are kept, and
+    the answers are those without drafts. (A smaller model of the same family is the real use; there is none here.)"""
+    with Genius(engine=brain("none", draft_model=smollm2_path())) as g:
+        drafted = [complete(g, messages, **config) for messages, config in REQUESTS]
+    for (plain, _), (text, usage) in zip(plain_answers, drafted, strict=True):
+        assert text == plain
+        assert 0 <= usage.accepted_draft_tokens <= usage.draft_tokens
+    usage = drafted[0][1]
+    assert usage.draft_tokens > 0 and usage.accepted_draft_tokens >= usage.draft_tokens * 9 // 10, usage
+
+
+@pytest.mark.real_engine
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [({"spec_type": "draft"}, "spec_type = draft"), ({"spec_type": "ngram-simple", "draft_model": "x.gguf"}, "x.gguf")],
+)
+def test_a_draft_model_goes_with_spec_type_draft_only(options: dict[str, Any], named: str) -> None:
+    bad = Brain(model_path=smollm2_path(), threads=2, **options)
+    with pytest.raises(ConfigError) as raised, Genius(engine=bad) as g:
+        list(g.chat(EDIT, InferenceConfig.of(max_tokens=2)))
+    assert raised.value.field == "draft_model"
+    assert named in str(raised.value)
+
+
+@pytest.mark.pinky
+def test_model_draft_flag_reaches_the_brain() -> None:
+    args = build_parser().parse_args(["serve", "-md", "small.gguf", "--draft-max", "4"])
+    options = brain_options(args)
+    assert (options["draft_model"], options["draft_max"]) == ("small.gguf", 4)
+    assert Brain(model_path="m.gguf", **options).draft_model == "small.gguf"

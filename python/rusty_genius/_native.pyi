@@ -247,6 +247,7 @@ class Engine:
         kv_store_size: int = 0,
         spec_type: str = "none",
         draft_max: int = 16,
+        draft_model: str | None = None,
     ) -> Engine:
         """Loads a GGUF model into Brain, the llama.cpp engine (checks the file first; raises ``ModelLoadError``, and
         ``ConfigError`` naming the option for a bad one). ``ubatch_size``: tokens computed at once, at most
@@ -254,8 +255,9 @@ class Engine:
         a quantized V cache needs ``flash_attention`` ``"on"`` or ``"auto"`` (``"off"`` with one is a ``ConfigError``).
         ``mmap``: map the file (llama.cpp's default); ``mlock``: lock the weights in RAM. ``kv_store``: the folder
         conversations' caches are saved to when the engine closes and restored from (None: off), ``kv_store_size``
-        the bytes it may take (0: nothing is saved). ``spec_type``: ``"none"`` or ``"ngram-simple"`` (speculative
-        decoding by prompt lookup, up to ``draft_max`` draft tokens a step, 0 to 128)."""
+        the bytes it may take (0: nothing is saved). ``spec_type``: ``"none"``, ``"ngram-simple"`` (speculative
+        decoding by prompt lookup) or ``"draft"`` (with ``draft_model``, a GGUF of the same vocabulary), up to
+        ``draft_max`` draft tokens a step, 0 to 128."""
     def chat(
         self,
         messages: Sequence[Mapping[str, Any]],

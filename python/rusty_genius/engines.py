@@ -98,8 +98,9 @@ def default_kv_store() -> Path:
 
 CacheType = Literal["f16", "q8_0", "q4_0"]
 """A KV-cache element type, as llama.cpp's ``--cache-type-k``/``-v`` name them."""
-SpecType = Literal["none", "ngram-simple"]
-"""Speculative decoding, as llama-server's ``--spec-type`` names it: ``ngram-simple`` is prompt lookup."""
+SpecType = Literal["none", "ngram-simple", "draft"]
+"""Speculative decoding, as llama-server's ``--spec-type`` names it: ``ngram-simple`` is prompt lookup, ``draft`` a
+draft model."""
 FlashAttention = Literal["auto", "on", "off"]
 """Flash attention: ``auto`` lets llama.cpp decide (on with the CPU backend, and always with a quantized V cache)."""
 
@@ -136,8 +137,9 @@ class Brain:
     each step feeds the next token with up to ``draft_max`` (default 16) tokens that followed its last words earlier
     in the conversation, and keeps those the model would have picked anyway, so the answer is the same and text
     that repeats the prompt (edits, code, quotes) comes faster. It drafts while at most two requests are generating;
-    ``usage.draft_tokens`` / ``usage.accepted_draft_tokens`` count the drafts. A bad value raises
-    :class:`ConfigError` naming the option when the model loads.
+    ``usage.draft_tokens`` / ``usage.accepted_draft_tokens`` count the drafts. ``draft_model``: a smaller GGUF with the
+    model's vocabulary that guesses instead (``spec_type`` becomes ``"draft"``; its guesses below 75 % likely end a
+    draft). A bad value raises :class:`ConfigError` naming the option when the model loads.
     """
 
     model_path: str | os.PathLike[str]
@@ -156,6 +158,7 @@ class Brain:
     kv_store_size: int = DEFAULT_KV_STORE_SIZE
     spec_type: SpecType = "none"
     draft_max: int = 16
+    draft_model: str | os.PathLike[str] | None = None
 
     def _load(self) -> _native.Engine:
         return _native.Engine.brain(
@@ -166,8 +169,9 @@ class Brain:
             mlock=self.mlock,
             kv_store=self._kv_store_dir(),
             kv_store_size=self.kv_store_size,
-            spec_type=self.spec_type,
+            spec_type="draft" if self.draft_model is not None and self.spec_type == "none" else self.spec_type,
             draft_max=self.draft_max,
+            draft_model=None if self.draft_model is None else os.fspath(self.draft_model),
             **self._sizing(),
         )
 

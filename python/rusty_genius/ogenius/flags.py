@@ -112,9 +112,13 @@ def add_load_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     load.add_argument("--no-mmap", action="store_true", help="read the model into memory instead of mapping the file")
     load.add_argument(
-        "--spec-type", choices=("none", "ngram-simple"), metavar="none|ngram-simple",
+        "--spec-type", choices=("none", "ngram-simple", "draft"), metavar="none|ngram-simple|draft",
         help="speculative decoding: ngram-simple drafts from the conversation itself (prompt lookup; same answers, "
-        "faster where they repeat the prompt); default none",
+        "faster where they repeat the prompt), draft from --model-draft; default none (draft with --model-draft)",
+    )  # fmt: skip
+    load.add_argument(
+        "--model-draft", "-md", metavar="GGUF",
+        help="a smaller model with the same vocabulary that drafts tokens for speculative decoding",
     )  # fmt: skip
     load.add_argument(
         "--draft-max", type=bounded(int, 0, 128, "between 0 and 128"), metavar="N",
@@ -165,6 +169,7 @@ def brain_options(args: argparse.Namespace) -> dict[str, Any]:
         "ubatch_size": args.ubatch_size,
         "spec_type": args.spec_type,
         "draft_max": args.draft_max,
+        "draft_model": args.model_draft,
     }
     options.update({name: value for name, value in given.items() if value is not None})
     if args.no_mmap:

@@ -69,6 +69,7 @@ use std::collections::VecDeque;
 use crate::config::{ContextOverflow, InferenceConfig, Sampling};
 use crate::constraint::Compiler;
 use crate::draft::{self, DraftLength, SpecType};
+use crate::drafter::{DraftLoad, Drafter};
 use crate::engine::{Engine, EngineInfo, Seq};
 use crate::error::CortexError;
 use crate::event::TokenLogprob;
@@ -126,6 +127,8 @@ pub struct BrainOptions {
     pub spec_type: SpecType,
     /// Most draft tokens per step (llama-server's `--draft-max`).
     pub draft_max: u32,
+    /// The draft model of `SpecType::Draft` (llama-server's `--model-draft`).
+    pub draft_model: Option<PathBuf>,
 }
 
 impl BrainOptions {
@@ -147,6 +150,7 @@ impl BrainOptions {
             kv_store_size: 0,
             spec_type: SpecType::None,
             draft_max: 16,
+            draft_model: None,
         }
     }
 
@@ -178,6 +182,23 @@ impl BrainOptions {
         }
         if self.draft_max > draft::DRAFT_MAX_LIMIT {
             return Err(CortexError::invalid("draft_max", self.draft_max, "must be between 0 and 128"));
+        }
+        match (self.spec_type, &self.draft_model) {
+            (SpecType::Draft, None) => {
+                return Err(CortexError::invalid(
+                    "draft_model",
+                    "none",
+                    "a GGUF path is needed with spec_type = draft",
+                ));
+            }
+            (SpecType::None | SpecType::NgramSimple, Some(path)) => {
+                return Err(CortexError::invalid(
+                    "draft_model",
+                    path.display(),
+                    "is used with spec_type = draft (one speculative method at a time)",
+                ));
+            }
+            _ => {}
         }
         self.sizing().check()
     }
@@ -341,6 +362,8 @@ pub struct Brain {
     store: Option<KvStore>,
     /// Most draft tokens per step (0: no speculative decoding).
     draft_max: usize,
+    /// The draft model, with `SpecType::Draft` (else drafts come from prompt lookup).
+    drafter: Option<Drafter>,
 }
 
 impl std::fmt::Debug for Brain {
@@ -416,10 +439,20 @@ impl Brain {
         let tool_format = ToolFormat::detect(&source);
         // A draft's rejected tail is cut from the cache; a recurrent state cannot be cut back.
         let draft_max = match options.spec_type {
-            SpecType::NgramSimple if !embedding_only && !model.is_recurrent() && !model.is_hybrid() => {
+            SpecType::NgramSimple | SpecType::Draft
+                if !embedding_only && !model.is_recurrent() && !model.is_hybrid() =>
+            {
                 options.draft_max as usize
             }
             _ => 0,
+        };
+        let drafter = match (&options.draft_model, draft_max) {
+            (Some(draft_path), 1..) => Some(Drafter::load(
+                backend,
+                &model,
+                &DraftLoad { path: draft_path, gpu_layers, parallel, n_ctx, threads },
+            )?),
+            _ => None,
         };
         let slots = (0..parallel)
             .map(|_| Slot {
@@ -456,6 +489,7 @@ impl Brain {
             clock: 0,
             store,
             draft_max,
+            drafter,
         })
     }
 
@@ -730,7 +764,10 @@ impl Brain {
             let room = slot.limit.saturating_sub(slot.cached.len() + 2).min(self.n_batch as usize / 4);
             let length = slot.draft_len.get().min(room);
             if drafting && forced.is_empty() && length > 0 {
-                *draft = draft::lookup(&slot.cached, token, length);
+                *draft = match self.drafter.as_mut() {
+                    Some(drafter) => drafter.propose(seq.slot, &slot.cached, token, length),
+                    None => draft::lookup(&slot.cached, token, length),
+                };
             }
         }
     }

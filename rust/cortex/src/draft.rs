@@ -18,6 +18,8 @@ pub enum SpecType {
     None,
     /// Prompt lookup: drafts from the sequence's own history ([`crate::draft`]), no second model.
     NgramSimple,
+    /// A draft model (`BrainOptions::draft_model`) guesses greedily.
+    Draft,
 }
 
 impl SpecType {
@@ -26,10 +28,11 @@ impl SpecType {
         match value {
             "none" => Ok(Self::None),
             "ngram-simple" => Ok(Self::NgramSimple),
+            "draft" => Ok(Self::Draft),
             other => Err(crate::error::CortexError::InvalidConfig {
                 field,
                 value: other.to_owned(),
-                expected: "none or ngram-simple (prompt lookup)",
+                expected: "none, ngram-simple (prompt lookup) or draft (a draft model)",
             }),
         }
     }

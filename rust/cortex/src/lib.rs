@@ -20,6 +20,8 @@ pub mod config;
 pub mod constraint;
 pub mod draft;
 #[cfg(feature = "real-engine")]
+pub mod drafter;
+#[cfg(feature = "real-engine")]
 pub mod embedding;
 pub mod engine;
 pub mod error;

@@ -122,7 +122,7 @@ impl PyEngine {
         model_path, *, gpu_layers=None, threads=None, context_size=None, batch_size=512, parallel=None,
         ubatch_size=None, cache_type_k="f16", cache_type_v="f16", flash_attention="auto", mmap=true, mlock=false,
         kv_store=None, kv_store_size=0,
-        spec_type="none", draft_max=16,
+        spec_type="none", draft_max=16, draft_model=None,
     ))]
     fn brain(
         py: Python<'_>,
@@ -142,6 +142,7 @@ impl PyEngine {
         kv_store_size: u64,
         spec_type: &str,
         draft_max: u32,
+        draft_model: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
         let cache = kv_cache(cache_type_k, cache_type_v, flash_attention)?;
         let spec_type = rusty_genius_cortex::draft::SpecType::parse("spec_type", spec_type).map_err(to_py)?;
@@ -164,6 +165,7 @@ impl PyEngine {
                 kv_store_size,
                 spec_type,
                 draft_max,
+                draft_model,
                 ..BrainOptions::new(model_path)
             };
             options.validate().map_err(to_py)?;
@@ -173,7 +175,7 @@ impl PyEngine {
         #[cfg(not(feature = "real-engine"))]
         {
             let _ = (py, model_path, gpu_layers, threads, context_size, batch_size, parallel, ubatch_size);
-            let _ = (cache, mmap, mlock, kv_store, kv_store_size, spec_type, draft_max);
+            let _ = (cache, mmap, mlock, kv_store, kv_store_size, spec_type, draft_max, draft_model);
             Err(to_py(CortexError::Engine(
                 "this build of rusty-genius has no real engine (built without the `real-engine` feature)".into(),
             )))

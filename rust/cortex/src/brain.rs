@@ -47,6 +47,14 @@
 //! - Logprobs (when a request asks and the model is not thinking) are the model's raw distribution at the token's
 //!   position, the log-softmax of its logits before biases, penalties, temperature and constraints (as vLLM reports
 //!   by default), computed by [`crate::logprob`] in buffers kept across tokens; forced tokens get them too.
+//! - Context shift (`context_overflow = shift`, [`crate::shift`]): a generating sequence whose cache is full loses
+//!   the older half of what follows its kept tokens (the system prompt, else the BOS) and goes on, its cache's
+//!   positions moved down and `cached` spliced to match; it happens in [`Brain::sample`] once the draft is checked
+//!   (only kept draft tokens are in the cache then), and drafts stay inside the window. An overlong prompt loses
+//!   blocks from its middle at admission. After a shift the cache past the kept tokens no longer equals a fresh
+//!   prefill of `cached`, so it is cut back to them when the request ends (never reused or saved). Models whose
+//!   cache cannot shift (recurrent, hybrid, sliding window, multi-section RoPE) get `error`'s behaviour, and an
+//!   overlong prompt's error says why.
 //! - Conversations outlive the engine when it has a KV store ([`crate::seqstate`] says when states are saved and
 //!   restored): restored tokens count as cached ones, and `usage.restored_prompt_tokens` says how many.
 
@@ -59,7 +67,7 @@ use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams, LlamaPooling
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel, RopeType};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token::logit_bias::LlamaLogitBias;
@@ -77,7 +85,8 @@ use crate::footprint;
 use crate::kvstore::KvStore;
 use crate::logprob;
 use crate::pipeline::{Flow, Generation, PromptInfo};
-use crate::request::{ChatMessage, ChatRequest, RawPrompt};
+use crate::request::{ChatMessage, ChatRequest, RawPrompt, Role};
+use crate::shift;
 use crate::template::{ChatTemplate, TemplateKwargs, split_prefill};
 use crate::think::ThinkStart;
 use crate::tools::ToolFormat;
@@ -257,6 +266,19 @@ fn kv_shape(model: &LlamaModel) -> footprint::KvShape {
     }
 }
 
+/// Whether the model's cache can take a context shift: llama.cpp's `llama_memory_can_shift` is not reachable through
+/// llama-cpp-2, so its rules are read from the model ([`shift::cache_can_shift`]).
+fn cache_can_shift(model: &LlamaModel) -> bool {
+    let arch = model.meta_val_str("general.architecture").unwrap_or_default();
+    let window = model.meta_val_str(&format!("{arch}.attention.sliding_window")).ok();
+    shift::cache_can_shift(&shift::CacheTraits {
+        recurrent: model.is_recurrent() || model.is_hybrid(),
+        plain_rope: matches!(model.rope_type(), Some(RopeType::Norm | RopeType::NeoX)),
+        sliding_window: window.is_some_and(|w| w.trim().parse::<u64>().map_or(true, |n| n > 0)),
+        arch: &arch,
+    })
+}
+
 /// How many sequences to run when the caller does not say ([`footprint::auto_parallel`] on the model's numbers,
 /// with its cells priced in the cache's types).
 fn auto_parallel(shape: &footprint::KvShape, cache: footprint::KvCache, model: &LlamaModel, n_ctx: u32) -> u32 {
@@ -316,6 +338,10 @@ struct Slot {
     last_used: u64,
     /// How long its next draft may be (0: it does not draft).
     draft_len: DraftLength,
+    /// Tokens kept for good when the cache shifts (`None`: the request does not shift; it ends at `limit`).
+    keep: Option<usize>,
+    /// A shift happened since the request began: the cache past `keep` is not a fresh prefill of `cached`.
+    shifted: bool,
 }
 
 /// What one batch entry was for.
@@ -362,6 +388,8 @@ pub struct Brain {
     store: Option<KvStore>,
     /// Most draft tokens per step (0: no speculative decoding).
     draft_max: usize,
+    /// The cache can take a context shift ([`shift::cache_can_shift`]).
+    can_shift: bool,
     /// The draft model, with `SpecType::Draft` (else drafts come from prompt lookup).
     drafter: Option<Drafter>,
 }
@@ -454,6 +482,7 @@ impl Brain {
             )?),
             _ => None,
         };
+        let can_shift = !embedding_only && cache_can_shift(&model);
         let slots = (0..parallel)
             .map(|_| Slot {
                 cached: Vec::new(),
@@ -462,6 +491,8 @@ impl Brain {
                 limit: 0,
                 last_used: 0,
                 draft_len: DraftLength::new(draft_max),
+                keep: None,
+                shifted: false,
             })
             .collect();
         let store = match &options.kv_store {
@@ -490,6 +521,7 @@ impl Brain {
             store,
             draft_max,
             drafter,
+            can_shift,
         })
     }
 
@@ -627,6 +659,60 @@ impl Brain {
         Ok((tokens, think))
     }
 
+    /// The tokens a shift keeps of `tokens` (before [`shift::keep`] caps them): those of the conversation's leading
+    /// system messages as the template renders them (where that rendering and the whole prompt's tokens agree), else
+    /// the BOS token, if the prompt starts with one. A raw prompt (`messages` empty) keeps its BOS.
+    fn wanted_keep(&self, messages: &[ChatMessage], config: &InferenceConfig, tokens: &[LlamaToken]) -> usize {
+        let bos = usize::from(tokens.first() == Some(&self.model.vocab().bos()));
+        let system = messages.iter().take_while(|m| m.role == Role::System).count();
+        if system == 0 {
+            return bos;
+        }
+        // Some templates refuse a conversation without a user message: then only the BOS is kept.
+        match self.chat_tokens(&messages[..system], config, false) {
+            Ok((head, _)) => shared_prefix(&head, tokens).max(bos),
+            Err(_) => bos,
+        }
+    }
+
+    /// Fits an overlong prompt for a shifting request: blocks from after the kept tokens go ([`shift::prompt_cut`]),
+    /// counted in `out`'s usage. Returns the tokens kept for good, `None` when the request does not shift. A request
+    /// that asks to shift a model that cannot gets `error`'s behaviour: its overlong prompt fails, saying why.
+    fn fit_shifting(
+        &self,
+        request: &ChatRequest,
+        tokens: &mut Vec<LlamaToken>,
+        limit: usize,
+        out: &mut Generation,
+    ) -> Result<Option<usize>, CortexError> {
+        let config = &request.config;
+        if config.behavior.context_overflow != ContextOverflow::Shift {
+            return Ok(None);
+        }
+        if !self.can_shift {
+            if tokens.len() >= limit {
+                return Err(CortexError::ContextOverflow {
+                    prompt_tokens: tokens.len(),
+                    context_size: limit,
+                    note: " (context_overflow = shift is not available: this model's cache cannot be shifted, as \
+                           with recurrent, hybrid, sliding-window or multi-section RoPE models)",
+                });
+            }
+            return Ok(None);
+        }
+        let messages = if request.prompt.is_some() { &[][..] } else { &request.messages[..] };
+        let keep = shift::keep(self.wanted_keep(messages, config, tokens), limit);
+        let Some(cut) = shift::prompt_cut(tokens.len(), keep, limit) else { return Ok(None) };
+        if cut > 0 {
+            tokens.drain(keep..keep + cut);
+            out.shifted(cut);
+        }
+        if config.behavior.max_tokens.is_none() {
+            out.cap_tokens(shift::token_cap(limit));
+        }
+        Ok(Some(keep))
+    }
+
     /// The tokens of a raw prompt: its text as it is, or with a suffix, the model's fill-in-the-middle form
     /// (`[BOS] <fim_pre> text <fim_suf> suffix <fim_mid>`, as llama-server's infill builds it).
     fn raw_tokens(&self, raw: &RawPrompt) -> Result<Vec<LlamaToken>, CortexError> {
@@ -758,6 +844,22 @@ impl Brain {
                 seq.out.drafted(drafted.len(), kept);
             }
             let (Some(token), None) = (next, &seq.done) else { continue };
+            // A full cache shifts here, where no unchecked draft is left in it.
+            if slot.cached.len() >= slot.limit {
+                let shifted = slot.keep.and_then(|keep| shift::plan(slot.cached.len(), keep));
+                let Some(plan) = shifted else {
+                    let _ = seq.out.context_full();
+                    seq.done = Some(Ok(()));
+                    continue;
+                };
+                if let Err(e) = shift_cache(&mut self.ctx, seq.slot, plan, slot.cached.len()) {
+                    seq.done = Some(Err(e));
+                    continue;
+                }
+                slot.cached.drain(plan.keep..plan.keep + plan.discard);
+                slot.shifted = true;
+                seq.out.shifted(plan.discard);
+            }
             let Phase::Decode { pending, forced, draft, .. } = &mut slot.phase else { continue };
             *pending = Some(token);
             // Room for the token and a draft after it, inside the request's limit and the batch.
@@ -789,8 +891,9 @@ impl Brain {
         let Phase::Decode { forced, .. } = &mut slot.phase else { return (None, 0) };
         let mut kept = 0;
         loop {
-            // The cache holds the draft; only what is kept of it counts.
-            if slot.cached.len() - (drafted.len() - kept) >= slot.limit {
+            // The cache holds the draft; only what is kept of it counts. A shifting sequence picks on: `sample` makes
+            // room for the token before it is fed.
+            if slot.keep.is_none() && slot.cached.len() - (drafted.len() - kept) >= slot.limit {
                 let _ = seq.out.context_full();
                 seq.done = Some(Ok(()));
                 return (None, kept);
@@ -950,6 +1053,20 @@ fn token_logprob(
     }
 }
 
+/// Applies `plan` to sequence `slot`'s cache holding `len` tokens: the discarded positions leave it and those after
+/// them move down (llama.cpp re-rotates their keys on the next decode).
+fn shift_cache(ctx: &mut LlamaContext<'_>, slot: usize, plan: shift::Shift, len: usize) -> Result<(), CortexError> {
+    let failed = || CortexError::Engine(format!("llama.cpp could not shift sequence {slot}"));
+    let pos = |p: usize| u32::try_from(p).map_err(|_| failed());
+    let (start, end) = (pos(plan.keep)?, pos(plan.keep + plan.discard)?);
+    let seq = u32::try_from(slot).map_err(|_| failed())?;
+    if ctx.clear_kv_cache_seq(Some(seq), Some(start), Some(end)).ok() != Some(true) {
+        return Err(failed());
+    }
+    let delta = -i32::try_from(plan.discard).map_err(|_| failed())?;
+    ctx.kv_cache_seq_add(seq_id(slot), Some(end), Some(pos(len)?), delta).map_err(|_| failed())
+}
+
 fn shared_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
@@ -1089,7 +1206,7 @@ impl Engine for Brain {
         config.sampling.check_vocab(self.model.n_vocab())?;
         let constraint = self.constraint(config)?;
         let limit = config.behavior.context_size.map_or(self.n_ctx, |n| n.min(self.n_ctx)) as usize;
-        let (tokens, think) = match &request.prompt {
+        let (mut tokens, think) = match &request.prompt {
             Some(raw) => (self.raw_tokens(raw)?, ThinkStart::default()),
             None => self.fitting_chat_tokens(&request.messages, config, constraint.is_some(), limit, out)?,
         };
@@ -1097,8 +1214,9 @@ impl Engine for Brain {
             // A decode of no tokens fails in llama.cpp, and a failed decode costs every running sequence its cache.
             return Err(CortexError::InvalidRequest("the prompt is empty: send some text to continue".into()));
         }
+        let keep = self.fit_shifting(request, &mut tokens, limit, out)?;
         if tokens.len() >= limit {
-            return Err(CortexError::ContextOverflow { prompt_tokens: tokens.len(), context_size: limit });
+            return Err(CortexError::ContextOverflow { prompt_tokens: tokens.len(), context_size: limit, note: "" });
         }
         let picker = Picker::new(&config.sampling, &self.model, constraint)?;
         // The free slot holding the longest beginning of this conversation; then the least recently used.
@@ -1117,6 +1235,8 @@ impl Engine for Brain {
         entry.last_used = self.clock;
         entry.limit = limit;
         entry.draft_len = DraftLength::new(self.draft_max);
+        entry.keep = keep;
+        entry.shifted = false;
         entry.picker = Some(picker);
         let cached = entry.cached.len();
         let restored = if restored { cached } else { 0 };
@@ -1140,9 +1260,24 @@ impl Engine for Brain {
     }
 
     fn release(&mut self, slot: usize) {
+        let index = slot;
         let slot = &mut self.slots[slot];
         slot.phase = Phase::Idle;
         slot.picker = None;
+        // A shifted cache past the kept tokens was computed beside tokens it no longer holds: a later request must
+        // not reuse it as if it were a fresh prefill, nor the KV store save it.
+        if std::mem::take(&mut slot.shifted) {
+            let keep = slot.keep.unwrap_or(0);
+            let seq = u32::try_from(index).ok();
+            let cut = u32::try_from(keep).ok().and_then(|p0| self.ctx.clear_kv_cache_seq(seq, Some(p0), None).ok());
+            if cut == Some(true) {
+                slot.cached.truncate(keep);
+            } else {
+                slot.cached.clear();
+                let _ = self.ctx.clear_kv_cache_seq(seq, None, None);
+            }
+        }
+        slot.keep = None;
     }
 
     fn persist(&mut self) {

@@ -59,15 +59,20 @@ pub enum ContextOverflow {
     /// The oldest turns go (a user message and what answered it), system messages and the last turn stay, until
     /// the prompt fits; the answer's usage counts the messages dropped. Still too long: the error.
     DropOldestTurns,
+    /// llama.cpp's context shift ([`crate::shift`]): a full cache drops the older half of what follows the system
+    /// prompt and generation goes on; an overlong prompt loses blocks from its middle. The answer's usage counts the
+    /// tokens shifted out. Raw prompts too. A model whose cache cannot shift gets the error.
+    Shift,
 }
 
 impl ContextOverflow {
-    pub const NAMES: [&'static str; 2] = ["error", "drop_oldest_turns"];
+    pub const NAMES: [&'static str; 3] = ["error", "drop_oldest_turns", "shift"];
 
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "error" => Some(Self::Error),
             "drop_oldest_turns" => Some(Self::DropOldestTurns),
+            "shift" => Some(Self::Shift),
             _ => None,
         }
     }
@@ -76,6 +81,7 @@ impl ContextOverflow {
         match self {
             Self::Error => "error",
             Self::DropOldestTurns => "drop_oldest_turns",
+            Self::Shift => "shift",
         }
     }
 }

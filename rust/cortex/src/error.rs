@@ -20,12 +20,12 @@ pub enum CortexError {
     /// llama.cpp refused to load it.
     #[error("cannot load model {}: {reason}", path.display())]
     ModelLoad { path: std::path::PathBuf, reason: String },
-    /// The prompt does not fit the context window.
+    /// The prompt does not fit the context window. `note` says more when there is more to say (`""` otherwise).
     #[error(
         "the prompt is {prompt_tokens} tokens but the context holds {context_size}; shorten the conversation or \
-         raise context_size"
+         raise context_size{note}"
     )]
-    ContextOverflow { prompt_tokens: usize, context_size: usize },
+    ContextOverflow { prompt_tokens: usize, context_size: usize, note: &'static str },
     /// The engine failed while generating; the stream ends with this error.
     #[error("engine failure: {0}")]
     Engine(String),

@@ -107,6 +107,9 @@ pub struct Usage {
     pub restored_prompt_tokens: u32,
     /// Messages of the conversation left out so that it fit the context (`ContextOverflow::DropOldestTurns`).
     pub dropped_messages: u32,
+    /// Tokens `ContextOverflow::Shift` took out of the context: cut from an overlong prompt (not in `prompt_tokens`,
+    /// which counts what was read) and discarded by each shift while generating.
+    pub shifted_tokens: u32,
     /// Draft tokens speculative decoding fed to the model, and how many of them it kept (they are among
     /// `completion_tokens`; the rest were computed and thrown away).
     pub draft_tokens: u32,

@@ -6,7 +6,7 @@
 //!   pieces, and `<think>` tags split anywhere (see [`pipeline`]).
 //! - Every engine runs on its own OS thread ([`worker`]); callers talk to it over channels only.
 //! - No module refers to one that refers back to it (`scripts/check_imports.py` checks). From the bottom up:
-//!   `error`, `logprob` and `draft` (pure arithmetic), `gbnf` and `schema_depth` (scans of a grammar's text, a schema's depth);
+//!   `error`, `logprob`, `draft` and `shift` (pure arithmetic), `gbnf` and `schema_depth` (scans of a grammar's text, a schema's depth);
 //!   `event`, `config`, `cancel`, `stats` and the text stages (`utf8`, `stop`, `think`, and `tools` beside `think`:
 //!   it reads `event` and `stop` only); `request`, and `template` beside it (it reads `request`, `config` and `error`
 //!   only); `pipeline`; `engine`; `gguf` and `footprint` (it reads `gguf`), `kvstore` (it reads `gguf`); the engines
@@ -37,6 +37,7 @@ pub mod request;
 pub mod schema_depth;
 #[cfg(feature = "real-engine")]
 pub mod seqstate;
+pub mod shift;
 pub mod stats;
 pub mod stop;
 pub mod template;

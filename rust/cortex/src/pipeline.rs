@@ -187,6 +187,17 @@ impl Generation {
         self.usage.dropped_messages = u32::try_from(n).unwrap_or(u32::MAX);
     }
 
+    /// Records `n` tokens taken out of the context by a context shift (of the prompt, or while generating).
+    pub fn shifted(&mut self, n: usize) {
+        self.usage.shifted_tokens = self.usage.shifted_tokens.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+
+    /// Ends the generation with `finish_reason = length` after `cap` tokens when the request set no `max_tokens`
+    /// (a context that shifts never fills, so something else must end it).
+    pub fn cap_tokens(&mut self, cap: u32) {
+        self.max_tokens.get_or_insert(cap);
+    }
+
     /// Records a checked draft: `drafted` tokens fed after the last one, `kept` of them picked by the model.
     pub fn drafted(&mut self, drafted: usize, kept: usize) {
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);

@@ -84,7 +84,7 @@ pub fn to_py(err: CortexError) -> PyErr {
         CortexError::InvalidConfig { field, .. } => config_error(msg, Some(field)),
         CortexError::InvalidOutput { field, path, .. } => config_error_at(msg, field, path),
         CortexError::InvalidRequest(_) | CortexError::Template(_) => RequestError::new_err(msg),
-        CortexError::ContextOverflow { prompt_tokens, context_size } => {
+        CortexError::ContextOverflow { prompt_tokens, context_size, .. } => {
             context_overflow(msg, prompt_tokens, context_size)
         }
         CortexError::ModelLoad { .. } => ModelLoadError::new_err(msg),

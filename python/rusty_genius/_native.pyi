@@ -85,6 +85,10 @@ class Usage:
     def dropped_messages(self) -> int:
         """Messages of the conversation left out so that it fit the context (``context_overflow``)."""
     @property
+    def shifted_tokens(self) -> int:
+        """Tokens ``context_overflow="shift"`` took out of the context: cut from an overlong prompt (not counted in
+        ``prompt_tokens``, which is what was read) and discarded by each shift while generating."""
+    @property
     def draft_tokens(self) -> int:
         """Draft tokens speculative decoding fed to the model (``Brain(spec_type="ngram-simple")``)."""
     @property

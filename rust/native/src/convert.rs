@@ -32,12 +32,12 @@ pub fn behavior(obj: &Bound<'_, PyAny>) -> PyResult<Behavior> {
     Ok(b)
 }
 
-/// Reads `Behavior.context_overflow`: `"error"` or `"drop_oldest_turns"`.
+/// Reads `Behavior.context_overflow`: `"error"`, `"drop_oldest_turns"` or `"shift"`.
 fn context_overflow(obj: &Bound<'_, PyAny>) -> PyResult<ContextOverflow> {
     let name: String = attr(obj, "Behavior", "context_overflow")?;
     ContextOverflow::parse(&name).ok_or_else(|| {
-        let names = ContextOverflow::NAMES.join(" or ");
-        config_error(format!("context_overflow must be {names}, not {name:?}"), Some("context_overflow"))
+        let names = ContextOverflow::NAMES.join(", ");
+        config_error(format!("context_overflow must be one of {names}, not {name:?}"), Some("context_overflow"))
     })
 }
 

@@ -18,6 +18,9 @@ pub struct PyUsage {
     pub restored_prompt_tokens: u32,
     /// Messages of the conversation left out so that it fit the context (``context_overflow="drop_oldest_turns"``).
     pub dropped_messages: u32,
+    /// Tokens ``context_overflow="shift"`` took out of the context: cut from an overlong prompt, and discarded by
+    /// each shift while generating.
+    pub shifted_tokens: u32,
     /// Draft tokens speculative decoding fed to the model, and how many it kept (``spec_type="ngram-simple"``).
     pub draft_tokens: u32,
     pub accepted_draft_tokens: u32,
@@ -33,12 +36,13 @@ impl PyUsage {
     fn __repr__(&self) -> String {
         format!(
             "Usage(prompt_tokens={}, completion_tokens={}, cached_prompt_tokens={}, restored_prompt_tokens={}, \
-             dropped_messages={}, draft_tokens={}, accepted_draft_tokens={})",
+             dropped_messages={}, shifted_tokens={}, draft_tokens={}, accepted_draft_tokens={})",
             self.prompt_tokens,
             self.completion_tokens,
             self.cached_prompt_tokens,
             self.restored_prompt_tokens,
             self.dropped_messages,
+            self.shifted_tokens,
             self.draft_tokens,
             self.accepted_draft_tokens
         )
@@ -199,6 +203,7 @@ impl PyEvent {
             cached_prompt_tokens: u.cached_prompt_tokens,
             restored_prompt_tokens: u.restored_prompt_tokens,
             dropped_messages: u.dropped_messages,
+            shifted_tokens: u.shifted_tokens,
             draft_tokens: u.draft_tokens,
             accepted_draft_tokens: u.accepted_draft_tokens,
         })

@@ -141,14 +141,21 @@ class Behavior:
     off."""
 
     context_overflow: str = _described(
-        "error", "when the conversation does not fit the context: error, or drop_oldest_turns (system messages and "
-        "the last turn stay; usage counts the dropped messages)", choices=("error", "drop_oldest_turns"),
-        metavar="POLICY",
+        "error", "when the conversation does not fit the context: error, drop_oldest_turns (system messages and "
+        "the last turn stay; usage counts the dropped messages), or shift (llama.cpp's context shift: the middle "
+        "goes, generation runs past the context; usage counts the shifted tokens)",
+        choices=("error", "drop_oldest_turns", "shift"), metavar="POLICY",
     )  # fmt: skip
-    """What a chat request whose prompt does not fit the context gets: ``"error"`` (:class:`ContextOverflowError`),
-    or ``"drop_oldest_turns"``: the oldest turns (a user message and what answered it) are left out until it fits;
-    system messages and the last turn always stay, and ``usage.dropped_messages`` counts what went. Raw completions
-    (``Genius.generate``) always get the error."""
+    """What a request whose prompt does not fit the context gets: ``"error"`` (:class:`ContextOverflowError`; an
+    answer that fills the context ends with ``finish_reason="length"``), ``"drop_oldest_turns"``: the oldest turns (a
+    user message and what answered it) are left out until it fits; system messages and the last turn always stay, and
+    ``usage.dropped_messages`` counts what went (chat only: raw completions get the error); or ``"shift"``, llama.cpp's
+    context shift, for chat and raw completions: the tokens of the leading system messages (else the BOS) stay, an
+    overlong prompt loses blocks from its middle, and an answer that fills the context drops the older half of what
+    follows them and goes on, so it can run past the context (without ``max_tokens`` it stops after one context's
+    worth of tokens); ``usage.shifted_tokens`` counts the tokens taken out. Models whose cache cannot shift
+    (recurrent, hybrid, sliding-window) behave as with ``"error"``, and the error says so. Pinky has no context window:
+    every policy is the same there."""
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):

@@ -40,8 +40,11 @@ def usage_of(usage: Usage | None) -> dict[str, int]:
     if usage is None:
         return {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0}
     cached = usage.cached_prompt_tokens
-    return {"input_tokens": usage.prompt_tokens - cached, "output_tokens": usage.completion_tokens,
+    body = {"input_tokens": usage.prompt_tokens - cached, "output_tokens": usage.completion_tokens,
             "cache_read_input_tokens": cached}  # fmt: skip
+    if usage.shifted_tokens:  # this server's extension: context_overflow "shift" took these out of the context
+        body["shifted_tokens"] = usage.shifted_tokens
+    return body
 
 
 def _input(arguments: str) -> Any:

@@ -45,7 +45,7 @@ MAX_COMPLETIONS = 16
 _SHARED = (
     "model", "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty",
     "seed", "max_tokens", "stop", "n", "stream", "stream_options", "logit_bias", "grammar", "keep_alive",
-    "response_format",
+    "response_format", "context_overflow",
 )  # fmt: skip
 """The fields parsed as on chat."""
 

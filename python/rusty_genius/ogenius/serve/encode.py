@@ -53,6 +53,8 @@ def usage_dict(usage: Usage) -> dict[str, Any]:
     }
     if usage.dropped_messages:  # context_overflow: drop_oldest_turns left these out
         body["dropped_messages"] = usage.dropped_messages
+    if usage.shifted_tokens:  # context_overflow: shift took these out of the context
+        body["shifted_tokens"] = usage.shifted_tokens
     if usage.draft_tokens:  # speculative decoding: OpenAI's names for predicted tokens kept and thrown away
         body["completion_tokens_details"] = {
             "accepted_prediction_tokens": usage.accepted_draft_tokens,

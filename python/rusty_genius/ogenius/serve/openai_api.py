@@ -230,14 +230,14 @@ def _parse(body: dict[str, Any]) -> ChatRequest:
 
 
 def parse_context_overflow(body: Mapping[str, Any], request: ChatRequest) -> None:
-    """This server's ``context_overflow`` field, on every API: ``error`` or ``drop_oldest_turns`` (over the server's
-    default)."""
+    """This server's ``context_overflow`` field, on every API: ``error``, ``drop_oldest_turns`` or ``shift`` (over the
+    server's default)."""
     policy = body.get("context_overflow")
     if policy is None:
         return
     choices = SETTINGS["context_overflow"].choices
     if policy not in choices:
-        raise ApiError(400, f"'context_overflow' must be {' or '.join(choices)} (got {shown(policy)})",
+        raise ApiError(400, f"'context_overflow' must be one of {', '.join(choices)} (got {shown(policy)})",
                        param="context_overflow")  # fmt: skip
     request.settings["context_overflow"] = policy
     request.params["context_overflow"] = "context_overflow"

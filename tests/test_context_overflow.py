@@ -108,7 +108,8 @@ def assert_counts_on(text: str) -> None:
 @pytest.mark.real_engine
 @pytest.mark.anyio
 async def test_shift_generates_past_the_context_and_keeps_counting() -> None:
-    async with rusty_genius.Genius(Brain(model_path=smollm2_path(), context_size=WINDOW, parallel=1)) as g:
+    brain = Brain(model_path=smollm2_path(), context_size=WINDOW, parallel=1, kv_store=False)
+    async with rusty_genius.Genius(brain) as g:
         stopped = await g.complete(COUNT, max_tokens=2 * WINDOW, temperature=0, logit_bias=NO_END)
         assert stopped.finish_reason == "length" and stopped.usage is not None
         assert stopped.usage.prompt_tokens + stopped.usage.completion_tokens <= WINDOW, "error: ends at the context"
@@ -135,9 +136,28 @@ async def test_shift_generates_past_the_context_and_keeps_counting() -> None:
 
 @pytest.mark.real_engine
 @pytest.mark.anyio
+async def test_shift_with_prompt_lookup_drafts_gives_the_same_answer() -> None:
+    """Drafts stay inside the window and a shift waits until the draft is checked: greedy answers do not change."""
+    answers = []
+    for spec in ("none", "ngram-simple"):
+        brain = Brain(model_path=smollm2_path(), context_size=WINDOW, parallel=1, kv_store=False, spec_type=spec)
+        async with rusty_genius.Genius(brain) as g:
+            answer = await g.complete(
+                COUNT, max_tokens=2 * WINDOW, context_overflow="shift", temperature=0, logit_bias=NO_END
+            )
+            assert answer.usage is not None and answer.usage.shifted_tokens > 0
+            answers.append(answer)
+    plain, drafted = answers
+    assert drafted.usage is not None and drafted.usage.accepted_draft_tokens > 0, "the drafts were used"
+    assert drafted.content == plain.content
+    assert_counts_on(drafted.content)
+
+
+@pytest.mark.real_engine
+@pytest.mark.anyio
 async def test_shift_cuts_an_overlong_prompt_from_its_middle() -> None:
     conversation = long_conversation()
-    async with rusty_genius.Genius(Brain(model_path=smollm2_path(), context_size=256, parallel=1)) as g:
+    async with rusty_genius.Genius(Brain(model_path=smollm2_path(), context_size=256, parallel=1, kv_store=False)) as g:
         whole = await g.count_tokens(conversation)
         assert whole > 256
         with pytest.raises(ContextOverflowError):

@@ -167,12 +167,19 @@ for variant in "${variants[@]}"; do
       # mode would link cudart_static/cublas_static, and NVIDIA publishes no static cuBLAS on PyPI.
       cuda_target="$CARGO_TARGET_DIR-cuda"
       started=$SECONDS
+      raw="$(mktemp -d "$TMPDIR/wheel-raw.XXXXXX")"
+      cleanup_dirs+=("$raw")
       CARGO_TARGET_DIR="$cuda_target" LLAMA_BUILD_SHARED_LIBS=1 GGML_CUDA_NO_VMM=ON \
         CMAKE_CUDA_COMPILER="$CUDA_ROOT/bin/nvcc" CUDAToolkit_ROOT="$CUDA_ROOT" \
         CMAKE_CUDA_ARCHITECTURES="${RG_CUDA_ARCHS:-$DEFAULT_CUDA_ARCHS}" \
-        LD_LIBRARY_PATH="$cuda_target/release:$CUDA_ROOT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-        build_linux rusty-genius-cuda "$src" real-engine,cuda \
-        --exclude libcuda.so.1 --exclude libcudart.so.13 --exclude libcublas.so.13 --exclude libcublasLt.so.13
+        build rusty-genius-cuda "$src" real-engine,cuda "$raw" --compatibility linux --auditwheel skip
+      # The extension needs llama.cpp's libraries by their sonames (libllama.so.0, ...), which only the build's own
+      # lib folder has (the crate links the unversioned names into the target dir); auditwheel bundles them from
+      # there and leaves NVIDIA's and the driver's libraries out.
+      llama_libs="$(ls -td "$cuda_target"/release/build/llama-cpp-sys-2-*/out/lib | head -1)"
+      LD_LIBRARY_PATH="$llama_libs:$CUDA_ROOT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" auditwheel_repair \
+        --exclude libcuda.so.1 --exclude libcudart.so.13 --exclude libcublas.so.13 --exclude libcublasLt.so.13 \
+        "$raw"/*.whl
       echo "build-wheels: cuda wheel built in $((SECONDS - started)) s (architectures ${RG_CUDA_ARCHS:-$DEFAULT_CUDA_ARCHS})" >&2
       ;;
     metal)

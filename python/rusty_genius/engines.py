@@ -84,6 +84,10 @@ class Pinky:
         )
 
 
+PROMPT_LOOKUP_DRAFT_MAX = 4
+"""``draft_max`` of prompt lookup by default: measured on the test model (2 CPU threads, an edit-this-text request),
+drafts of up to 4 tokens decode 1.2x as fast as none, 8 about 1.1x, 16 0.8x."""
+
 DEFAULT_KV_STORE_SIZE = 2 << 30
 """Bytes the KV store may take on disk by default (every model's saved conversations together)."""
 
@@ -133,9 +137,11 @@ class Brain:
     first. See the README's "Conversations survive unload and restart".
 
     ``spec_type``: speculative decoding. ``"none"`` (default) or ``"ngram-simple"``: prompt lookup, no second model;
-    each step feeds the next token with up to ``draft_max`` (default 16) tokens that followed its last words earlier
-    in the conversation, and keeps those the model would have picked anyway, so the answer is the same and text
-    that repeats the prompt (edits, code, quotes) comes faster. It drafts while at most two requests are generating;
+    each step feeds the next token with up to ``draft_max`` tokens that followed its last words earlier in the
+    conversation, and keeps those the model would have picked anyway, so the answer is the model's own and text that
+    repeats the prompt (edits, code, quotes) comes faster. ``draft_max`` defaults to 4 for prompt lookup (on a CPU a
+    longer unchecked guess costs more than it saves: 4 measured 1.2x, 16 0.8x on an edit) and 16 for a draft
+    model (whose unsure guesses end a draft anyway). It drafts while at most two requests are generating;
     ``usage.draft_tokens`` / ``usage.accepted_draft_tokens`` count the drafts. ``draft_model``: a smaller GGUF with the
     model's vocabulary that guesses instead (``spec_type`` becomes ``"draft"``; its guesses below 75 % likely end a
     draft). A bad value raises :class:`ConfigError` naming the option when the model loads.
@@ -156,7 +162,7 @@ class Brain:
     kv_store: str | os.PathLike[str] | bool = True
     kv_store_size: int = DEFAULT_KV_STORE_SIZE
     spec_type: SpecType = "none"
-    draft_max: int = 16
+    draft_max: int | None = None
     draft_model: str | os.PathLike[str] | None = None
 
     def _load(self) -> _native.Engine:
@@ -169,7 +175,7 @@ class Brain:
             kv_store=self._kv_store_dir(),
             kv_store_size=self.kv_store_size,
             spec_type="draft" if self.draft_model is not None and self.spec_type == "none" else self.spec_type,
-            draft_max=self.draft_max,
+            draft_max=self._draft_max(),
             draft_model=None if self.draft_model is None else os.fspath(self.draft_model),
             **self._sizing(),
         )
@@ -191,6 +197,11 @@ class Brain:
             f"invalid kv_store = {self.kv_store!r}: must be True (the default folder), False (off) or a folder",
             "kv_store",
         )
+
+    def _draft_max(self) -> int:
+        if self.draft_max is not None:
+            return self.draft_max
+        return 16 if self.draft_model is not None or self.spec_type == "draft" else PROMPT_LOOKUP_DRAFT_MAX
 
     def _sizing(self) -> dict[str, Any]:
         """The options its memory depends on, as :func:`_native.estimate_memory` takes them."""

@@ -122,7 +122,7 @@ def add_load_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     load.add_argument(
         "--draft-max", type=bounded(int, 0, 128, "between 0 and 128"), metavar="N",
-        help="most draft tokens per step with --spec-type (default 16)",
+        help="most draft tokens per step (default 4 with ngram-simple, 16 with a draft model)",
     )  # fmt: skip
     load.add_argument("--mlock", action="store_true", help="lock the model in RAM (never swapped out)")
     store = load.add_mutually_exclusive_group()

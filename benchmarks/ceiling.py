@@ -358,7 +358,9 @@ async def stream_chat(client: httpx.AsyncClient, url: str, prompt: str, max_toke
 
 async def server_level(port: int, clients: int, max_tokens: int) -> dict[str, float]:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0)) as client:
+    # A new connection per request on both sides: llama-server may close a kept-alive one just as it is reused.
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=no_reuse) as client:
         await stream_chat(client, url, "Hi", 4)
         start = time.perf_counter()
         results = await asyncio.gather(*(stream_chat(client, url, PROMPTS[i], max_tokens) for i in range(clients)))
@@ -395,7 +397,14 @@ def section_c(args: argparse.Namespace, ratios: dict[str, float]) -> None:
         for _ in range(args.reps):
             for n in levels:
                 for side, port in (("ours", ours_port), ("theirs", theirs_port)):
-                    runs.setdefault((side, n), []).append(asyncio.run(server_level(port, n, args.n_gen)))
+                    try:
+                        level = asyncio.run(server_level(port, n, args.n_gen))
+                    except httpx.HTTPError as e:
+                        sys.exit(
+                            f"ceiling (c): {side} at {n} clients: {type(e).__name__}: {e} "
+                            "(logs: $TMPDIR/concurrency-ceiling-*.log)"
+                        )
+                    runs.setdefault((side, n), []).append(level)
     for n in levels:
         cells = {}
         for side in ("ours", "theirs"):
@@ -506,7 +515,7 @@ async def lookup_worker(model: str, threads: int, on: bool, n_gen: int) -> dict[
     )
     messages = [{"role": "user", "content": f"Fix the spelling mistakes in this text and write it out again in "
                  f"full, changing nothing else:\n\n{EDIT_TEXT}"}]  # fmt: skip
-    runs = []
+    runs: list[dict[str, Any]] = []
     async with rusty_genius.Genius(engine=brain) as genius:
         await _stream(genius, "Hello there", 4, {})
         for _ in range(2):
@@ -525,7 +534,7 @@ async def lookup_worker(model: str, threads: int, on: bool, n_gen: int) -> dict[
                 "text": "".join(pieces),
             })  # fmt: skip
     best = sorted(runs, key=lambda r: r["decode_tps"])[len(runs) // 2]
-    return {**best, "decode_tps": statistics.median(r["decode_tps"] for r in runs)}
+    return {**best, "decode_tps": statistics.median(float(r["decode_tps"]) for r in runs)}
 
 
 def section_f_lookup(args: argparse.Namespace, ratios: dict[str, float], feature: str) -> None:

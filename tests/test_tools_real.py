@@ -80,7 +80,9 @@ CLOSE_SLACK = 4
 
 
 def open_genius(path: Path) -> Genius:
-    return Genius(engine=Brain(model_path=path, threads=2, context_size=2048))
+    # No KV store: a conversation an earlier test saved would be restored into these prompts, and a cache computed in
+    # other batches can flip a near tie in the greedy answers asserted here (README, continuous batching).
+    return Genius(engine=Brain(model_path=path, threads=2, context_size=2048, kv_store=False))
 
 
 @pytest.fixture(scope="module")

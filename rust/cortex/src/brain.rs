@@ -779,19 +779,7 @@ impl Brain {
     fn reuse_prefix(&mut self, slot: usize, tokens: &[LlamaToken]) -> Result<(), CortexError> {
         let cached = &mut self.slots[slot].cached;
         let keep = shared_prefix(cached, tokens).min(tokens.len().saturating_sub(1));
-        if keep < cached.len() {
-            let seq = u32::try_from(slot).ok();
-            let cut = u32::try_from(keep).ok().and_then(|p0| self.ctx.clear_kv_cache_seq(seq, Some(p0), None).ok());
-            if cut == Some(true) {
-                cached.truncate(keep);
-            } else {
-                cached.clear();
-                if self.ctx.clear_kv_cache_seq(seq, None, None).ok() != Some(true) {
-                    return Err(CortexError::Engine(format!("llama.cpp could not clear sequence {slot}")));
-                }
-            }
-        }
-        Ok(())
+        cut_tail(&mut self.ctx, slot, cached, keep)
     }
 
     /// After a failed decode the cache may hold part of the batch: forget everything rather than trust it.
@@ -823,21 +811,16 @@ impl Brain {
             let drafted = std::mem::take(draft);
             let (next, kept) = self.verify(seq, at, &drafted, &mut piece);
             let slot = &mut self.slots[seq.slot];
-            // The draft's tail the model did not pick leaves the cache (it is the last thing in it).
-            let stale = drafted.len() - kept;
-            if stale > 0 {
-                let keep = slot.cached.len() - stale;
-                let cut = u32::try_from(keep)
-                    .ok()
-                    .and_then(|p0| self.ctx.clear_kv_cache_seq(u32::try_from(seq.slot).ok(), Some(p0), None).ok());
-                slot.cached.truncate(keep);
-                if cut != Some(true) && seq.done.is_none() {
-                    seq.done = Some(Err(CortexError::Engine(format!(
-                        "llama.cpp could not cut a draft from sequence {}",
-                        seq.slot
-                    ))));
-                    continue;
-                }
+            // The draft's tail the model did not pick leaves the cache (it is the last thing in it); where the cache
+            // refuses the cut, the sequence lost its cache and cannot go on.
+            let keep = slot.cached.len() - (drafted.len() - kept);
+            let cut = cut_tail(&mut self.ctx, seq.slot, &mut slot.cached, keep);
+            if (cut.is_err() || slot.cached.len() != keep) && seq.done.is_none() {
+                seq.done = Some(Err(CortexError::Engine(format!(
+                    "llama.cpp could not cut a draft from sequence {}",
+                    seq.slot
+                ))));
+                continue;
             }
             if !drafted.is_empty() {
                 slot.draft_len.record(drafted.len(), kept);
@@ -1067,6 +1050,30 @@ fn shift_cache(ctx: &mut LlamaContext<'_>, slot: usize, plan: shift::Shift, len:
     ctx.kv_cache_seq_add(seq_id(slot), Some(end), Some(pos(len)?), delta).map_err(|_| failed())
 }
 
+/// Cuts sequence `slot`'s cache back to its first `keep` tokens (`cached` lists them). Where the cache refuses to cut
+/// a sequence in the middle, the sequence is removed whole (`cached` emptied); an error when even that fails.
+fn cut_tail(
+    ctx: &mut LlamaContext<'_>,
+    slot: usize,
+    cached: &mut Vec<LlamaToken>,
+    keep: usize,
+) -> Result<(), CortexError> {
+    if keep >= cached.len() {
+        return Ok(());
+    }
+    let seq = u32::try_from(slot).ok();
+    let cut = u32::try_from(keep).ok().and_then(|p0| ctx.clear_kv_cache_seq(seq, Some(p0), None).ok());
+    if cut == Some(true) {
+        cached.truncate(keep);
+        return Ok(());
+    }
+    cached.clear();
+    if ctx.clear_kv_cache_seq(seq, None, None).ok() != Some(true) {
+        return Err(CortexError::Engine(format!("llama.cpp could not clear sequence {slot}")));
+    }
+    Ok(())
+}
+
 fn shared_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
@@ -1267,15 +1274,8 @@ impl Engine for Brain {
         // A shifted cache past the kept tokens was computed beside tokens it no longer holds: a later request must
         // not reuse it as if it were a fresh prefill, nor the KV store save it.
         if std::mem::take(&mut slot.shifted) {
-            let keep = slot.keep.unwrap_or(0);
-            let seq = u32::try_from(index).ok();
-            let cut = u32::try_from(keep).ok().and_then(|p0| self.ctx.clear_kv_cache_seq(seq, Some(p0), None).ok());
-            if cut == Some(true) {
-                slot.cached.truncate(keep);
-            } else {
-                slot.cached.clear();
-                let _ = self.ctx.clear_kv_cache_seq(seq, None, None);
-            }
+            // Where even clearing the whole sequence fails, the next decode's failure forgets the cache.
+            let _ = cut_tail(&mut self.ctx, index, &mut slot.cached, slot.keep.unwrap_or(0));
         }
         slot.keep = None;
     }

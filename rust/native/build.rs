@@ -30,11 +30,14 @@ fn release(banner: &str) -> Option<String> {
 }
 
 fn main() {
-    for var in ["CMAKE_CUDA_COMPILER", "CUDAToolkit_ROOT", "CUDA_PATH", "CUDA_HOME", "PATH"] {
-        println!("cargo:rerun-if-env-changed={var}");
-    }
+    // Without these lines cargo would rerun this script on any change in the package; with PATH among them, a CPU
+    // build would rebuild the extension whenever PATH differs between two builds. So CPU builds watch only this file.
+    println!("cargo:rerun-if-changed=build.rs");
     if env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
+    }
+    for var in ["CMAKE_CUDA_COMPILER", "CUDAToolkit_ROOT", "CUDA_PATH", "CUDA_HOME", "PATH"] {
+        println!("cargo:rerun-if-env-changed={var}");
     }
     let version = Command::new(nvcc())
         .arg("--version")

@@ -43,7 +43,7 @@ What each section measures, and why that is like for like:
     timed. Prompt lookup (``Brain(spec_type="ngram-simple")``): decode tok/s of a greedy chat request whose answer
     rewrites a given text, on over off, fresh processes alternating; target >= 1.5.
 
-    scripts/bench.sh ceiling [--quick] [--only a,b,c,d,e,f] [--reps 3] [--model PATH]
+    scripts/bench.sh ceiling [--quick] [--only a,b,c,d,e,f] [--reps 3] [--model PATH] [--draft-max 2,4,8,16]
 
 The last block is ``name=ratio`` lines, ours / theirs (above 1 is better for rates, below 1 for times and memory).
 """
@@ -232,7 +232,8 @@ def worker_main(args: argparse.Namespace) -> None:
     if args.worker == "single":
         result = asyncio.run(single_worker(args.model, args.threads, levels, args.n_prompt, args.n_gen))
     elif args.worker.startswith("lookup-"):
-        result = asyncio.run(lookup_worker(args.model, args.threads, args.worker == "lookup-on", levels[0]))
+        on = args.worker == "lookup-on"
+        result = asyncio.run(lookup_worker(args.model, args.threads, on, levels[0], args.draft_max))
     elif args.worker.startswith("kv-"):
         result = asyncio.run(kv_worker(args.model, args.threads, args.worker[3:], args.kv_store, levels[0]))
     else:
@@ -505,11 +506,14 @@ EDIT_TEXT = (
 )
 
 
-async def lookup_worker(model: str, threads: int, on: bool, n_gen: int) -> dict[str, Any]:
-    """The edit-this-text request, greedy, twice (the median), with prompt lookup on or off."""
+async def lookup_worker(model: str, threads: int, on: bool, n_gen: int, draft_max: str) -> dict[str, Any]:
+    """The edit-this-text request, greedy, twice (the median), with prompt lookup on (``draft_max``: the engine's
+    default when empty) or off."""
     import rusty_genius
 
     options: dict[str, Any] = {"spec_type": "ngram-simple"} if on else {}
+    if on and draft_max:
+        options["draft_max"] = int(draft_max)
     brain = rusty_genius.Brain(
         model_path=model, threads=threads, context_size=2048, parallel=1, **options, **engine_options()
     )
@@ -539,27 +543,33 @@ async def lookup_worker(model: str, threads: int, on: bool, n_gen: int) -> dict[
 
 def section_f_lookup(args: argparse.Namespace, ratios: dict[str, float], feature: str) -> None:
     n_gen = 256
+    lengths = [v for v in args.draft_max.split(",") if v] or [""]  # "": the engine's default draft_max
     print(f"   prompt lookup ({feature}): an edit-this-text chat request (the answer repeats a ~170-word text), "
-          f"greedy, max {n_gen} tokens; decode tok/s on / off, {args.reps} alternations, fresh processes")  # fmt: skip
-    on, off = [], []
+          f"greedy, max {n_gen} tokens; decode tok/s on / off, {args.reps} alternations, fresh processes; "
+          f"draft_max {', '.join(v or 'default' for v in lengths)}")  # fmt: skip
+    off: list[dict[str, Any]] = []
+    on: dict[str, list[dict[str, Any]]] = {v: [] for v in lengths}
     for _ in range(args.reps):
         off.append(run_worker("lookup-off", args, [n_gen]))
-        on.append(run_worker("lookup-on", args, [n_gen]))
-    rate_on = statistics.median(r["decode_tps"] for r in on)
+        for v in lengths:
+            on[v].append(run_worker("lookup-on", args, [n_gen], *(["--draft-max", v] if v else [])))
     rate_off = statistics.median(r["decode_tps"] for r in off)
-    last_on, last_off = on[-1], off[-1]
-    a, b = last_on["text"], last_off["text"]
-    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-    # Greedy answers should match; batched verification can round differently from one-token steps, though.
-    same = (
-        "the same text"
-        if a == b
-        else f"DIFFERENT texts from character {at}: on {a[at : at + 30]!r}, off {b[at : at + 30]!r}"
-    )
-    print(f"   on {rate_on:7.1f} tok/s (drafted {last_on['drafted']}, accepted {last_on['accepted']}, generated "
-          f"{last_on['generated']})  off {rate_off:7.1f} tok/s (generated {last_off['generated']}): speedup "
-          f"{rate_on / rate_off:.2f} (target >= 1.5); {same}")  # fmt: skip
-    ratios["prompt_lookup_speedup_edit_task"] = rate_on / rate_off
+    last_off = off[-1]
+    for v, runs in on.items():
+        rate_on = statistics.median(r["decode_tps"] for r in runs)
+        last_on = runs[-1]
+        a, b = last_on["text"], last_off["text"]
+        at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+        # Greedy answers should match; batched verification can round differently from one-token steps, though.
+        same = (
+            "the same text"
+            if a == b
+            else f"DIFFERENT texts from character {at}: on {a[at : at + 30]!r}, off {b[at : at + 30]!r}"
+        )
+        print(f"   draft_max {v or 'default'}: on {rate_on:7.1f} tok/s (drafted {last_on['drafted']}, accepted "
+              f"{last_on['accepted']}, generated {last_on['generated']})  off {rate_off:7.1f} tok/s (generated "
+              f"{last_off['generated']}): speedup {rate_on / rate_off:.2f} (target >= 1.5); {same}")  # fmt: skip
+        ratios["prompt_lookup_speedup_edit_task" + (f"_draft_max_{v}" if v else "")] = rate_on / rate_off
 
 
 FOLLOW_UPS = ("Now say in one sentence what the text is about.", "And which word comes up most often?")
@@ -722,6 +732,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer depths and levels, 1 alternation, short runs")
     parser.add_argument("--only", default="a,b,c,d,e,f", help="sections to run, e.g. a,b")
     parser.add_argument("--phases", action="store_true", help="(e): also the load phase breakdown")
+    parser.add_argument(
+        "--draft-max", default="", help="(f): prompt lookup's draft_max values to compare, e.g. 2,4,8,16 (default: the "
+        "engine's)",
+    )  # fmt: skip
     parser.add_argument("--bin", help="llama.cpp tools' directory (default: benchmarks/peer_tools.sh builds them)")
     parser.add_argument("--peer-python", help="llama-cpp-python's venv python (default: benchmarks/peer_env.sh)")
     parser.add_argument("--no-peer", action="store_true", help="skip llama-cpp-python (section e)")

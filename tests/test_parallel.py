@@ -42,7 +42,10 @@ async def answer(stream: ChatStream) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 async def brain4() -> AsyncIterator[Genius]:
-    async with Genius(Brain(model_path=smollm2_path(), threads=2, context_size=1024, parallel=4)) as g:
+    # No KV store: a conversation another test module saved would be restored into some of these requests and not
+    # others, and a cache computed in other batches can flip the near ties these greedy comparisons depend on.
+    brain = Brain(model_path=smollm2_path(), threads=2, context_size=1024, parallel=4, kv_store=False)
+    async with Genius(brain) as g:
         yield g
 
 
